@@ -1,0 +1,1 @@
+"""Metrics: EPE, PCK/AUC and Procrustes alignment, as the hand-pose benchmarks use them."""

@@ -1,0 +1,1 @@
+"""The paper's network: shared feature extraction, grouped feature learning, 3D recovery."""

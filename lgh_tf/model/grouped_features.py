@@ -1,0 +1,281 @@
+"""Paper module 2, grouped feature learning: trunk, one branch per joint group, the learnable joint
+group selector (Eqs. 5-8) and the cross-group feature fusion (Eq. 9).
+
+Block structure follows the authors' release (shared/reference/README.md, "Grouped feature learning").
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from lgh_tf.model.layers import PaddedConv2D, batch_norm
+
+SELECTOR_MODES = ("sample", "soft", "hard")
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class ConvBNReLU(keras.layers.Layer):
+    """k x k convolution (symmetric padding), BatchNorm, ReLU ("Basic" in the reference)."""
+
+    def __init__(self, filters, kernel_size=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.conv = PaddedConv2D(filters, kernel_size, name="conv")
+        self.bn = batch_norm("bn")
+
+    def call(self, x, training=False):
+        return keras.ops.relu(self.bn(self.conv(x), training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class ResidualBlock2D(keras.layers.Layer):
+    """Post-activation residual block: ReLU(BN(3x3(ReLU(BN(3x3 x)))) + skip), skip = x or 1x1-BN.
+
+    With ``strides=2`` and ``activate_main=True`` this is the reference's "Down" block: the first
+    3x3 convolution and the 1x1 skip halve the resolution, and the main path ends in a ReLU too.
+    """
+
+    def __init__(self, filters, strides=1, activate_main=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+        self.activate_main = activate_main
+        self.conv1 = PaddedConv2D(filters, 3, strides=strides, name="conv1")
+        self.bn1 = batch_norm("bn1")
+        self.conv2 = PaddedConv2D(filters, 3, name="conv2")
+        self.bn2 = batch_norm("bn2")
+        self.skip_conv = None
+        self.skip_bn = None
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.filters or self.strides != 1:
+            self.skip_conv = keras.layers.Conv2D(
+                self.filters, 1, strides=self.strides, name="skip_conv"
+            )
+            self.skip_bn = batch_norm("skip_bn")
+
+    def call(self, x, training=False):
+        y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
+        y = self.bn2(self.conv2(y), training=training)
+        if self.activate_main:
+            y = keras.ops.relu(y)
+        skip = x if self.skip_conv is None else self.skip_bn(self.skip_conv(x), training=training)
+        return keras.ops.relu(y + skip)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters, strides=self.strides, activate_main=self.activate_main
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class UpBlock(keras.layers.Layer):
+    """4x4 transposed convolution with stride 2 (exactly doubles H and W), BatchNorm, ReLU.
+
+    Keras' ``padding="same"`` crops one pixel on each side here, as PyTorch's padding=1 does.
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.deconv = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name="deconv")
+        self.bn = batch_norm("bn")
+
+    def call(self, x, training=False):
+        return keras.ops.relu(self.bn(self.deconv(x), training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class GroupTrunk(keras.layers.Layer):
+    """Into the groups: concat[backbone heatmaps, shared features] -> Res2D(128) -> Res2D(channels)."""
+
+    def __init__(self, channels=32, hidden=128, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.hidden = hidden
+        self.block1 = ResidualBlock2D(hidden, name="block1")
+        self.block2 = ResidualBlock2D(channels, name="block2")
+
+    def call(self, heatmaps, features, training=False):
+        x = keras.ops.concatenate([heatmaps, features], axis=-1)
+        return self.block2(self.block1(x, training=training), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels, hidden=self.hidden)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class GroupBranch(keras.layers.Layer):
+    """One group's own feature extractor: a small two-level encoder-decoder at ``channels`` width.
+
+    b0 = Basic1x1(t); b1 = Res2D(b0); b2 = Down(b1); b3 = Down(b2); b31 = Up(b3);
+    b21 = Up(Basic1x1(concat[b31, b2])); f = Res2D(Basic1x1(concat[b21, b1, b0])).
+    """
+
+    def __init__(self, channels=32, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        c = channels
+        self.entry = ConvBNReLU(c, 1, name="entry")
+        self.res = ResidualBlock2D(c, name="res")
+        self.down1 = ResidualBlock2D(c, strides=2, activate_main=True, name="down1")
+        self.down2 = ResidualBlock2D(c, strides=2, activate_main=True, name="down2")
+        self.up2 = UpBlock(c, name="up2")
+        self.merge1 = ConvBNReLU(c, 1, name="merge1")
+        self.up1 = UpBlock(c, name="up1")
+        self.merge0 = ConvBNReLU(2 * c, 1, name="merge0")
+        self.exit = ResidualBlock2D(c, name="exit")
+
+    def call(self, t, training=False):
+        b0 = self.entry(t, training=training)
+        b1 = self.res(b0, training=training)
+        b2 = self.down1(b1, training=training)
+        b3 = self.down2(b2, training=training)
+        b31 = self.up2(b3, training=training)
+        b21 = self.up1(self.merge1(keras.ops.concatenate([b31, b2], -1), training=training),
+                       training=training)
+        merged = self.merge0(keras.ops.concatenate([b21, b1, b0], -1), training=training)
+        return self.exit(merged, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels)
+        return config
+
+
+def fusion_kernel_init(num_groups, channels, group, own_weight=0.9):
+    """The 1x1 kernel of Eq. 9 at initialisation: alpha_k^k I on the group's own channels and
+    (1 - alpha_k^k) / (K - 1) I on every other group's; shape (1, 1, K * C, C)."""
+    kernel = np.zeros((num_groups * channels, channels), np.float32)
+    other = (1.0 - own_weight) / max(num_groups - 1, 1)
+    for source in range(num_groups):
+        weight = own_weight if source == group else other
+        kernel[source * channels:(source + 1) * channels] = weight * np.eye(channels)
+    return kernel[None, None]
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class GroupFeatureFusion(keras.layers.Layer):
+    """Cross-group fusion (NDDR, Gao et al. 2019): for each group k, ReLU(BN(1x1 conv([F^1..F^K])))
+    with the 1x1 kernel initialised to [alpha_1^k I, ..., alpha_K^k I] (Eq. 9)."""
+
+    def __init__(self, num_groups, channels=32, own_weight=0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.num_groups = num_groups
+        self.channels = channels
+        self.own_weight = own_weight
+        self.convs = [
+            keras.layers.Conv2D(
+                channels,
+                1,
+                kernel_initializer=keras.initializers.Constant(
+                    fusion_kernel_init(num_groups, channels, k, own_weight)
+                ),
+                bias_initializer="zeros",
+                name=f"conv_{k}",
+            )
+            for k in range(num_groups)
+        ]
+        self.bns = [batch_norm(f"bn_{k}") for k in range(num_groups)]
+
+    def call(self, group_features, training=False):
+        stacked = keras.ops.concatenate(list(group_features), axis=-1)
+        return [
+            keras.ops.relu(bn(conv(stacked), training=training))
+            for conv, bn in zip(self.convs, self.bns)
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_groups=self.num_groups, channels=self.channels, own_weight=self.own_weight
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class JointGroupSelector(keras.layers.Layer):
+    """The binary joint selector S (N joints x K groups) of Eqs. 5-8.
+
+    Holds the logits theta (N, K), initialised to 1/K (no prior on the grouping). Modes:
+      "sample": a relaxed one-hot draw from Concrete(theta, tau) per forward pass (Eq. 8; training);
+      "soft":   softmax(theta / tau), the same without Gumbel noise (deterministic);
+      "hard":   one_hot(argmax theta): every joint in exactly one group (Eqs. 6-7; inference default).
+    With ``fixed_groups`` (a tuple of joint-index tuples) the selector is that constant partition
+    and holds no logits (the paper's "Manual" grouping).
+    """
+
+    def __init__(self, num_joints=21, num_groups=3, fixed_groups=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_joints = num_joints
+        self.num_groups = num_groups
+        self.fixed_groups = None if fixed_groups is None else tuple(tuple(g) for g in fixed_groups)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        if self.fixed_groups is not None:
+            if len(self.fixed_groups) != num_groups:
+                raise ValueError(
+                    f"fixed_groups has {len(self.fixed_groups)} groups, expected {num_groups}"
+                )
+            joints = sorted(j for g in self.fixed_groups for j in g)
+            if joints != list(range(num_joints)):
+                raise ValueError(
+                    f"fixed_groups must hold every joint 0..{num_joints - 1} exactly once, got {joints}"
+                )
+
+    def build(self, input_shape=None):
+        if self.fixed_groups is None:
+            self.theta = self.add_weight(
+                shape=(self.num_joints, self.num_groups),
+                initializer=keras.initializers.Constant(1.0 / self.num_groups),
+                name="theta",
+            )
+        else:
+            matrix = np.zeros((self.num_joints, self.num_groups), np.float32)
+            for group, joints in enumerate(self.fixed_groups):
+                matrix[list(joints), group] = 1.0
+            self._fixed_matrix = matrix
+
+    def call(self, temperature, mode="hard"):
+        if mode not in SELECTOR_MODES:
+            raise ValueError(f"selector mode must be one of {SELECTOR_MODES}, got {mode!r}")
+        if self.fixed_groups is not None:
+            return tf.constant(self._fixed_matrix)
+        if self.num_groups == 1:
+            return tf.ones((self.num_joints, 1), self.compute_dtype)
+        theta = tf.cast(self.theta, "float32")
+        if mode == "hard":
+            return tf.one_hot(tf.argmax(theta, axis=-1), self.num_groups, dtype="float32")
+        temperature = tf.cast(temperature, "float32")
+        if mode == "soft":
+            return tf.nn.softmax(theta / temperature, axis=-1)
+        # Eq. 8: S ~ softmax((theta + Gumbel) / tau), one draw per forward pass.
+        seed = tf.cast(self.seed_generator.next(), "int32")
+        concrete = tfp.distributions.RelaxedOneHotCategorical(temperature, logits=theta)
+        return concrete.sample(seed=seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_joints=self.num_joints,
+            num_groups=self.num_groups,
+            fixed_groups=self.fixed_groups,
+            seed=self.seed,
+        )
+        return config

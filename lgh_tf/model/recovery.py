@@ -1,0 +1,104 @@
+"""Paper module 3, 3D joint recovery: per-group heatmap and depth heads, learnable-sharpness
+soft-argmax, the selector-weighted sum over groups (Eq. 5) and the lift to camera space (Eq. 3)."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class PoseMapHead(keras.layers.Layer):
+    """3x3 conv (hidden), ReLU, 3x3 conv (one map per joint). Used for heatmaps and depth maps."""
+
+    def __init__(self, num_joints=21, hidden=32, **kwargs):
+        super().__init__(**kwargs)
+        self.num_joints = num_joints
+        self.hidden = hidden
+        self.conv1 = keras.layers.Conv2D(hidden, 3, padding="same", name="conv1")
+        self.conv2 = keras.layers.Conv2D(num_joints, 3, padding="same", name="conv2")
+
+    def call(self, x):
+        return self.conv2(keras.ops.relu(self.conv1(x)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_joints=self.num_joints, hidden=self.hidden)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class SoftArgmax2D(keras.layers.Layer):
+    """Integral (soft-argmax) readout of 2D joints and their relative depth.
+
+    Each heatmap channel c is scaled by its own sharpness beta_c (learnable unless
+    ``learnable_beta=False``), softmax over all H*W positions gives p; u = sum p * column,
+    v = sum p * row (heatmap indices 0..W-1, 0..H-1), depth = sum p * depth map.
+    """
+
+    def __init__(self, num_joints=21, learnable_beta=True, beta_init=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_joints = num_joints
+        self.learnable_beta = learnable_beta
+        self.beta_init = beta_init
+
+    def build(self, heatmaps_shape, depth_maps_shape=None):
+        self.beta = None
+        if self.learnable_beta:
+            self.beta = self.add_weight(
+                shape=(self.num_joints,),
+                initializer=keras.initializers.Constant(self.beta_init),
+                name="beta",
+            )
+
+    def call(self, heatmaps, depth_maps=None):
+        shape = tf.shape(heatmaps)
+        height, width = shape[1], shape[2]
+        logits = tf.cast(heatmaps, "float32")
+        if self.beta is not None:
+            logits = logits * tf.cast(self.beta, "float32")
+        logits = tf.reshape(logits, [shape[0], height * width, self.num_joints])
+        p = tf.nn.softmax(logits, axis=1)  # (B, H*W, J), row-major positions
+        columns = tf.tile(tf.range(width, dtype="float32"), [height])
+        rows = tf.repeat(tf.range(height, dtype="float32"), width)
+        u = tf.einsum("bpj,p->bj", p, columns)
+        v = tf.einsum("bpj,p->bj", p, rows)
+        uv = tf.stack([u, v], axis=-1)
+        if depth_maps is None:
+            return uv, None
+        depth_maps = tf.reshape(tf.cast(depth_maps, "float32"), [shape[0], height * width, self.num_joints])
+        depth = tf.reduce_sum(p * depth_maps, axis=1)
+        return uv, depth
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_joints=self.num_joints,
+            learnable_beta=self.learnable_beta,
+            beta_init=self.beta_init,
+        )
+        return config
+
+
+def combine_groups(selector, group_uv, group_depth):
+    """Eq. 5: J = sum_k S^k (.) J^k. selector (J, K); group_uv (B, K, J, 2); group_depth (B, K, J)."""
+    selector = tf.cast(selector, group_uv.dtype)
+    uv = tf.einsum("jk,bkjc->bjc", selector, group_uv)
+    depth = tf.einsum("jk,bkj->bj", selector, group_depth)
+    return uv, depth
+
+
+def lift_to_camera(uv, depth, intrinsics, scale, root_depth):
+    """Eq. 3: [x, y, z]^T = (s0 * z_rel + z_root) * M^-1 [u, v, 1]^T.
+
+    uv (B, J, 2) pixels of the image that ``intrinsics`` (B, 3, 3) describe (any invertible matrix
+    with last row (0, 0, 1), e.g. a rotated crop's); depth (B, J) relative depth; scale and root_depth
+    (B,) in the output unit. Returns (B, J, 3).
+    """
+    uv = tf.convert_to_tensor(uv, tf.float32)
+    depth = tf.convert_to_tensor(depth, tf.float32)
+    intrinsics = tf.convert_to_tensor(intrinsics, tf.float32)
+    scale = tf.reshape(tf.convert_to_tensor(scale, tf.float32), [-1, 1])
+    root_depth = tf.reshape(tf.convert_to_tensor(root_depth, tf.float32), [-1, 1])
+    z = scale * depth + root_depth  # Eq. 2
+    homogeneous = tf.concat([uv, tf.ones_like(uv[..., :1])], axis=-1)  # (B, J, 3)
+    rays = tf.linalg.matrix_transpose(tf.linalg.solve(intrinsics, tf.linalg.matrix_transpose(homogeneous)))
+    return z[..., None] * rays

@@ -1,0 +1,141 @@
+"""Paper module 1, shared feature extraction: a one-stack hourglass (Newell et al. 2016).
+
+256x256 RGB in [0, 1] -> 256 shared features and 21 backbone heatmaps at 64x64, exactly as the
+authors' release builds it (shared/reference/README.md, "Shared feature extraction").
+"""
+
+import keras
+
+from lgh_tf.model.layers import PaddedConv2D, batch_norm
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class BottleneckResidual(keras.layers.Layer):
+    """Pre-activation bottleneck: BN-ReLU-1x1 (out/2), BN-ReLU-3x3 (out/2), BN-ReLU-1x1 (out), + skip.
+
+    The skip is the raw input when the channel count is unchanged, else a 1x1 convolution of it.
+    No activation follows the sum.
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        half = filters // 2
+        self.bn = batch_norm("bn")
+        self.conv1 = keras.layers.Conv2D(half, 1, name="conv1")
+        self.bn1 = batch_norm("bn1")
+        self.conv2 = keras.layers.Conv2D(half, 3, padding="same", name="conv2")
+        self.bn2 = batch_norm("bn2")
+        self.conv3 = keras.layers.Conv2D(filters, 1, name="conv3")
+        self.skip = None
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.filters:
+            self.skip = keras.layers.Conv2D(self.filters, 1, name="skip")
+
+    def call(self, x, training=False):
+        y = keras.ops.relu(self.bn(x, training=training))
+        y = keras.ops.relu(self.bn1(self.conv1(y), training=training))
+        y = keras.ops.relu(self.bn2(self.conv2(y), training=training))
+        y = self.conv3(y)
+        skip = x if self.skip is None else self.skip(x)
+        return y + skip
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class Hourglass(keras.layers.Layer):
+    """Recursive hourglass of ``depth`` levels, ``num_modules`` residuals per stage.
+
+    upper = residuals(x); lower = upsample2x(residuals(inner(residuals(maxpool2x2(x))))), where inner
+    is the hourglass one level shallower, or residuals at the bottom. Output = upper + lower.
+    """
+
+    def __init__(self, depth=4, filters=256, num_modules=2, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = depth
+        self.filters = filters
+        self.num_modules = num_modules
+
+        def stage(name):
+            return [BottleneckResidual(filters, name=f"{name}_{i}") for i in range(num_modules)]
+
+        self.upper = stage("upper")
+        self.pool = keras.layers.MaxPooling2D(2, name="pool")
+        self.lower_in = stage("lower_in")
+        if depth > 1:
+            self.inner = Hourglass(depth - 1, filters, num_modules, name=f"hourglass_{depth - 1}")
+        else:
+            self.inner = stage("bottom")
+        self.lower_out = stage("lower_out")
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest", name="upsample")
+
+    @staticmethod
+    def _run(blocks, x, training):
+        for block in blocks:
+            x = block(x, training=training)
+        return x
+
+    def call(self, x, training=False):
+        upper = self._run(self.upper, x, training)
+        lower = self._run(self.lower_in, self.pool(x), training)
+        if isinstance(self.inner, Hourglass):
+            lower = self.inner(lower, training=training)
+        else:
+            lower = self._run(self.inner, lower, training)
+        lower = self._run(self.lower_out, lower, training)
+        return upper + self.upsample(lower)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(depth=self.depth, filters=self.filters, num_modules=self.num_modules)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class HourglassBackbone(keras.layers.Layer):
+    """Stem, one hourglass, two residuals, 1x1 conv-BN-ReLU (the shared features), 1x1 conv (heatmaps).
+
+    Input (B, H, W, 3) with H, W multiples of 64 -> ``(heatmaps (B, H/4, W/4, J),
+    features (B, H/4, W/4, filters))``.
+    """
+
+    def __init__(self, num_joints=21, filters=256, depth=4, **kwargs):
+        super().__init__(**kwargs)
+        self.num_joints = num_joints
+        self.filters = filters
+        self.depth = depth
+        half = filters // 2
+        self.stem_conv = PaddedConv2D(64, 7, strides=2, name="stem_conv")
+        self.stem_bn = batch_norm("stem_bn")
+        self.res1 = BottleneckResidual(half, name="res1")
+        self.pool = keras.layers.MaxPooling2D(2, name="pool")
+        self.res2 = BottleneckResidual(half, name="res2")
+        self.res3 = BottleneckResidual(filters, name="res3")
+        self.hourglass = Hourglass(depth, filters, name=f"hourglass_{depth}")
+        self.post = [BottleneckResidual(filters, name=f"post_{i}") for i in range(2)]
+        self.feature_conv = keras.layers.Conv2D(filters, 1, name="feature_conv")
+        self.feature_bn = batch_norm("feature_bn")
+        self.heatmap_conv = keras.layers.Conv2D(num_joints, 1, name="heatmap_conv")
+
+    def call(self, images, training=False):
+        x = keras.ops.relu(self.stem_bn(self.stem_conv(images), training=training))
+        x = self.res1(x, training=training)
+        x = self.pool(x)
+        x = self.res2(x, training=training)
+        x = self.res3(x, training=training)
+        x = self.hourglass(x, training=training)
+        for block in self.post:
+            x = block(x, training=training)
+        features = keras.ops.relu(self.feature_bn(self.feature_conv(x), training=training))
+        heatmaps = self.heatmap_conv(features)
+        return heatmaps, features
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_joints=self.num_joints, filters=self.filters, depth=self.depth)
+        return config

@@ -1,0 +1,120 @@
+"""Throughput of the tf.data input pipeline (images/s), with and without augmentation.
+
+Writes a few hundred 320x320 PNG fixtures (smooth random content, RHD-like size) with plausible
+hand annotations into a temporary directory, then times ``lgh_tf.data.pipeline.make_dataset`` at
+the requested crop size and reports images/s in total and per CPU core (``os.cpu_count()``).
+
+    python tools/bench_pipeline.py [--images 300] [--output-size 256] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+from lgh_tf.data import pipeline, schema
+
+IMAGE_SIZE = 320
+
+
+def _plausible_hand(rng: np.random.Generator) -> np.ndarray:
+    """21 joints (metres, RHD order) around a random root 0.3-0.7 m in front of the camera."""
+    offsets = rng.normal(0.0, 0.035, size=(schema.NUM_JOINTS, 3))
+    offsets[schema.ROOT] = 0.0
+    offsets[11] = offsets[12] + rng.normal(0.0, 0.02, size=3)  # a real MCP-PIP bone
+    root = np.array([rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05), rng.uniform(0.3, 0.7)])
+    return (root + offsets).astype(np.float32)
+
+
+def write_fixtures(directory: pathlib.Path, count: int, seed: int = 0) -> schema.Records:
+    """``count`` RHD-like samples: 320x320 PNGs (blurred noise + shapes) and pinhole labels."""
+    rng = np.random.default_rng(seed)
+    focal = 280.0
+    intrinsics = np.array(
+        [[focal, 0.0, IMAGE_SIZE / 2], [0.0, focal, IMAGE_SIZE / 2], [0.0, 0.0, 1.0]], np.float32
+    )
+    paths, poses = [], []
+    for i in range(count):
+        noise = rng.integers(0, 256, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4, 3), dtype=np.uint8)
+        image = cv2.resize(noise, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
+        image = cv2.GaussianBlur(image, (5, 5), 0)
+        for _ in range(5):
+            centre = tuple(int(c) for c in rng.integers(0, IMAGE_SIZE, size=2))
+            colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+            cv2.circle(image, centre, int(rng.integers(5, 40)), colour, -1)
+        path = directory / f"{i:05d}.png"
+        cv2.imwrite(str(path), image)
+        paths.append(str(path))
+        poses.append(_plausible_hand(rng))
+    xyz = np.stack(poses)
+    uvw = xyz @ intrinsics.T
+    return schema.Records(
+        image_path=np.array(paths),
+        uv=(uvw[..., :2] / uvw[..., 2:]).astype(np.float32),
+        xyz=xyz,
+        K=np.repeat(intrinsics[None], count, axis=0),
+        visible=np.ones((count, schema.NUM_JOINTS), bool),
+        flip=rng.random(count) < 0.5,
+        name="bench",
+    )
+
+
+def images_per_second(dataset, batch_size: int, warmup_batches: int, timed_batches: int) -> float:
+    """Iterates ``dataset`` (repeating) and returns images/s over the timed batches."""
+    iterator = iter(dataset)
+    for _ in range(warmup_batches):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(timed_batches):
+        next(iterator)
+    return timed_batches * batch_size / (time.perf_counter() - start)
+
+
+def bench_train_step(args) -> float | None:
+    """HOOK: images/s of one training step (network + loss + optimizer) on pipeline batches.
+
+    To be filled in once ``lgh_tf.training.task`` exists; returns None until then.
+    """
+    del args
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--output-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--warmup-batches", type=int, default=5)
+    parser.add_argument("--timed-batches", type=int, default=40)
+    args = parser.parse_args()
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        records = write_fixtures(pathlib.Path(tmp), args.images)
+        size_kb = np.mean([os.path.getsize(p) for p in records.image_path]) / 1024
+        print(f"{len(records)} fixtures {IMAGE_SIZE}x{IMAGE_SIZE} PNG (mean {size_kb:.0f} KiB), "
+              f"crop {args.output_size}, batch {args.batch_size}, {cores} CPU cores")
+        for label, augment in (("without augmentation", False), ("with augmentation", True)):
+            dataset = pipeline.make_dataset(
+                records, output_size=args.output_size, batch_size=args.batch_size,
+                training=True, augment=augment, seed=0,
+            )
+            rate = images_per_second(
+                dataset, args.batch_size, args.warmup_batches, args.timed_batches
+            )
+            print(f"pipeline {label:22s}: {rate:8.1f} images/s  ({rate / cores:7.1f} per core)")
+
+    # ---- HOOK: train-step throughput (added with lgh_tf.training) -----------------------------
+    train_rate = bench_train_step(args)
+    if train_rate is not None:
+        print(f"train step              : {train_rate:8.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
