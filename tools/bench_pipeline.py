@@ -2,7 +2,8 @@
 
 Writes a few hundred 320x320 PNG fixtures (smooth random content, RHD-like size) with plausible
 hand annotations into a temporary directory, then times ``lgh_tf.data.pipeline.make_dataset`` at
-the requested crop size and reports images/s in total and per CPU core (``os.cpu_count()``).
+the requested crop size and reports images/s in total, per CPU core (``os.cpu_count()``) and per
+CPU-second actually consumed (robust when other processes share the machine).
 
     python tools/bench_pipeline.py [--images 300] [--output-size 256] [--batch-size 32]
 """
@@ -17,6 +18,7 @@ import time
 
 import cv2
 import numpy as np
+import tensorflow as tf
 
 from lgh_tf.data import pipeline, schema
 
@@ -65,15 +67,35 @@ def write_fixtures(directory: pathlib.Path, count: int, seed: int = 0) -> schema
     )
 
 
-def images_per_second(dataset, batch_size: int, warmup_batches: int, timed_batches: int) -> float:
-    """Iterates ``dataset`` (repeating) and returns images/s over the timed batches."""
+def measure(dataset, batch_size: int, warmup_batches: int, timed_batches: int):
+    """Iterates ``dataset``; returns (images/s, images per CPU-second of this process).
+
+    The second figure is throughput per core actually used: it does not depend on how many cores
+    other processes leave free (this process's CPU time includes thread-pool spinning, so it
+    slightly understates the per-core rate).
+    """
     iterator = iter(dataset)
     for _ in range(warmup_batches):
         next(iterator)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(timed_batches):
         next(iterator)
-    return timed_batches * batch_size / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    images = timed_batches * batch_size
+    return images / wall, images / cpu
+
+
+def decode_only_dataset(records: schema.Records, batch_size: int, output_size: int):
+    """Lower bound for comparison: read + decode + a plain slice, no crop or targets."""
+    def load(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.image.resize_with_crop_or_pad(image, output_size, output_size)
+
+    return (
+        tf.data.Dataset.from_tensor_slices(records.image_path).repeat()
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def bench_train_step(args) -> float | None:
@@ -99,16 +121,24 @@ def main() -> None:
         records = write_fixtures(pathlib.Path(tmp), args.images)
         size_kb = np.mean([os.path.getsize(p) for p in records.image_path]) / 1024
         print(f"{len(records)} fixtures {IMAGE_SIZE}x{IMAGE_SIZE} PNG (mean {size_kb:.0f} KiB), "
-              f"crop {args.output_size}, batch {args.batch_size}, {cores} CPU cores")
-        for label, augment in (("without augmentation", False), ("with augmentation", True)):
-            dataset = pipeline.make_dataset(
-                records, output_size=args.output_size, batch_size=args.batch_size,
-                training=True, augment=augment, seed=0,
-            )
-            rate = images_per_second(
+              f"crop {args.output_size}, batch {args.batch_size}, os.cpu_count() = {cores}")
+        print(f"{'':34s} {'images/s':>9s} {'per core':>9s} {'per CPU-s':>10s} {'cores used':>10s}")
+        cases = [("decode only (reference)", decode_only_dataset(
+            records, args.batch_size, args.output_size))]
+        for jit_compile in (True, False):
+            for augment in (False, True):
+                label = (f"pipeline {'with' if augment else 'without'} augmentation"
+                         f"{'' if jit_compile else ', no XLA'}")
+                cases.append((label, pipeline.make_dataset(
+                    records, output_size=args.output_size, batch_size=args.batch_size,
+                    training=True, augment=augment, seed=0, jit_compile=jit_compile,
+                )))
+        for label, dataset in cases:
+            rate, per_cpu_second = measure(
                 dataset, args.batch_size, args.warmup_batches, args.timed_batches
             )
-            print(f"pipeline {label:22s}: {rate:8.1f} images/s  ({rate / cores:7.1f} per core)")
+            print(f"{label:34s} {rate:9.1f} {rate / cores:9.1f} {per_cpu_second:10.1f} "
+                  f"{rate / per_cpu_second:10.2f}")
 
     # ---- HOOK: train-step throughput (added with lgh_tf.training) -----------------------------
     train_rate = bench_train_step(args)

@@ -308,6 +308,21 @@ def augment_matrix(
     )
 
 
+def invert_affine(matrix: tf.Tensor) -> tf.Tensor:
+    """Inverse of a 3x3 affine matrix (last row 0 0 1), in closed form (XLA-friendly)."""
+    a, b, c = matrix[0, 0], matrix[0, 1], matrix[0, 2]
+    d, e, f = matrix[1, 0], matrix[1, 1], matrix[1, 2]
+    inv_det = 1.0 / (a * e - b * d)
+    a_, b_, d_, e_ = e * inv_det, -b * inv_det, -d * inv_det, a * inv_det
+    return tf.stack(
+        [
+            tf.stack([a_, b_, -(a_ * c + b_ * f)]),
+            tf.stack([d_, e_, -(d_ * c + e_ * f)]),
+            tf.constant([0.0, 0.0, 1.0]),
+        ]
+    )
+
+
 def source_from_crop(
     crop_from_image: tf.Tensor, image_width: tf.Tensor, flip: tf.Tensor
 ) -> tf.Tensor:
@@ -316,7 +331,7 @@ def source_from_crop(
     ``crop_from_image`` refers to the flipped image when ``flip`` (the reader mirrored the labels);
     the mirror ``u -> W - 1 - u`` is folded in here so that the warp reads the file directly.
     """
-    image_from_crop = tf.linalg.inv(crop_from_image)
+    image_from_crop = invert_affine(crop_from_image)
     width = tf.cast(image_width, tf.float32)
     mirror = tf.stack(
         [
@@ -413,37 +428,6 @@ def shift_hue(rgb: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
     return tf.stack(channels, axis=-1)
 
 
-def make_renderer(output_size: int, apply_hue: bool, jit_compile: bool):
-    """Returns ``render(image_uint8, source_from_crop, hue_delta) -> float32 (S, S, 3) in [0, 1]``.
-
-    With ``jit_compile`` the warp and the hue shift run as one XLA cluster (compiled once per source
-    image size); without it, ``ImageProjectiveTransformV3`` and ``tf.image.adjust_hue``.
-    """
-
-    def render_xla(image, source_from_crop, hue_delta):
-        pixels = warp_image_affine(image, source_from_crop, output_size) * (1.0 / 255.0)
-        if apply_hue:
-            pixels = shift_hue(pixels, hue_delta)
-        return tf.clip_by_value(pixels, 0.0, 1.0)
-
-    def render_ops(image, source_from_crop, hue_delta):
-        pixels = warp_image_projective(image, source_from_crop, output_size) * (1.0 / 255.0)
-        if apply_hue:
-            pixels = tf.image.adjust_hue(pixels, hue_delta)
-        return tf.clip_by_value(pixels, 0.0, 1.0)
-
-    if not jit_compile:
-        return render_ops
-    compiled = tf.function(render_xla, jit_compile=True, reduce_retracing=True)
-
-    def render(image, source_from_crop, hue_delta):
-        pixels = compiled(image, source_from_crop, hue_delta)
-        pixels.set_shape([output_size, output_size, 3])
-        return pixels
-
-    return render
-
-
 def pose_targets(
     uv: tf.Tensor, xyz: tf.Tensor, intrinsics: tf.Tensor, crop_from_image: tf.Tensor
 ) -> dict[str, tf.Tensor]:
@@ -472,30 +456,65 @@ def _element_seed(base_seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(base_seed, index)
 
 
+def make_crop_fn(output_size: int, augment: bool, config: AugmentConfig, jit_compile: bool):
+    """Returns ``crop(image, uv, xyz, K, flip, draws) -> targets`` for one decoded image.
+
+    ``draws`` are 5 uniform [0, 1) numbers (scale, angle, shift x, shift y, hue), used only when
+    ``augment``. With ``jit_compile`` the geometry and gather warp form one XLA cluster and the hue
+    shift another (fused together, XLA would recompute the gathers for every use of a channel),
+    each compiled once per source image size; without it the warp is
+    ``ImageProjectiveTransformV3`` and the hue shift ``tf.image.adjust_hue``.
+    """
+    apply_hue = augment and config.max_hue_delta > 0
+
+    def geometry_and_warp(image, uv, xyz, intrinsics, flip, draws):
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        crop_from_image = hand_crop_matrix(uv, height, width, output_size, config)
+        if augment:
+            crop_from_image = augment_matrix(draws[:4], output_size, config) @ crop_from_image
+        targets = pose_targets(uv, xyz, intrinsics, crop_from_image)
+        warp = warp_image_affine if jit_compile else warp_image_projective
+        pixels = warp(image, source_from_crop(crop_from_image, width, flip), output_size)
+        targets["image"] = tf.clip_by_value(pixels * (1.0 / 255.0), 0.0, 1.0)
+        return targets
+
+    def colour(pixels, draws):
+        hue_delta = config.max_hue_delta * (2.0 * draws[4] - 1.0)
+        pixels = (shift_hue if jit_compile else tf.image.adjust_hue)(pixels, hue_delta)
+        return tf.clip_by_value(pixels, 0.0, 1.0)
+
+    if jit_compile:
+        geometry_and_warp = tf.function(geometry_and_warp, jit_compile=True, reduce_retracing=True)
+        colour = tf.function(colour, jit_compile=True, reduce_retracing=True)
+
+    def crop(image, uv, xyz, intrinsics, flip, draws):
+        targets = geometry_and_warp(image, uv, xyz, intrinsics, flip, draws)
+        if apply_hue:
+            targets["image"] = colour(targets["image"], draws)
+        return targets
+
+    return crop
+
+
 def make_sample_fn(
     output_size: int, augment: bool, config: AugmentConfig, base_seed: tf.Tensor,
     jit_compile: bool = True,
 ):
-    """Returns ``fn(index, record) -> targets``: decode, crop (+ augment), targets.
+    """Returns ``fn(index, record) -> targets``: read, decode, crop (+ augment), targets.
 
     Element ``index`` draws its augmentation from the stateless seed ``fold_in(base_seed, index)``,
     so a given seed reproduces every batch regardless of thread scheduling.
     """
-    render = make_renderer(output_size, augment and config.max_hue_delta > 0, jit_compile)
+    crop = make_crop_fn(output_size, augment, config, jit_compile)
 
     def sample_fn(index: tf.Tensor, record: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = read_image(record["image_path"])
-        height, width = tf.shape(image)[0], tf.shape(image)[1]
-        crop_from_image = hand_crop_matrix(record["uv"], height, width, output_size, config)
-        hue_delta = tf.constant(0.0)
         if augment:
             draws = tf.random.stateless_uniform([5], seed=_element_seed(base_seed, index))
-            crop_from_image = augment_matrix(draws[:4], output_size, config) @ crop_from_image
-            hue_delta = config.max_hue_delta * (2.0 * draws[4] - 1.0)
-        targets = pose_targets(record["uv"], record["xyz"], record["K"], crop_from_image)
-        targets["image"] = render(
-            image, source_from_crop(crop_from_image, width, record["flip"]), hue_delta
-        )
+        else:
+            draws = tf.zeros([5])
+        targets = crop(image, record["uv"], record["xyz"], record["K"], record["flip"], draws)
+        targets["image"].set_shape([output_size, output_size, 3])
         targets["visible"] = tf.cast(record["visible"], tf.float32)
         return targets
 

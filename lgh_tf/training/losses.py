@@ -1,0 +1,35 @@
+"""Training losses: Eq. 10 for the full network, l1 on 2D joints for pre-training the hourglass."""
+
+import tensorflow as tf
+
+from lgh_tf.model.recovery import lift_to_camera
+
+MM_PER_METRE = 1000.0
+
+
+def recover_xyz_mm(uv, depth, batch):
+    """Eq. 3 with the ground-truth crop intrinsics, hand scale and root depth; millimetres."""
+    xyz = lift_to_camera(uv, depth, batch["K"], batch["scale"], batch["root_depth"])
+    return xyz * MM_PER_METRE
+
+
+def pose_loss_3d(xyz_pred_mm, xyz_true_mm, beta=20.0):
+    """Eq. 10: L = ||[X, Y] - [X^, Y^]||_1 + beta ||Z - Z^||_1, as means over joints (millimetres).
+
+    Returns (loss, xy term, z term); the z term is before the beta weight.
+    """
+    diff = tf.abs(tf.cast(xyz_pred_mm, tf.float32) - tf.cast(xyz_true_mm, tf.float32))
+    loss_xy = tf.reduce_mean(tf.reduce_sum(diff[..., :2], axis=-1))
+    loss_z = tf.reduce_mean(diff[..., 2])
+    return loss_xy + beta * loss_z, loss_xy, loss_z
+
+
+def pose_loss_2d(uv_pred, uv_true):
+    """l1 on 2D joints in crop pixels (summed over u and v, mean over joints and batch)."""
+    diff = tf.abs(tf.cast(uv_pred, tf.float32) - tf.cast(uv_true, tf.float32))
+    return tf.reduce_mean(tf.reduce_sum(diff, axis=-1))
+
+
+def mean_joint_error(pred, true):
+    """Mean Euclidean distance over joints and batch (px for uv, mm for xyz in mm)."""
+    return tf.reduce_mean(tf.norm(tf.cast(pred, tf.float32) - tf.cast(true, tf.float32), axis=-1))

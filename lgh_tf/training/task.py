@@ -1,0 +1,165 @@
+"""The training task: a keras.Model around LearnableGroupsNet with a custom train_step/test_step.
+
+Two stages (paper, "Optimization"):
+  "pretrain2d": the hourglass alone predicts 2D joints, l1 loss, Adam 1e-3 (batch 64);
+  "full":       Eq. 10 on the 3D joints recovered with Eq. 3, Adam with one optimizer per variable
+                group — selector logits theta 1e-1, fusion 1e-2, everything else 1e-4 (batch 32).
+tau of Eq. 8 follows ``TemperatureSchedule`` of the task's own step counter and is written into the
+network's ``temperature`` variable before every step, so it is saved with the weights.
+"""
+
+import dataclasses
+import re
+
+import keras
+import tensorflow as tf
+
+from lgh_tf.model.network import HEATMAP_STRIDE, LearnableGroupsNet
+from lgh_tf.training import losses
+from lgh_tf.training.schedules import TemperatureSchedule
+
+STAGES = ("pretrain2d", "full")
+
+# Variable groups of stage "full", by regex fully matched against ``variable.path``; first match wins.
+VARIABLE_GROUPS = (
+    ("selector", r"(.*/)?selector/theta"),
+    ("fusion", r"(.*/)?fusion/.*"),
+    ("rest", r".*"),
+)
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    stage: str = "full"
+    beta: float = 20.0  # Eq. 10, weight of the Z term
+    lr_pretrain: float = 1e-3
+    lr_selector: float = 1e-1
+    lr_fusion: float = 1e-2
+    lr_rest: float = 1e-4
+    temperature: TemperatureSchedule = dataclasses.field(default_factory=TemperatureSchedule)
+
+
+def group_variables(variables):
+    """Splits trainable variables into the VARIABLE_GROUPS: {name: [variables]}."""
+    groups = {name: [] for name, _ in VARIABLE_GROUPS}
+    for variable in variables:
+        for name, pattern in VARIABLE_GROUPS:
+            if re.fullmatch(pattern, variable.path):
+                groups[name].append(variable)
+                break
+    return groups
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class HandPoseTask(keras.Model):
+    """Trains ``network`` in one of STAGES. ``fit``/``evaluate`` take batches from
+    ``lgh_tf.data.pipeline`` (dicts with image, uv, depth, xyz, K, scale, root_depth)."""
+
+    def __init__(self, network: LearnableGroupsNet, optim: OptimConfig | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.optim = optim or OptimConfig()
+        if self.optim.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.optim.stage!r}")
+        self.step = self.add_weight(
+            shape=(), dtype="int64", initializer="zeros", trainable=False, name="step"
+        )
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "loss_xy", "loss_z", "error_2d_px", "error_3d_mm")
+        }
+        self.optimizers = {}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, images, training=False, **kwargs):
+        return self.network(images, training=training, **kwargs)
+
+    # ------------------------------------------------------------------------------------------
+    def trainable_groups(self):
+        """{group name: variables} trained in this stage."""
+        if self.optim.stage == "pretrain2d":
+            return {"backbone": list(self.network.backbone.trainable_variables)}
+        return {
+            name: variables
+            for name, variables in group_variables(self.network.trainable_variables).items()
+            if variables
+        }
+
+    def _learning_rate(self, group):
+        o = self.optim
+        return {"backbone": o.lr_pretrain, "selector": o.lr_selector, "fusion": o.lr_fusion}.get(
+            group, o.lr_rest
+        )
+
+    def compile(self, **kwargs):
+        """Creates one Adam per variable group (built now, so every slot exists before tracing)."""
+        if not self.network.built:
+            self.network.build_for_input()
+        self.optimizers = {}
+        for group, variables in self.trainable_groups().items():
+            optimizer = keras.optimizers.Adam(self._learning_rate(group), name=f"adam_{group}")
+            optimizer.build(variables)
+            self.optimizers[group] = optimizer
+        main = self.optimizers.get("rest") or next(iter(self.optimizers.values()))
+        super().compile(optimizer=main, **kwargs)
+
+    # ------------------------------------------------------------------------------------------
+    def compute_terms(self, batch, training):
+        """Forward pass and loss terms for the current stage: (loss, {metric: value})."""
+        images = batch["image"]
+        if self.optim.stage == "pretrain2d":
+            heatmaps, _ = self.network.backbone(images, training=training)
+            uv, _ = self.network.backbone_readout(heatmaps)
+            uv = uv * HEATMAP_STRIDE
+            loss = losses.pose_loss_2d(uv, batch["uv"])
+            return loss, {
+                "loss": loss,
+                "error_2d_px": losses.mean_joint_error(uv, batch["uv"]),
+            }
+        temperature = tf.convert_to_tensor(self.network.temperature)
+        out = self.network(images, training=training, temperature=temperature)
+        xyz_pred = losses.recover_xyz_mm(out["uv"], out["depth"], batch)  # Eq. 3
+        xyz_true = tf.cast(batch["xyz"], tf.float32) * losses.MM_PER_METRE
+        loss, loss_xy, loss_z = losses.pose_loss_3d(xyz_pred, xyz_true, self.optim.beta)  # Eq. 10
+        return loss, {
+            "loss": loss,
+            "loss_xy": loss_xy,
+            "loss_z": loss_z,
+            "error_2d_px": losses.mean_joint_error(out["uv"], batch["uv"]),
+            "error_3d_mm": losses.mean_joint_error(xyz_pred, xyz_true),
+        }
+
+    def _update_trackers(self, terms):
+        for name, value in terms.items():
+            self.trackers[name].update_state(value)
+        logs = {name: self.trackers[name].result() for name in terms}
+        logs["temperature"] = tf.convert_to_tensor(self.network.temperature)
+        return logs
+
+    def train_step(self, data):
+        batch = data[0] if isinstance(data, tuple) else data
+        self.network.temperature.assign(self.optim.temperature(self.step))  # tau(step), Eq. 8
+        groups = self.trainable_groups()
+        variables = [v for vs in groups.values() for v in vs]
+        with tf.GradientTape() as tape:
+            loss, terms = self.compute_terms(batch, training=True)
+        # Mixed precision is bfloat16 (float32's exponent range): no loss scaling is needed.
+        gradients = tape.gradient(loss, variables)
+        start = 0
+        for group, group_vars in groups.items():  # one optimizer per group, same step
+            grads = gradients[start:start + len(group_vars)]
+            start += len(group_vars)
+            self.optimizers[group].apply_gradients(zip(grads, group_vars))
+        self.step.assign_add(1)
+        return self._update_trackers(terms)
+
+    def test_step(self, data):
+        batch = data[0] if isinstance(data, tuple) else data
+        _, terms = self.compute_terms(batch, training=False)
+        return self._update_trackers(terms)
+
+    def get_config(self):
+        return {"name": self.name}

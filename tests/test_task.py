@@ -1,0 +1,122 @@
+"""The training task: per-module learning rates, the temperature schedule, gradients to theta."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_config
+from lgh_tf.model.network import LearnableGroupsNet
+from lgh_tf.training.schedules import TemperatureSchedule
+from lgh_tf.training.task import HandPoseTask, OptimConfig, group_variables
+
+
+def make_batch(batch_size=2, size=64, seed=0):
+    """A hand-made batch in the pipeline's format: a pinhole camera and a random hand at ~0.5 m."""
+    rng = np.random.default_rng(seed)
+    xyz = rng.normal(scale=0.03, size=(batch_size, 21, 3)) + [0.0, 0.0, 0.5]
+    K = np.array([[100.0, 0, size / 2], [0, 110.0, size / 2], [0, 0, 1]])
+    K = np.repeat(K[None], batch_size, 0)
+    proj = np.einsum("bij,bkj->bki", K, xyz)
+    uv = proj[..., :2] / proj[..., 2:]
+    scale = np.linalg.norm(xyz[:, 12] - xyz[:, 11], axis=-1)
+    root = xyz[:, 12, 2]
+    batch = {
+        "image": rng.uniform(size=(batch_size, size, size, 3)),
+        "uv": uv,
+        "depth": (xyz[..., 2] - root[:, None]) / scale[:, None],
+        "xyz": xyz,
+        "K": K,
+        "scale": scale,
+        "root_depth": root,
+        "visible": np.ones((batch_size, 21)),
+    }
+    return {k: tf.constant(v, tf.float32) for k, v in batch.items()}
+
+
+def test_temperature_schedule_values():
+    schedule = TemperatureSchedule()
+    values = {step: float(schedule(step)) for step in (0, 999, 1000, 2500, 10_000, 48_999, 49_000, 10**6)}
+    assert values[0] == pytest.approx(5.0)
+    assert values[999] == pytest.approx(5.0)
+    assert values[1000] == pytest.approx(4.9)
+    assert values[2500] == pytest.approx(4.8)
+    assert values[10_000] == pytest.approx(4.0)
+    assert values[48_999] == pytest.approx(0.2)
+    assert values[49_000] == pytest.approx(0.1)
+    assert values[10**6] == pytest.approx(0.1)  # the floor
+    fast = TemperatureSchedule(initial=2.0, decrement=0.5, every=10, floor=0.5)
+    assert [float(fast(s)) for s in (0, 10, 25, 100)] == pytest.approx([2.0, 1.5, 1.0, 0.5])
+
+
+def test_variable_groups_by_path():
+    network = LearnableGroupsNet(small_config()).build_for_input()
+    groups = group_variables(network.trainable_variables)
+    assert [v.path for v in groups["selector"]] == [network.selector.theta.path]
+    assert network.selector.theta.path.endswith("selector/theta")
+    assert groups["fusion"] and all("/fusion/" in v.path for v in groups["fusion"])
+    assert not any("fusion" in v.path or "theta" in v.path for v in groups["rest"])
+    total = sum(len(v) for v in groups.values())
+    assert total == len(network.trainable_variables)
+
+
+def test_one_step_moves_each_group_by_its_own_learning_rate():
+    """Adam's first step moves every parameter with a non-negligible gradient by lr * sign(g)."""
+    network = LearnableGroupsNet(small_config()).build_for_input()
+    task = HandPoseTask(network, OptimConfig())
+    task.compile()
+    batch = make_batch()
+    groups = task.trainable_groups()
+    before = {g: [v.numpy().copy() for v in vs] for g, vs in groups.items()}
+    task.train_step(batch)
+    rates = {"selector": 1e-1, "fusion": 1e-2, "rest": 1e-4}
+    for group, variables in groups.items():
+        deltas = np.concatenate([np.abs(v.numpy() - b).ravel() for v, b in zip(variables, before[group])])
+        moved = deltas[deltas > 0]
+        assert moved.size > 0, group
+        # Largest move equals the group's rate (|m / sqrt(v)| = 1 at step 1); none exceeds it.
+        assert moved.max() == pytest.approx(rates[group], rel=1e-3), group
+        assert np.median(moved) == pytest.approx(rates[group], rel=0.05), group
+    assert int(task.step.numpy()) == 1
+
+
+def test_pretrain2d_trains_only_the_hourglass():
+    network = LearnableGroupsNet(small_config()).build_for_input()
+    task = HandPoseTask(network, OptimConfig(stage="pretrain2d"))
+    task.compile()
+    theta = network.selector.theta.numpy().copy()
+    head = network.heatmap_heads[0].conv1.kernel.numpy().copy()
+    stem = network.backbone.stem_conv.conv.kernel.numpy().copy()
+    logs = task.train_step(make_batch())
+    assert "error_2d_px" in logs and "loss_z" not in logs
+    np.testing.assert_array_equal(network.selector.theta.numpy(), theta)
+    np.testing.assert_array_equal(network.heatmap_heads[0].conv1.kernel.numpy(), head)
+    delta = np.abs(network.backbone.stem_conv.conv.kernel.numpy() - stem)
+    assert delta.max() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_train_step_sets_tau_from_the_step_and_fit_runs():
+    network = LearnableGroupsNet(small_config()).build_for_input()
+    schedule = TemperatureSchedule(initial=3.0, decrement=1.0, every=2, floor=0.5)
+    task = HandPoseTask(network, OptimConfig(temperature=schedule))
+    task.compile()
+    batch = make_batch()
+    dataset = tf.data.Dataset.from_tensors(batch).repeat(5)
+    history = task.fit(dataset, epochs=1, verbose=0)
+    assert int(task.step.numpy()) == 5
+    # step 4 was the last one run: tau(4) = 3 - 2 = 1.
+    assert float(network.temperature.numpy()) == pytest.approx(1.0)
+    for key in ("loss", "loss_xy", "loss_z", "error_2d_px", "error_3d_mm", "temperature"):
+        assert np.isfinite(history.history[key][-1]), key
+    results = task.evaluate(dataset.take(1), verbose=0, return_dict=True)
+    assert results["error_3d_mm"] > 0
+
+
+def test_loss_matches_hand_computation_eq10():
+    from lgh_tf.training.losses import pose_loss_3d
+
+    pred = np.zeros((1, 2, 3), np.float32)
+    true = np.array([[[1.0, -2.0, 3.0], [0.0, 4.0, -1.0]]], np.float32)
+    loss, xy, z = pose_loss_3d(pred, true, beta=20.0)
+    assert float(xy) == pytest.approx((1 + 2 + 0 + 4) / 2)
+    assert float(z) == pytest.approx((3 + 1) / 2)
+    assert float(loss) == pytest.approx(3.5 + 20 * 2.0)
