@@ -135,9 +135,10 @@ def assert_markers_at_uv(batch, margin=6.0):
     return checked
 
 
-def test_plain_crop_puts_markers_at_uv_and_matches_hand_crop_rule(tmp_path):
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_plain_crop_puts_markers_at_uv_and_matches_hand_crop_rule(tmp_path, jit_compile):
     records = marker_records(tmp_path)
-    batch = first_batch(records, training=False)
+    batch = first_batch(records, training=False, jit_compile=jit_compile)
     assert assert_markers_at_uv(batch) == 3 * len(records)
 
     # The crop rule, by hand: square on the keypoint box, side 1.2 * 2 * max per-axis root offset.
@@ -145,16 +146,46 @@ def test_plain_crop_puts_markers_at_uv_and_matches_hand_crop_rule(tmp_path):
     side = 1.2 * 2 * np.abs(uv - uv[schema.ROOT]).max()
     assert side < min(HEIGHT, WIDTH)
     centre = 0.5 * (uv.min(0) + uv.max(0))
-    centre = np.clip(centre, side / 2 - 0.5, np.array([WIDTH, HEIGHT]) - 0.5 - side / 2)
+    centre = np.clip(centre, side / 2, np.array([WIDTH, HEIGHT]) - 1 - side / 2)
     expected = (uv - centre) * OUTPUT_SIZE / side + (OUTPUT_SIZE - 1) / 2
     np.testing.assert_allclose(batch["uv"][0], expected, atol=1e-3)
     assert OUTPUT_SIZE / side > 1.8  # magnified: a half-pixel convention error would show
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_augmented_markers_land_at_transformed_uv(tmp_path, seed):
+def test_border_rule_shifts_inside_then_pads(tmp_path):
+    grey = np.full((HEIGHT, WIDTH, 3), 120, np.uint8)
+    near_edge = hand_xyz(shift=(-0.17, 0.10))  # box reaches past the left and bottom edges
+    too_big = hand_xyz(depth=0.3)  # crop side > image height
+    paths = [write_rgb(tmp_path / f"grey_{i}.png", grey) for i in range(2)]
+    records = make_records(paths, [near_edge, too_big])
+    batch = first_batch(records, training=False, output_size=64)
+
+    # Shifted inside the image: no black border although the joint box leaves the image.
+    uv = records.uv[0]
+    assert uv[:, 0].min() < 0 and uv[:, 1].max() > HEIGHT - 1
+    assert batch["image"][0].min() > 0.99 * 120 / 255
+    side = 1.2 * 2 * np.abs(uv - uv[schema.ROOT]).max()
+    corner = np.array([0.0, HEIGHT - 1 - side])  # left / bottom edges of the shifted square
+    np.testing.assert_allclose(batch["uv"][0], (uv - corner) * 64 / side - 0.5, atol=1e-3)
+
+    # Larger than the image vertically: centred on the image there, zero rows above and below.
+    uv = records.uv[1]
+    side = 1.2 * 2 * np.abs(uv - uv[schema.ROOT]).max()
+    assert HEIGHT < side < WIDTH
+    rows_lit = np.flatnonzero(batch["image"][1].max(axis=(1, 2)) > 0.01)
+    dark = 64 * (side - (HEIGHT - 1)) / side / 2  # zero-filled rows on each side
+    assert abs(rows_lit[0] - dark) <= 1.5 and abs(63 - rows_lit[-1] - dark) <= 1.5
+    np.testing.assert_allclose(
+        batch["uv"][1, :, 1], (uv[:, 1] - (HEIGHT - 1) / 2) * 64 / side + 31.5, atol=1e-3
+    )
+
+
+@pytest.mark.parametrize("seed, jit_compile", [(0, True), (1, True), (2, False)])
+def test_augmented_markers_land_at_transformed_uv(tmp_path, seed, jit_compile):
     records = marker_records(tmp_path)
-    batch = first_batch(records, training=True, seed=seed, augment_config=GEOMETRY_ONLY)
+    batch = first_batch(
+        records, training=True, seed=seed, augment_config=GEOMETRY_ONLY, jit_compile=jit_compile
+    )
     assert assert_markers_at_uv(batch) >= 6
     # The augmentation really rotated: the crop intrinsics are no longer upper triangular.
     assert np.abs(batch["K"][:, 1, 0]).max() > 1.0
@@ -235,6 +266,20 @@ def test_same_seed_same_batches_and_eval_is_plain(tmp_path):
         np.testing.assert_array_equal(evaluation_again[key], plain[key])
 
 
+def test_start_sample_resumes_the_same_stream(tmp_path):
+    records = marker_records(tmp_path, count=3)
+    sources = [(records, 1.0), (records.subset(slice(0, 1)), 0.5)]
+
+    def batches(start_sample=0):
+        dataset = pipeline.make_mixed_dataset(
+            sources, output_size=32, batch_size=2, seed=5, start_sample=start_sample
+        )
+        return [b["uv"].numpy() for b in dataset.take(5)]
+
+    full, resumed = batches(), batches(start_sample=4)
+    np.testing.assert_array_equal(np.stack(resumed[:3]), np.stack(full[2:]))
+
+
 def test_hue_jitter_changes_colour_not_geometry(tmp_path):
     xyz = hand_xyz()
     rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
@@ -254,6 +299,32 @@ def test_hue_jitter_changes_colour_not_geometry(tmp_path):
     assert np.abs(plain["image"] - jittered["image"]).max() > 0.05
 
 
+def test_xla_warp_matches_projective_transform_op():
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.integers(0, 256, size=(40, 52, 3), dtype=np.uint8))
+    warp = tf.function(pipeline.warp_image_affine, jit_compile=True)
+    for angle, zoom, shift in ((0.0, 1.0, (0.0, 0.0)), (0.7, 0.6, (-9.3, 14.2)),
+                               (-2.5, 1.7, (30.0, -12.5)), (3.1, 0.9, (-60.0, 5.0))):
+        cos, sin = zoom * math.cos(angle), zoom * math.sin(angle)
+        source_from_crop = tf.constant(
+            [[cos, -sin, shift[0]], [sin, cos, shift[1]], [0.0, 0.0, 1.0]], tf.float32
+        )
+        expected = pipeline.warp_image_projective(image, source_from_crop, 48).numpy()
+        actual = warp(image, source_from_crop, 48).numpy()
+        np.testing.assert_allclose(actual, expected, atol=0.05)  # grey levels of 255
+
+
+def test_shift_hue_matches_adjust_hue():
+    rgb = tf.random.stateless_uniform([32, 32, 3], seed=[1, 2])
+    rgb = tf.concat([rgb, tf.fill([4, 32, 3], 0.5), tf.zeros([4, 32, 3])], axis=0)  # greys too
+    shift = tf.function(pipeline.shift_hue, jit_compile=True)
+    for delta in (-0.1, -0.03, 0.0, 0.05, 0.1, 0.45):
+        np.testing.assert_allclose(
+            shift(rgb, tf.constant(delta)).numpy(), tf.image.adjust_hue(rgb, delta).numpy(),
+            atol=1e-5,
+        )
+
+
 def write_bad_fixtures(tmp_path):
     """Five good samples (root depths 0.40..0.44 m) plus one bad sample of each kind.
 
@@ -263,8 +334,9 @@ def write_bad_fixtures(tmp_path):
     rgb = marker_image(project(hand_xyz(), INTRINSICS), background=20)
     good_depths = [0.40 + 0.01 * i for i in range(5)]
     cases = [(f"good_{i}", hand_xyz(depth=depth)) for i, depth in enumerate(good_depths)]
-    cases += [(name, hand_xyz(depth=0.9)) for name in (
-        "nan_uv", "nan_xyz", "zero_scale", "behind_camera", "missing", "truncated", "text", "empty")]
+    bad_cases = ("nan_uv", "nan_xyz", "zero_scale", "behind_camera", "missing", "truncated",
+                 "text", "empty")
+    cases += [(name, hand_xyz(depth=0.9)) for name in bad_cases]
     paths = [str(tmp_path / f"{name}.png") for name, _ in cases]
     for path, (name, _) in zip(paths, cases):
         if name != "missing":
@@ -304,7 +376,8 @@ def test_bad_samples_are_counted_skipped_and_named(tmp_path, caplog):
     assert len(per_sample) == len(problems)
     for index, reason in problems.items():
         assert any(str(records.image_path[index]) in m and reason in m for m in per_sample)
-    assert any(f"skipped {len(problems)} of {len(records)}" in r.getMessage() for r in caplog.records)
+    summary = f"skipped {len(problems)} of {len(records)}"
+    assert any(summary in r.getMessage() for r in caplog.records)
 
     # Training batches hold only good samples (5 good, batch 4, partial batch dropped).
     dataset = pipeline.make_dataset(records, output_size=64, batch_size=4, seed=0, repeat=False)

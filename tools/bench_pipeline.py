@@ -122,7 +122,7 @@ def main() -> None:
         size_kb = np.mean([os.path.getsize(p) for p in records.image_path]) / 1024
         print(f"{len(records)} fixtures {IMAGE_SIZE}x{IMAGE_SIZE} PNG (mean {size_kb:.0f} KiB), "
               f"crop {args.output_size}, batch {args.batch_size}, os.cpu_count() = {cores}")
-        print(f"{'':34s} {'images/s':>9s} {'per core':>9s} {'per CPU-s':>10s} {'cores used':>10s}")
+        print(f"{'':38s} {'images/s':>9s} {'per core':>9s} {'per CPU-s':>10s} {'cores used':>10s}")
         cases = [("decode only (reference)", decode_only_dataset(
             records, args.batch_size, args.output_size))]
         for jit_compile in (True, False):
@@ -137,7 +137,7 @@ def main() -> None:
             rate, per_cpu_second = measure(
                 dataset, args.batch_size, args.warmup_batches, args.timed_batches
             )
-            print(f"{label:34s} {rate:9.1f} {rate / cores:9.1f} {per_cpu_second:10.1f} "
+            print(f"{label:38s} {rate:9.1f} {rate / cores:9.1f} {per_cpu_second:10.1f} "
                   f"{rate / per_cpu_second:10.2f}")
 
     # ---- HOOK: train-step throughput (added with lgh_tf.training) -----------------------------

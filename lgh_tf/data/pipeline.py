@@ -4,32 +4,38 @@ Every reader returns :class:`lgh_tf.data.schema.Records`; this module turns them
 training targets for the network of Li, Gao & Sang, "Exploiting Learnable Joint Groups for Hand
 Pose Estimation" (AAAI 2021).
 
-Geometry, all in one projective warp per image
-----------------------------------------------
+Geometry, all in one warp per image
+-----------------------------------
 Pixel convention: pixel ``(row r, column c)`` has its centre at ``(u, v) = (c, r)``, i.e. at
-integer coordinates (the convention of the uv annotations, where u is the column index of the
-pixel centre, and of ``tf.raw_ops.ImageProjectiveTransformV3``, which samples the input at the
-transformed integer output coordinates). A horizontal flip therefore maps ``u -> W - 1 - u`` and
-an output of ``S`` pixels spans the continuous interval ``[-0.5, S - 0.5]`` with centre
+integer coordinates. This is the convention of the uv annotations (u is the column index of the
+pixel centre) and of ``tf.raw_ops.ImageProjectiveTransformV3``, which samples the input at the
+transformed integer output coordinates. A horizontal flip therefore maps ``u -> W - 1 - u``, and an
+output of ``S`` pixels covers the continuous interval ``[-0.5, S - 0.5]`` with centre
 ``(S - 1) / 2``.
 
 1. Hand crop (train and eval; as in the authors' data loader): a square centred on the bounding
    box of the 21 2D keypoints, side ``crop_factor * 2 * d`` with ``crop_factor = 1.2`` and
    ``d = max_j max(|u_j - u_root|, |v_j - v_root|)`` the largest per-axis distance of a joint from
-   the root joint 12 (never below ``min_hand_extent``). Border rule "shift, then pad": a square that
-   fits inside the image along an axis is shifted inside it (as the reference does, so no fake black
-   border where real context exists); a square larger than the image along an axis is centred on
-   the image along that axis and the outside is zero-filled.
+   the root joint 12 (never below ``min_hand_extent``). Border rule "shift, then pad": along each
+   axis a square that fits inside the image (the hull ``[0, size - 1]`` of its pixel centres) is
+   shifted inside it, as the reference does, so there is no fake black border where real context
+   exists (joints inside the image stay inside the square, which contains their box); a square
+   larger than the image is centred on the image and the outside zero-filled.
 2. Online augmentation (training only; paper, "Data Processing"): crop scale ``U[1, 1.2]`` (the
-   crop window grows, the hand shrinks, as in the reference), rotation ``U[-pi, pi]`` about the crop
-   centre, translation ``U[-20, 20]`` px of a 256 crop (scaled with ``output_size``) per axis, and
-   hue ``U[-0.1, 0.1]`` (``tf.image.adjust_hue``).
+   crop window grows and the hand shrinks, as in the reference), rotation ``U[-pi, pi]`` about the
+   crop centre, translation ``U[-20, 20]`` px of a 256 crop (scaled with ``output_size``) per axis,
+   and hue ``U[-0.1, 0.1]`` of the HSV circle (``tf.image.adjust_hue`` arithmetic).
 3. Crop, resize, scale, rotation and translation compose into one affine ``A`` (original pixels ->
    crop pixels). The image is resampled once, bilinearly with zero fill; a requested flip is folded
    into the same warp. ``uv_crop = A [u, v, 1]``, ``K_crop = A @ K`` (not upper triangular after a
    rotation; its last row stays ``(0, 0, 1)``) and ``xyz`` is unchanged, so ``K_crop`` projects
    ``xyz`` onto ``uv_crop`` and paper Eq. 3, ``xyz = (s0 * z_rel + z_root) K_crop^-1 [u, v, 1]``,
-   holds in the crop.
+   holds in the crop (with the full inverse: ``x = z (u - cx) / fx`` no longer applies).
+
+By default (``jit_compile=True``) the warp is a gather-based bilinear warp and the hue shift an
+elementwise rewrite of ``adjust_hue``, both XLA-compiled (about 3x cheaper on CPU than
+``ImageProjectiveTransformV3`` + ``AdjustHue``; the tests check they agree). ``jit_compile=False``
+uses those two TF ops instead.
 
 Corrupt images
 --------------
@@ -38,8 +44,8 @@ their magic bytes, or truncated (a PNG without its IEND trailer, a JPEG without 
 its end). As a second line of defence the decode map is followed by
 ``dataset.ignore_errors(log_warning=True)``: an element whose decode still fails is dropped with a
 logged warning instead of stopping training (an in-graph check of the magic bytes and of the PNG
-trailer makes that warning name the path). Elements dropped at that stage are not counted; everything the up-front check can
-see is counted by :func:`validate_records`.
+trailer makes that warning name the path). Elements dropped at that stage are logged but not
+counted; everything the up-front check can see is counted by :func:`validate_records`.
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ class AugmentConfig:
 
 
 def _image_file_problem(path: str) -> str | None:
-    """Why the image file at ``path`` cannot be decoded, from cheap checks; None if it looks fine."""
+    """Why the image file at ``path`` cannot be decoded (cheap checks); None if it looks fine."""
     if not path:
         return "image file missing: empty path"
     if not os.path.isfile(path):
@@ -191,7 +197,8 @@ def validate_records(
             )
             break
         logger.warning(
-            "%s: skipping sample %d (%s): %s", records.name, index, records.image_path[index], reason
+            "%s: skipping sample %d (%s): %s",
+            records.name, index, records.image_path[index], reason,
         )
     reasons: dict[str, int] = {}
     for reason in problems.values():
@@ -260,17 +267,19 @@ def hand_crop_matrix(
 
     The square is centred on the keypoints' bounding box, with side
     ``crop_factor * max(2 * max_j max(|u_j - u_root|, |v_j - v_root|), min_hand_extent)``
-    and shifted inside the image along each axis where it fits (else centred on the image there).
+    and shifted inside the image (the hull of its pixel centres) along each axis where it fits,
+    else centred on the image along that axis (the warp zero-fills the outside).
     """
     offsets = tf.abs(uv - uv[schema.ROOT])
     extent = tf.maximum(2.0 * tf.reduce_max(offsets), config.min_hand_extent)
     side = config.crop_factor * extent
     centre = 0.5 * (tf.reduce_min(uv, axis=0) + tf.reduce_max(uv, axis=0))
-    # Image extent in continuous coordinates is [-0.5, size - 0.5] (pixel centres at integers).
-    size = tf.stack([tf.cast(image_width, tf.float32), tf.cast(image_height, tf.float32)])
-    low, high = 0.5 * side - 0.5, size - 0.5 - 0.5 * side
-    centre = tf.where(side <= size, tf.clip_by_value(centre, low, tf.maximum(low, high)),
-                      0.5 * (size - 1.0))
+    # Keep the square within the pixel centres [0, size - 1], so that bilinear sampling never
+    # blends in the zero fill where the image has content.
+    last = tf.stack([tf.cast(image_width, tf.float32), tf.cast(image_height, tf.float32)]) - 1.0
+    low, high = 0.5 * side, last - 0.5 * side
+    centre = tf.where(side <= last, tf.clip_by_value(centre, low, tf.maximum(low, high)),
+                      0.5 * last)
     zoom = output_size / side
     shift = 0.5 * (output_size - 1.0) - zoom * centre
     return tf.stack(
@@ -405,7 +414,7 @@ def shift_hue(rgb: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
     """Rotates the HSV hue of float RGB in [0, 1] by ``delta`` (fraction of the circle).
 
     The arithmetic of ``tf.image.adjust_hue`` (RGB -> HSV, h += delta, HSV -> RGB; each pixel's max
-    and min channel are kept), written as elementwise ops that XLA fuses into the warp: ~0.6 ms
+    and min channel are kept), written as elementwise ops that XLA fuses into one loop: ~0.6 ms
     per 256x256 image on one CPU core instead of ~1.5 ms for the ``AdjustHue`` kernel.
     """
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -530,9 +539,10 @@ def _resolve_seed(seed: int | None) -> int:
     return random.SystemRandom().randrange(2**31) if seed is None else int(seed)
 
 
-def _dataset_options(deterministic: bool) -> tf.data.Options:
+def _dataset_options() -> tf.data.Options:
+    """Deterministic order (augmentation is seeded per element), autotuned parallelism."""
     options = tf.data.Options()
-    options.deterministic = deterministic
+    options.deterministic = True
     options.autotune.enabled = True
     options.experimental_optimization.map_parallelization = True
     options.experimental_optimization.parallel_batch = True
@@ -542,19 +552,24 @@ def _dataset_options(deterministic: bool) -> tf.data.Options:
 def _samples_to_batches(
     records_dataset: tf.data.Dataset, *, output_size: int, batch_size: int, augment: bool,
     config: AugmentConfig, seed: int, drop_remainder: bool, skip_decode_errors: bool,
-    jit_compile: bool,
+    jit_compile: bool, start_sample: int,
 ) -> tf.data.Dataset:
-    """Record elements -> decoded, cropped, (augmented) target batches, prefetched."""
+    """Record elements -> decoded, cropped, (augmented) target batches, prefetched.
+
+    Elements are numbered before ``start_sample`` of them are skipped (cheaply, before decoding),
+    so a resumed stream repeats the uninterrupted one, augmentation included.
+    """
     base_seed = tf.constant([seed, 0x5EED], tf.int64)
     sample_fn = make_sample_fn(output_size, augment, config, base_seed, jit_compile)
-    dataset = records_dataset.enumerate().map(
-        sample_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
+    dataset = records_dataset.enumerate()
+    if start_sample:
+        dataset = dataset.skip(start_sample)
+    dataset = dataset.map(sample_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if skip_decode_errors:
         dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    return dataset.with_options(_dataset_options(deterministic=True))
+    return dataset.with_options(_dataset_options())
 
 
 def make_dataset(
@@ -572,6 +587,7 @@ def make_dataset(
     validate: bool = True,
     skip_decode_errors: bool = True,
     jit_compile: bool = True,
+    start_sample: int = 0,
 ) -> tf.data.Dataset:
     """Batched dicts of network inputs and targets from one Records set.
 
@@ -591,6 +607,9 @@ def make_dataset(
       jit_compile: render crops with an XLA-compiled gather warp and hue shift (~3x cheaper on
         CPU; compiled once per source image size) instead of ``ImageProjectiveTransformV3`` and
         ``tf.image.adjust_hue`` (same results to ~1e-3 of a grey level).
+      start_sample: skip this many samples of the (shuffled, repeated) stream, e.g.
+        ``step * batch_size`` to resume training; the rest is identical to an uninterrupted run
+        with the same seed (samples dropped by ``skip_decode_errors`` are not counted).
 
     Returns:
       A dataset of dicts: ``image`` float32 (B, S, S, 3) in [0, 1]; ``uv`` (B, 21, 2) crop pixels;
@@ -602,7 +621,7 @@ def make_dataset(
         output_size=output_size, batch_size=batch_size, training=training, shuffle=shuffle,
         repeat=repeat, seed=seed, augment=augment, drop_remainder=drop_remainder,
         augment_config=augment_config, validate=validate, skip_decode_errors=skip_decode_errors,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, start_sample=start_sample,
     )
 
 
@@ -621,6 +640,7 @@ def make_mixed_dataset(
     validate: bool = True,
     skip_decode_errors: bool = True,
     jit_compile: bool = True,
+    start_sample: int = 0,
 ) -> tf.data.Dataset:
     """Like :func:`make_dataset`, drawing each sample from source i with probability ~ weight i.
 
@@ -667,5 +687,5 @@ def make_mixed_dataset(
         records_dataset, output_size=output_size, batch_size=batch_size,
         augment=training and augment, config=config, seed=seed,
         drop_remainder=drop_remainder, skip_decode_errors=skip_decode_errors,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, start_sample=start_sample,
     )

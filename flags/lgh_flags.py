@@ -1,0 +1,56 @@
+"""absl flag definitions for main.py. One flagfile per data set (flags/<dataset>.cfg) sets its
+defaults; main.py reads flags/<dataset>.cfg before the command line, so explicit flags win."""
+
+from absl import flags
+
+DATASETS = ("synthetic", "rhd", "stb", "freihand", "dexter", "rhd+stb")
+MODES = ("train", "eval", "export", "predict", "groups")
+
+# What to do.
+flags.DEFINE_enum("mode", "train", MODES, "What to run.")
+flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Data set; 'synthetic' needs no download.")
+flags.DEFINE_string("data_dir", "", "Data set directory (default: the data set's documented place).")
+flags.DEFINE_string("cache_dir", "cache", "Where generated data (synthetic hands) and indices go.")
+flags.DEFINE_string("model_dir", "", "Training output: checkpoints, TensorBoard, config (default runs/<dataset>).")
+
+# Model (ModelConfig).
+flags.DEFINE_integer("num_groups", 3, "K, number of joint groups (1 = the paper's baseline).")
+flags.DEFINE_boolean("fusion", True, "Cross-group feature fusion (Eq. 9).")
+flags.DEFINE_enum("grouping", "learned", ["learned", "manual"], "Learned selector or the manual thumb/index/others grouping.")
+flags.DEFINE_integer("input_size", 256, "Crop side fed to the network, a multiple of 64.")
+flags.DEFINE_integer("backbone_filters", 256, "Hourglass width.")
+flags.DEFINE_integer("group_channels", 32, "Width of each group branch.")
+flags.DEFINE_integer("trunk_hidden", 128, "Width of the trunk into the groups.")
+
+# Optimisation (OptimConfig, TemperatureSchedule).
+flags.DEFINE_enum("stage", "full", ["pretrain2d", "full"], "pretrain2d: hourglass alone on 2D joints; full: Eq. 10.")
+flags.DEFINE_float("beta", 20.0, "Weight of the Z term in Eq. 10.")
+flags.DEFINE_float("lr_pretrain", 1e-3, "Adam learning rate of stage pretrain2d.")
+flags.DEFINE_float("lr_selector", 1e-1, "Adam learning rate of the selector logits theta.")
+flags.DEFINE_float("lr_fusion", 1e-2, "Adam learning rate of the fusion layers.")
+flags.DEFINE_float("lr_rest", 1e-4, "Adam learning rate of everything else.")
+flags.DEFINE_float("temperature_initial", 5.0, "tau at step 0.")
+flags.DEFINE_float("temperature_decrement", 0.1, "tau falls by this much ...")
+flags.DEFINE_integer("temperature_every", 1000, "... every this many steps ...")
+flags.DEFINE_float("temperature_floor", 0.1, "... down to this floor.")
+
+# Training loop (TrainConfig).
+flags.DEFINE_integer("steps", 100_000, "Total training steps.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint interval in steps (resume points).")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+flags.DEFINE_integer("eval_batches", 8, "Held-out batches for the before/after figures of a training run.")
+flags.DEFINE_integer("seed", 0, "Seed of the data order, augmentation and selector sampling.")
+flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (Keras turns 'auto' on only with a GPU).")
+flags.DEFINE_boolean("mixed_precision", False, "mixed_bfloat16 compute (no loss scaling needed).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
+flags.DEFINE_string("init_checkpoint", "", "Stage-1 checkpoint (prefix or directory) to start stage 'full' from.")
+
+# Synthetic data set.
+flags.DEFINE_integer("synthetic_train", 4000, "Synthetic training samples.")
+flags.DEFINE_integer("synthetic_test", 500, "Synthetic held-out samples.")
+
+# Inference modes.
+flags.DEFINE_string("checkpoint", "", "Model to load: a training checkpoint (directory or prefix), "
+                    "an authors' .pth, or a .weights.h5 with its .config.json.")
+flags.DEFINE_string("export_dir", "saved_models/lgh", "SavedModel base directory (TF Serving layout).")

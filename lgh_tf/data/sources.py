@@ -1,0 +1,26 @@
+"""Data set name -> Records for a split, for main.py and the tools. Synthetic data is generated into
+the cache on first use; a real data set that is not on disk stops at once with a clear message."""
+
+from lgh_tf.data import registry, synthetic
+
+# Combined training sets: name -> [(member, weight)]. RHD + STB is the paper's training set for the
+# Dexter+Object evaluation; members are drawn with equal probability.
+COMBINED = {"rhd+stb": (("rhd", 1.0), ("stb", 1.0))}
+
+
+def load_sources(dataset, split, *, data_dir="", cache_dir="cache", seed=0, synthetic_counts=None):
+    """[(Records, weight), ...] for ``dataset`` ("synthetic", a registry name or a COMBINED name).
+
+    ``split`` is "train" or "eval". ``data_dir`` applies to a single real data set (a combined set
+    takes each member's default directory or its LGH_TF_<NAME>_DIR variable).
+    """
+    if dataset == "synthetic":
+        counts = synthetic_counts or {}
+        synthetic_split = "train" if split == "train" else "test"
+        records = synthetic.load_synthetic(
+            cache_dir, synthetic_split, num_samples=counts.get(synthetic_split), seed=seed
+        )
+        return [(records, 1.0)]
+    if dataset in COMBINED:
+        return [(registry.load(member, None, split), weight) for member, weight in COMBINED[dataset]]
+    return [(registry.load(dataset, data_dir or None, split), 1.0)]

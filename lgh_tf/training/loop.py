@@ -1,0 +1,207 @@
+"""Running a training job: strategy, checkpoints that resume exactly, TensorBoard, progress.
+
+Keras ``fit`` drives the task's custom ``train_step``; one Keras "epoch" is one checkpoint interval
+(``checkpoint_every`` steps), so a resumed run restarts at the last checkpoint's step with the input
+stream positioned at the same sample (the pipeline is a pure function of (seed, sample index)).
+A ``tf.train.CheckpointManager`` keeps the last few checkpoints: weights, every optimizer slot, the
+step, tau and the selector's sampling state.
+"""
+
+import dataclasses
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from lgh_tf.config import ModelConfig
+from lgh_tf.model.network import LearnableGroupsNet
+from lgh_tf.training.task import HandPoseTask, OptimConfig
+from lgh_tf import visualize
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model_dir: str = "runs/synthetic"
+    steps: int = 2000
+    batch_size: int = 32
+    checkpoint_every: int = 100  # steps; also the Keras epoch length
+    keep_checkpoints: int = 3
+    eval_batches: int = 4
+    seed: int = 0
+    jit_compile: bool = False
+    mixed_precision: bool = False  # mixed_bfloat16
+    strategy: str = "default"  # default | mirrored | multi_worker
+    init_checkpoint: str = ""  # a stage-1 (pretrain2d) checkpoint to start stage "full" from
+    verbose: int = 1
+
+
+def make_strategy(name):
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"strategy must be default, mirrored or multi_worker, got {name!r}")
+
+
+def make_checkpoint(task):
+    """Everything a resumed run needs, by stable names."""
+    network = task.network
+    objects = {
+        "network": network,
+        "step": task.step,
+        "temperature": network.temperature,
+        "selector_seed": network.selector.seed_generator.state,
+    }
+    for group, optimizer in task.optimizers.items():
+        objects[f"optimizer_{group}"] = optimizer
+    return tf.train.Checkpoint(**objects)
+
+
+def restore_network_weights(network, path):
+    """Loads only the network's weights from a training checkpoint (e.g. stage 1 into stage 2).
+
+    ``path`` is a checkpoint prefix or a directory holding checkpoints (the latest is taken).
+    """
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise FileNotFoundError(f"no checkpoint in directory {path!r}")
+        path = latest
+    checkpoint = tf.train.Checkpoint(network=network)
+    status = checkpoint.restore(path)
+    status.expect_partial()
+    return path
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves at the end of every Keras epoch (= every ``checkpoint_every`` steps), numbered by step."""
+
+    def __init__(self, manager, task):
+        super().__init__()
+        self.manager = manager
+        self.task = task
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.task.step.numpy())
+        path = self.manager.save(checkpoint_number=step)
+        logging.info("step %d: checkpoint %s", step, path)
+
+
+class GroupingCallback(keras.callbacks.Callback):
+    """TensorBoard: the current grouping as an image and text, and each joint's group as a scalar."""
+
+    def __init__(self, task, log_dir):
+        super().__init__()
+        self.task = task
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "groups"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        network = self.task.network
+        step = int(self.task.step.numpy())
+        groups = network.groups()
+        tau = float(network.temperature.numpy())
+        probabilities = None
+        if network.selector.fixed_groups is None and network.config.num_groups > 1:
+            probabilities = network.selector(tf.constant(tau), mode="soft").numpy()
+        image = visualize.grouping_figure(groups, f"step {step}, tau {tau:.2f}", probabilities)
+        with self.writer.as_default(step=step):
+            tf.summary.image("grouping", image[None])
+            tf.summary.text("grouping", visualize.grouping_text(groups))
+            assignment = visualize.groups_to_assignment(groups)
+            for joint, group in enumerate(assignment):
+                tf.summary.scalar(f"group_of_joint/{joint:02d}", int(group))
+        self.writer.flush()
+        logging.info("step %d groups: %s", step, groups)
+
+
+def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig):
+    if train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    network = LearnableGroupsNet(model_config).build_for_input()
+    task = HandPoseTask(network, optim)
+    task.compile(jit_compile=train.jit_compile)
+    return task
+
+
+def train(model_config, optim, train_config, make_train_dataset, eval_dataset=None):
+    """Trains (or resumes) in ``train_config.model_dir``.
+
+    ``make_train_dataset(start_sample)`` returns the infinite batched training stream starting at
+    sample ``start_sample``; ``eval_dataset`` is a finite batched held-out set (optional).
+    Returns a dict with the step reached and the held-out figures before and after.
+    """
+    c = train_config
+    os.makedirs(c.model_dir, exist_ok=True)
+    strategy = make_strategy(c.strategy)
+    with strategy.scope():
+        task = build_task(model_config, optim, c)
+        checkpoint = make_checkpoint(task)
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(c.model_dir, "checkpoints"), max_to_keep=c.keep_checkpoints
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
+    elif c.init_checkpoint:
+        used = restore_network_weights(task.network, c.init_checkpoint)
+        logging.info("initialised the network from %s", used)
+    with open(os.path.join(c.model_dir, "config.json"), "w") as f:
+        json.dump(
+            {
+                "model": dataclasses.asdict(model_config),
+                "optim": dataclasses.asdict(optim),
+                "train": dataclasses.asdict(c),
+            },
+            f,
+            indent=2,
+        )
+
+    start_step = int(task.step.numpy())
+    if start_step % c.checkpoint_every:
+        raise ValueError(
+            f"checkpoint step {start_step} is not a multiple of checkpoint_every={c.checkpoint_every}; "
+            "resume with the flags of the original run"
+        )
+    results = {"start_step": start_step}
+    if eval_dataset is not None:
+        results["before"] = _evaluate(task, eval_dataset, c)
+    total_epochs = -(-c.steps // c.checkpoint_every)
+    initial_epoch = start_step // c.checkpoint_every
+    if initial_epoch < total_epochs:
+        dataset = make_train_dataset(start_step * c.batch_size)
+        log_dir = os.path.join(c.model_dir, "tensorboard")
+        callbacks = [
+            CheckpointCallback(manager, task),
+            keras.callbacks.TensorBoard(log_dir, update_freq=1, write_graph=False),
+            GroupingCallback(task, log_dir),
+        ]
+        task.fit(
+            dataset,
+            epochs=total_epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=c.checkpoint_every,
+            callbacks=callbacks,
+            verbose=c.verbose,
+            shuffle=False,  # the pipeline shuffles, reproducibly
+        )
+    results["step"] = int(task.step.numpy())
+    results["temperature"] = float(task.network.temperature.numpy())
+    results["groups"] = task.network.groups()
+    if eval_dataset is not None:
+        results["after"] = _evaluate(task, eval_dataset, c)
+    with open(os.path.join(c.model_dir, "train_results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return task, results
+
+
+def _evaluate(task, eval_dataset, c):
+    with warnings.catch_warnings():  # a held-out set may be smaller than eval_batches
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        logs = task.evaluate(eval_dataset.take(c.eval_batches), verbose=0, return_dict=True)
+    return {k: float(np.asarray(v)) for k, v in logs.items()}
