@@ -109,6 +109,10 @@ def run_train():
         raise app.UsageError(
             "Dexter+Object is evaluation only; train with --dataset=rhd+stb (the paper's protocol)."
         )
+    if FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     model, optim, train = model_config(), optim_config(), train_config()
     train_sources = load_sources("train")
     try:

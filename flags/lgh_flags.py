@@ -44,6 +44,7 @@ flags.DEFINE_integer("seed", 0, "Seed of the data order, augmentation and select
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (Keras turns 'auto' on only with a GPU).")
 flags.DEFINE_boolean("mixed_precision", False, "mixed_bfloat16 compute (no loss scaling needed).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
+flags.DEFINE_boolean("deterministic", False, "tf.config.experimental.enable_op_determinism(): bitwise-repeatable runs.")
 flags.DEFINE_string("init_checkpoint", "", "Stage-1 checkpoint (prefix or directory) to start stage 'full' from.")
 
 # Synthetic data set.

@@ -123,6 +123,7 @@ class GroupingCallback(keras.callbacks.Callback):
 def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig):
     if train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(train.seed)  # reproducible initial weights
     network = LearnableGroupsNet(model_config).build_for_input()
     task = HandPoseTask(network, optim)
     task.compile(jit_compile=train.jit_compile)

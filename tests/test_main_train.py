@@ -1,0 +1,90 @@
+"""main.py --mode=train end to end: exact resume after SIGKILL, and a missing data set stops at once."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
+    "--batch_size=2", "--steps=6", "--checkpoint_every=2", "--synthetic_train=24",
+    "--synthetic_test=8", "--eval_batches=1", "--temperature_every=2", "--temperature_decrement=1",
+    "--deterministic",
+]
+
+
+def main_command(model_dir, cache_dir, *extra):
+    return [sys.executable, str(REPO / "main.py"), "--mode=train", f"--model_dir={model_dir}",
+            f"--cache_dir={cache_dir}", *TINY, *extra]
+
+
+def run(command, timeout=600):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def checkpoint_values(model_dir, number):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints", f"ckpt-{number}"))
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if not name.startswith(("save_counter", "_CHECKPOINTABLE"))
+    }
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    cache = tmp_path / "cache"
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    result = run(main_command(straight, cache))
+    assert "Trained to step 6" in result.stdout
+
+    process = subprocess.Popen(main_command(resumed, cache), cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    state = resumed / "checkpoints" / "checkpoint"  # CheckpointManager writes it after the data
+
+    def saved():
+        return state.exists() and "ckpt-" in state.read_text()
+
+    deadline = time.time() + 500
+    while not saved() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert saved(), "the run never wrote its first checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (resumed / "train_results.json").exists(), "killed too late to test a resume"
+
+    result = run(main_command(resumed, cache))
+    assert "resumed from" in result.stderr
+    a, b = checkpoint_values(straight, 6), checkpoint_values(resumed, 6)
+    assert a.keys() == b.keys() and len(a) > 100
+    # Same ops in the same order on the same data: bitwise equal is expected; allow float noise.
+    worst = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) if a[k].size else 0.0 for k in a)
+    assert worst <= 1e-6
+    step = [k for k in a if k.startswith("step/")][0]
+    tau = [k for k in a if k.startswith("temperature/")][0]
+    assert int(a[step]) == int(b[step]) == 6
+    assert float(a[tau]) == float(b[tau]) == pytest.approx(3.0)  # tau(5) = 5 - 1 * (5 // 2)
+    assert any(k.startswith("optimizer_selector/") for k in a)  # optimizer slots are saved
+
+
+def test_missing_real_dataset_stops_at_once(tmp_path):
+    started = time.time()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "--mode=train", "--dataset=stb",
+         f"--data_dir={tmp_path / 'nowhere'}", f"--model_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert "nowhere" in result.stderr and "STB" in result.stderr
+    assert time.time() - started < 120
+    assert not (tmp_path / "run" / "checkpoints").exists()
