@@ -120,3 +120,28 @@ def test_loss_matches_hand_computation_eq10():
     assert float(xy) == pytest.approx((1 + 2 + 0 + 4) / 2)
     assert float(z) == pytest.approx((3 + 1) / 2)
     assert float(loss) == pytest.approx(3.5 + 20 * 2.0)
+
+
+def test_stage2_starts_from_a_stage1_checkpoint(tmp_path):
+    """A pretrain2d checkpoint initialises the network of stage "full" (paper: hourglass first)."""
+    import keras
+
+    from lgh_tf.training.loop import make_checkpoint, restore_network_weights
+
+    keras.utils.set_random_seed(1)
+    stage1 = HandPoseTask(LearnableGroupsNet(small_config()).build_for_input(), OptimConfig(stage="pretrain2d"))
+    stage1.compile()
+    stage1.train_step(make_batch())
+    manager = tf.train.CheckpointManager(make_checkpoint(stage1), str(tmp_path / "checkpoints"), 1)
+    manager.save()
+    keras.utils.set_random_seed(2)
+    fresh = LearnableGroupsNet(small_config()).build_for_input()
+    kernel = fresh.backbone.stem_conv.conv.kernel
+    assert not np.allclose(kernel.numpy(), stage1.network.backbone.stem_conv.conv.kernel.numpy())
+    restore_network_weights(fresh, str(tmp_path / "checkpoints"))
+    np.testing.assert_array_equal(kernel.numpy(), stage1.network.backbone.stem_conv.conv.kernel.numpy())
+    moving = fresh.backbone.stem_bn.moving_mean.numpy()
+    np.testing.assert_array_equal(moving, stage1.network.backbone.stem_bn.moving_mean.numpy())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        restore_network_weights(fresh, str(tmp_path / "empty"))

@@ -150,7 +150,9 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
     elif c.init_checkpoint:
-        used = restore_network_weights(task.network, c.init_checkpoint)
+        used = restore_network_weights(task.network, os.path.join(c.init_checkpoint, "checkpoints")
+                                       if os.path.isdir(os.path.join(c.init_checkpoint, "checkpoints"))
+                                       else c.init_checkpoint)
         logging.info("initialised the network from %s", used)
     with open(os.path.join(c.model_dir, "config.json"), "w") as f:
         json.dump(
