@@ -70,8 +70,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     # Same ops in the same order on the same data: bitwise equal is expected; allow float noise.
     worst = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) if a[k].size else 0.0 for k in a)
     assert worst <= 1e-6
+    assert sum(k.startswith("network/") for k in a) > 500  # every layer, also inside lists
     step = [k for k in a if k.startswith("step/")][0]
-    tau = [k for k in a if k.startswith("temperature/")][0]
+    tau = [k for k in a if k.startswith("network/temperature/")][0]
     assert int(a[step]) == int(b[step]) == 6
     assert float(a[tau]) == float(b[tau]) == pytest.approx(3.0)  # tau(5) = 5 - 1 * (5 // 2)
     assert any(k.startswith("optimizer_selector/") for k in a)  # optimizer slots are saved

@@ -48,6 +48,6 @@ def load_model(path):
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"training config missing: {config_path}")
     model = LearnableGroupsNet(_config_from_json(config_path)).build_for_input()
-    checkpoint = tf.train.Checkpoint(network=model)
-    checkpoint.restore(prefix).expect_partial()
+    checkpoint = tf.train.Checkpoint(network=model.checkpoint_variables())
+    checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
     return model

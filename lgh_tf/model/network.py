@@ -124,6 +124,23 @@ class LearnableGroupsNet(keras.Model):
             "backbone_uv": backbone_uv * HEATMAP_STRIDE,
         }
 
+    def checkpoint_variables(self):
+        """{stable name: variable} for every variable (weights, BN statistics, tau, the selector's
+        sampling state), independent of the model's own name. tf.train.Checkpoint does not descend
+        into Keras 3's tracked lists of layers (hourglass stages, branches, heads), so checkpoints
+        store this flat dict instead of the object graph."""
+        names = {}
+        seed_state = self.selector.seed_generator.state
+        for variable in self.variables:
+            if variable is seed_state:
+                name = "selector/seed_generator_state"
+            else:
+                name = variable.path.split("/", 1)[1] if "/" in variable.path else variable.path
+            if name in names:
+                raise ValueError(f"two variables share the checkpoint name {name!r}")
+            names[name] = variable
+        return names
+
     def groups(self):
         """The current hard grouping: a list of K lists of joint indices."""
         matrix = self.selector(tf.convert_to_tensor(self.temperature), mode="hard").numpy()

@@ -51,15 +51,9 @@ def make_strategy(name):
 
 def make_checkpoint(task):
     """Everything a resumed run needs, by stable names."""
-    network = task.network
-    objects = {
-        "network": network,
-        "step": task.step,
-        "temperature": network.temperature,
-        "selector_seed": network.selector.seed_generator.state,
-    }
+    objects = {"network": task.network.checkpoint_variables(), "step": task.step}
     for group, optimizer in task.optimizers.items():
-        objects[f"optimizer_{group}"] = optimizer
+        objects[f"optimizer_{group}"] = {f"{i:04d}": v for i, v in enumerate(optimizer.variables)}
     return tf.train.Checkpoint(**objects)
 
 
@@ -73,9 +67,8 @@ def restore_network_weights(network, path):
         if latest is None:
             raise FileNotFoundError(f"no checkpoint in directory {path!r}")
         path = latest
-    checkpoint = tf.train.Checkpoint(network=network)
-    status = checkpoint.restore(path)
-    status.expect_partial()
+    checkpoint = tf.train.Checkpoint(network=network.checkpoint_variables())
+    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
     return path
 
 
@@ -147,7 +140,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
         checkpoint, os.path.join(c.model_dir, "checkpoints"), max_to_keep=c.keep_checkpoints
     )
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
     elif c.init_checkpoint:
         used = restore_network_weights(task.network, os.path.join(c.init_checkpoint, "checkpoints")
