@@ -48,7 +48,7 @@ def test_non_square_multiple_of_64_and_bad_sizes():
     model = LearnableGroupsNet(small_config(input_size=128, hourglass_depth=4))
     assert model(tf.zeros((1, 128, 128, 3)))["heatmaps"].shape == (1, 32, 32, 21)
     with pytest.raises(ValueError, match="multiple of 64"):
-        small_config(input_size=96).validate()
+        small_config(input_size=96, hourglass_depth=4).validate()
     with pytest.raises(ValueError, match="num_groups"):
         small_config(num_groups=22).validate()
     with pytest.raises(ValueError, match="manual"):

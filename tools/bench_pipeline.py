@@ -99,12 +99,39 @@ def decode_only_dataset(records: schema.Records, batch_size: int, output_size: i
 
 
 def bench_train_step(args) -> float | None:
-    """HOOK: images/s of one training step (network + loss + optimizer) on pipeline batches.
+    """Images/s of the stage-"full" train step (network + Eq. 10 + the per-group Adam updates) on
+    a fixed in-memory batch, so that only the step is timed; the network is the paper's at
+    ``--output-size`` (``--train-preset=synthetic`` takes the light synthetic preset instead)."""
+    if args.train_batches <= 0:
+        return None
+    from lgh_tf.config import ModelConfig
+    from lgh_tf.training.task import HandPoseTask, OptimConfig
+    from lgh_tf.model.network import LearnableGroupsNet
 
-    To be filled in once ``lgh_tf.training.task`` exists; returns None until then.
-    """
-    del args
-    return None
+    size = args.output_size
+    config = ModelConfig(input_size=size)
+    if args.train_preset == "synthetic":
+        config = ModelConfig(input_size=size, backbone_filters=64, group_channels=16, trunk_hidden=32)
+    task = HandPoseTask(LearnableGroupsNet(config).build_for_input(), OptimConfig())
+    task.compile()
+    rng = np.random.default_rng(0)
+    batch_size = args.train_batch_size
+    xyz = rng.normal(scale=0.03, size=(batch_size, 21, 3)) + [0, 0, 0.5]
+    K = np.repeat(np.array([[300.0, 0, size / 2], [0, 300.0, size / 2], [0, 0, 1]])[None], batch_size, 0)
+    proj = np.einsum("bij,bkj->bki", K, xyz)
+    batch = {
+        "image": rng.uniform(size=(batch_size, size, size, 3)), "uv": proj[..., :2] / proj[..., 2:],
+        "xyz": xyz, "K": K, "scale": np.full(batch_size, 0.03), "root_depth": xyz[:, 12, 2],
+        "depth": np.zeros((batch_size, 21)), "visible": np.ones((batch_size, 21)),
+    }
+    batch = {k: tf.constant(v, tf.float32) for k, v in batch.items()}
+    step = tf.function(task.train_step, jit_compile=args.jit_compile)
+    step(batch)  # trace
+    start = time.perf_counter()
+    for _ in range(args.train_batches):
+        logs = step(batch)
+    float(logs["loss"])
+    return args.train_batches * batch_size / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -114,6 +141,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--warmup-batches", type=int, default=5)
     parser.add_argument("--timed-batches", type=int, default=40)
+    parser.add_argument("--train-batches", type=int, default=3, help="timed train steps (0: skip)")
+    parser.add_argument("--train-batch-size", type=int, default=4)
+    parser.add_argument("--train-preset", choices=["paper", "synthetic"], default="paper")
+    parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
     args = parser.parse_args()
 
     cores = os.cpu_count() or 1
@@ -133,17 +164,23 @@ def main() -> None:
                     records, output_size=args.output_size, batch_size=args.batch_size,
                     training=True, augment=augment, seed=0, jit_compile=jit_compile,
                 )))
+        rates = {}
         for label, dataset in cases:
             rate, per_cpu_second = measure(
                 dataset, args.batch_size, args.warmup_batches, args.timed_batches
             )
+            rates[label] = rate
             print(f"{label:38s} {rate:9.1f} {rate / cores:9.1f} {per_cpu_second:10.1f} "
                   f"{rate / per_cpu_second:10.2f}")
 
-    # ---- HOOK: train-step throughput (added with lgh_tf.training) -----------------------------
+    # The train step on the same machine: the pipeline must outrun it.
     train_rate = bench_train_step(args)
     if train_rate is not None:
-        print(f"train step              : {train_rate:8.1f} images/s")
+        print(f"{'train step (' + args.train_preset + ', batch ' + str(args.train_batch_size) + ')':38s} "
+              f"{train_rate:9.1f}")
+        aug_rate = rates["pipeline with augmentation"]
+        print(f"pipeline with augmentation / train step: {aug_rate / train_rate:.1f}x "
+              f"({'the pipeline is not the bottleneck' if aug_rate > train_rate else 'PIPELINE-BOUND'})")
 
 
 if __name__ == "__main__":
