@@ -7,6 +7,7 @@
 flags/<dataset>.cfg holds each data set's defaults and is read before the command line.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -121,9 +122,9 @@ def run_train():
         logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset, error)
         eval_sources = None
 
-    def make_train_dataset(start_sample):
+    def make_train_dataset(start_sample, batch_size=train.batch_size):
         return pipeline.make_mixed_dataset(
-            train_sources, output_size=model.input_size, batch_size=train.batch_size,
+            train_sources, output_size=model.input_size, batch_size=batch_size,
             training=True, seed=train.seed, start_sample=start_sample,
         )
 
@@ -133,6 +134,17 @@ def run_train():
             eval_sources, output_size=model.input_size, batch_size=train.batch_size,
             training=False, seed=train.seed,
         )
+    if optim.stage == "full" and FLAGS.pretrain_steps > 0 and not train.init_checkpoint:
+        # The paper's stage 1: the hourglass alone on 2D joints, then stage 2 starts from it.
+        stage1_optim = dataclasses.replace(optim, stage="pretrain2d")
+        stage1_train = dataclasses.replace(
+            train, model_dir=os.path.join(train.model_dir, "pretrain2d"), steps=FLAGS.pretrain_steps
+        )
+        print(f"Stage 1 (pretrain2d): {FLAGS.pretrain_steps} steps in {stage1_train.model_dir}")
+        _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset)
+        _print_train_summary(stage1, stage1_train.model_dir)
+        train = dataclasses.replace(train, init_checkpoint=stage1_train.model_dir)
+        print(f"Stage 2 (full, Eq. 10): {train.steps} steps in {train.model_dir}")
     _, results = loop.train(model, optim, train, make_train_dataset, eval_dataset)
     _print_train_summary(results, train.model_dir)
 
@@ -164,12 +176,106 @@ def run_groups():
     print(f"wrote {path}")
 
 
+def run_eval():
+    """--mode=eval: the paper's protocol for --dataset, a table, results.json and PNGs."""
+    from lgh_tf.evaluation import evaluate
+
+    checkpoints = [path.strip() for path in FLAGS.checkpoint.split(",") if path.strip()]
+    if not checkpoints:
+        raise app.UsageError("--mode=eval needs --checkpoint (a comma-separated list is an ensemble)")
+    out_dir = FLAGS.output_dir or os.path.join("runs", f"eval_{FLAGS.dataset}")
+    try:
+        records, scales = evaluate.load_eval_records(
+            FLAGS.dataset, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir, seed=FLAGS.seed,
+            synthetic_test=FLAGS.synthetic_test,
+        )
+        models = evaluate.load_models(checkpoints)
+        dataset = evaluate.make_eval_dataset(
+            FLAGS.dataset, records, output_size=models[0].config.input_size,
+            batch_size=FLAGS.batch_size, scales=scales,
+        )
+        predictions, gt = evaluate.predict_dataset(models, dataset)
+        results = evaluate.evaluate(FLAGS.dataset, predictions, gt)
+        results.update(checkpoints=checkpoints, num_records=len(records))
+        paths = evaluate.write_report(results, out_dir, predictions=predictions, gt=gt)
+    except (ValueError, FileNotFoundError) as error:
+        if type(error).__name__ == "DatasetNotFoundError":
+            raise  # main() prints it and exits 2
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    name = "LGH" if len(models) == 1 else f"LGH ensemble of {len(models)}"
+    print(f"\n{FLAGS.dataset}: {results['num_samples']} samples, root depth {results['root_depth']}, "
+          f"crop: {results['crop']}")
+    if results["3d"] is not None:
+        print(evaluate.results_table({name: results}))
+    for note in results["notes"]:
+        print(f"note: {note}")
+    for what, path in paths.items():
+        print(f"wrote {what}: {path}")
+
+
+def run_predict():
+    """--mode=predict: 2D/3D joints for --image, a JSON and two pictures in --output_dir."""
+    from lgh_tf import predict
+
+    checkpoints = [path.strip() for path in FLAGS.checkpoint.split(",") if path.strip()]
+    if not checkpoints:
+        raise app.UsageError("--mode=predict needs --checkpoint (checkpoint, .pth, .weights.h5 or SavedModel)")
+    if not FLAGS.image:
+        raise app.UsageError("--mode=predict needs --image")
+    out_dir = FLAGS.output_dir or os.path.join("runs", "predict")
+    try:
+        result, paths = predict.run(
+            checkpoints, FLAGS.image, out_dir=out_dir, intrinsics=FLAGS.intrinsics or None,
+            box=FLAGS.box or None, scale=FLAGS.scale, root_depth=FLAGS.root_depth,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{len(result['uv'])} joints of {FLAGS.image} ({result['image_size'][0]}x{result['image_size'][1]}), "
+          f"3D: {'yes' if result['xyz'] is not None else 'no (2.5D only)'}")
+    for what, path in paths.items():
+        print(f"wrote {what}: {path}")
+
+
+def run_export():
+    """--mode=export: SavedModel (TF Serving layout) in --export_dir, plus --tflite variants."""
+    from lgh_tf.export import saved_model, tflite
+    from lgh_tf.model.io import load_model
+
+    if not FLAGS.checkpoint:
+        raise app.UsageError("--mode=export needs --checkpoint (training directory, checkpoint prefix, .pth "
+                             "or .weights.h5)")
+    try:
+        variants = tflite.parse_variants(FLAGS.tflite)
+    except ValueError as error:
+        raise app.UsageError(f"--tflite: {error}")
+    model = load_model(FLAGS.checkpoint)
+    try:
+        path = saved_model.export_saved_model(model, FLAGS.export_dir, version=FLAGS.export_version)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"SavedModel: {path}")
+    info = saved_model.read_export_info(path)
+    for name, signature in info["signatures"].items():
+        inputs = ", ".join(f"{k} {v['dtype']}{tuple(v['shape'])}" for k, v in signature["inputs"].items())
+        outputs = ", ".join(f"{k} {v['dtype']}{tuple(v['shape'])}" for k, v in signature["outputs"].items())
+        print(f"  {name}: {inputs} -> {outputs}".replace("None", "N"))
+    paths = tflite.convert_all(path, variants, representative_samples=FLAGS.representative_samples,
+                               cache_dir=FLAGS.cache_dir)
+    for variant, tflite_path in paths.items():
+        print(f"TFLite {variant}: {tflite_path} ({os.path.getsize(tflite_path) / 1e6:.2f} MB)")
+    print(f"Serve: docker run -p 8501:8501 --mount type=bind,source={os.path.abspath(FLAGS.export_dir)},"
+          f"target=/models/lgh -e MODEL_NAME=lgh -t tensorflow/serving")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from lgh_tf.data.registry import DatasetNotFoundError
 
-    modes = {"train": run_train, "groups": run_groups}
+    modes = {"train": run_train, "groups": run_groups, "eval": run_eval, "predict": run_predict, "export": run_export}
     if FLAGS.mode not in modes:
         raise app.UsageError(f"--mode={FLAGS.mode} is not built yet (see the open issues)")
     try:

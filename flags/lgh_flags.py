@@ -44,6 +44,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the data order, augmentation and select
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (Keras turns 'auto' on only with a GPU).")
 flags.DEFINE_boolean("mixed_precision", False, "mixed_bfloat16 compute (no loss scaling needed).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
+flags.DEFINE_integer("pretrain_steps", 0, "With --stage=full and no --init_checkpoint: first pre-train the hourglass "
+                     "on 2D joints for this many steps (stage 1, in <model_dir>/pretrain2d), then train stage 2 from it.")
 flags.DEFINE_boolean("deterministic", False, "tf.config.experimental.enable_op_determinism(): bitwise-repeatable runs.")
 flags.DEFINE_string("init_checkpoint", "", "Stage-1 checkpoint (prefix or directory) to start stage 'full' from.")
 
@@ -53,5 +55,22 @@ flags.DEFINE_integer("synthetic_test", 500, "Synthetic held-out samples.")
 
 # Inference modes.
 flags.DEFINE_string("checkpoint", "", "Model to load: a training checkpoint (directory or prefix), "
-                    "an authors' .pth, or a .weights.h5 with its .config.json.")
+                    "an authors' .pth, or a .weights.h5 with its .config.json; eval/predict: a "
+                    "comma-separated list is an ensemble (predict: also a SavedModel directory).")
 flags.DEFINE_string("export_dir", "saved_models/lgh", "SavedModel base directory (TF Serving layout).")
+
+# Evaluation and prediction (--mode=eval, --mode=predict). --checkpoint takes a comma-separated
+# list for a checkpoint ensemble (mean of uv and depth, paper Table 1).
+flags.DEFINE_string("output_dir", "", "Where --mode=eval/predict write (default runs/eval_<dataset>, runs/predict).")
+flags.DEFINE_string("image", "", "--mode=predict: the image file to run on.")
+flags.DEFINE_string("intrinsics", "", "--mode=predict: camera intrinsics of --image, 'fx,fy,cx,cy' in pixels.")
+flags.DEFINE_string("box", "", "--mode=predict: hand box 'x,y,w,h' in pixels of --image (default: the whole image).")
+flags.DEFINE_float("scale", None, "--mode=predict: hand scale, the middle finger's MCP-PIP bone length (e.g. metres).")
+flags.DEFINE_float("root_depth", None, "--mode=predict: depth of the root joint (middle MCP), unit of --scale; "
+                   "estimated from --scale when left out.")
+
+# Export (--mode=export).
+flags.DEFINE_integer("export_version", None, "SavedModel version under --export_dir (default: the next integer).")
+flags.DEFINE_string("tflite", "none", "TFLite variants to convert after the export, comma-separated: "
+                    "none,float32,float16,dynamic_int8,int8 (int8 is calibrated on synthetic crops).")
+flags.DEFINE_integer("representative_samples", 100, "Synthetic crops calibrating the int8 TFLite variant.")

@@ -85,3 +85,140 @@ def grouping_text(groups):
     return "\n".join(
         f"group {k + 1}: " + ", ".join(JOINT_NAMES[j] for j in joints) for k, joints in enumerate(groups)
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation curves and prediction pictures
+# ---------------------------------------------------------------------------------------------
+
+# Skeleton colours by finger (RGB), the palm/wrist bones grey.
+FINGER_COLOURS = {
+    "thumb": (230, 40, 40),
+    "index": (240, 190, 20),
+    "middle": (40, 190, 60),
+    "ring": (40, 120, 240),
+    "little": (200, 50, 220),
+}
+PALM_COLOUR = (150, 150, 150)
+
+
+def _joint_finger(joint):
+    for finger, joints in FINGER_JOINTS.items():
+        if joint in joints:
+            return finger
+    return None
+
+
+def bone_colour(parent, child):
+    """RGB colour of a bone: its finger's colour (the wrist -> MCP bones too)."""
+    finger = _joint_finger(child) or _joint_finger(parent)
+    return FINGER_COLOURS.get(finger, PALM_COLOUR)
+
+
+def pck_curves_figure(panels, title=""):
+    """PCK curves, one panel per entry of ``panels``: ``(panel title, x label, curves)`` with
+    ``curves`` a list of ``(label, thresholds, pck, auc or None)``. RGB uint8."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), dpi=100,
+                                squeeze=False)
+    for axis, (panel_title, xlabel, curves) in zip(axes[0], panels):
+        for label, thresholds, pck, area in curves:
+            text = label if area is None else f"{label} (AUC {area:.3f})"
+            axis.plot(np.asarray(thresholds, float), np.asarray(pck, float), linewidth=2, label=text)
+        axis.set_xlabel(xlabel, fontsize=9)
+        axis.set_ylabel("PCK", fontsize=9)
+        axis.set_ylim(0.0, 1.02)
+        axis.grid(alpha=0.3)
+        axis.set_title(panel_title, fontsize=10)
+        axis.legend(loc="lower right", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure_to_array(figure)
+
+
+def per_joint_error_figure(errors, ylabel="mean error [mm]", title=""):
+    """Bar chart of ``{joint name: error or None}`` coloured by finger. RGB uint8."""
+    names = list(errors)
+    values = [np.nan if errors[n] is None else float(errors[n]) for n in names]
+    colours = []
+    for name in names:
+        joint = JOINT_NAMES.index(name) if name in JOINT_NAMES else -1
+        colours.append(np.array(FINGER_COLOURS.get(_joint_finger(joint), PALM_COLOUR)) / 255.0)
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.35 * len(names) + 1.5), 3.6), dpi=100)
+    axis.bar(range(len(names)), np.nan_to_num(values), color=colours, edgecolor="black", linewidth=0.5)
+    axis.set_xticks(range(len(names)))
+    axis.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
+    axis.set_ylabel(ylabel, fontsize=9)
+    axis.grid(axis="y", alpha=0.3)
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure_to_array(figure)
+
+
+def draw_skeleton(image, uv, visible=None, thickness=None):
+    """A copy of RGB ``image`` (H, W, 3) with the 21-joint skeleton ``uv`` (pixels) drawn over it,
+    each finger in its colour (``FINGER_COLOURS``). RGB uint8."""
+    import cv2
+
+    canvas = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3]).copy()
+    uv = np.asarray(uv, dtype=np.float64)
+    visible = np.ones(len(uv), bool) if visible is None else np.asarray(visible, bool)
+    if thickness is None:
+        thickness = max(1, int(round(max(canvas.shape[:2]) / 160)))
+    shift = 4  # sub-pixel precision of cv2 drawing
+    points = np.round(np.nan_to_num(uv) * (1 << shift)).astype(np.int64)
+    points = np.clip(points, -(1 << 25), 1 << 25)  # cv2 wants int32 coordinates
+    for parent, child in BONES:
+        if visible[parent] and visible[child]:
+            cv2.line(canvas, tuple(int(c) for c in points[parent]), tuple(int(c) for c in points[child]),
+                     bone_colour(parent, child), thickness, cv2.LINE_AA, shift)
+    for joint in range(len(uv)):
+        if visible[joint]:
+            colour = FINGER_COLOURS.get(_joint_finger(joint), PALM_COLOUR)
+            center = tuple(int(c) for c in points[joint])
+            cv2.circle(canvas, center, (thickness + 1) << shift, colour, -1, cv2.LINE_AA, shift)
+            cv2.circle(canvas, center, (thickness + 1) << shift, (0, 0, 0), 1, cv2.LINE_AA, shift)
+    return canvas
+
+
+def skeleton_3d_figure(points, title="", axis_labels=("x", "y", "z"),
+                       views=((0.0, -90.0), (25.0, -35.0)), view_names=("camera view", "oblique view")):
+    """The skeleton ``points`` (21, 3) in 3D from two viewpoints. RGB uint8.
+
+    ``points`` are camera-like coordinates (x right, y down, z away from the camera), e.g. xyz in
+    metres or a 2.5D (u, v, scaled relative depth). They are drawn with z as matplotlib's depth
+    axis and -y up, so the first view ((elev, azim) = (0, -90)) shows the hand as the camera
+    sees it and the second one from above and to the side.
+    """
+    from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the 3d projection)
+
+    points = np.asarray(points, dtype=np.float64)
+    shown = np.stack([points[:, 0], points[:, 2], -points[:, 1]], axis=1)
+    low, high = np.nanmin(shown, axis=0), np.nanmax(shown, axis=0)
+    centre = 0.5 * (low + high)
+    radius = 0.5 * float(np.nanmax(high - low))
+    radius = radius if np.isfinite(radius) and radius > 0 else 1.0
+    colours = [np.array(FINGER_COLOURS.get(_joint_finger(j), PALM_COLOUR)) / 255.0
+               for j in range(len(shown))]
+    figure = plt.figure(figsize=(8.4, 4.4), dpi=100)
+    for k, ((elev, azim), name) in enumerate(zip(views, view_names)):
+        axis = figure.add_subplot(1, len(views), k + 1, projection="3d")
+        for parent, child in BONES:
+            axis.plot(*shown[[parent, child]].T, color=np.array(bone_colour(parent, child)) / 255.0,
+                      linewidth=2.5)
+        axis.scatter(*shown.T, c=colours, s=18, edgecolors="black", linewidths=0.4, depthshade=False)
+        for setter, c in zip((axis.set_xlim, axis.set_ylim, axis.set_zlim), centre):
+            setter(c - radius, c + radius)
+        axis.set_box_aspect((1, 1, 1))
+        axis.set_proj_type("ortho")
+        axis.view_init(elev=elev, azim=azim)
+        axis.set_xlabel(axis_labels[0], fontsize=8)
+        axis.set_ylabel(axis_labels[2], fontsize=8)
+        axis.set_zlabel(f"-{axis_labels[1]}", fontsize=8)
+        axis.tick_params(labelsize=6)
+        axis.set_title(name, fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure_to_array(figure)
