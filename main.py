@@ -22,7 +22,10 @@ FLAGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
 
 
 def with_dataset_flagfile(argv):
-    """Puts --flagfile=flags/<dataset>.cfg first, so the command line overrides it."""
+    """Puts --flagfile=flags/<dataset>.cfg first, so the command line overrides it. An explicit
+    --flagfile (e.g. flags/ablations/*.cfg, which include their data set's file) replaces it."""
+    if any(arg.startswith("--flagfile") for arg in argv[1:]):
+        return argv
     dataset = "synthetic"
     for i, arg in enumerate(argv[1:], 1):
         if arg.startswith("--dataset="):

@@ -101,3 +101,21 @@ def test_train_runs_real_steps_on_an_stb_fixture(tmp_path):
     assert "Trained to step 2" in result.stdout
     assert "held-out error_3d_mm" in result.stdout  # B1 is the evaluation split
     assert (tmp_path / "run" / "checkpoints" / "checkpoint").exists()
+
+    # --mode=groups on the trained checkpoint: the grouping as text and as a picture.
+    result = run([sys.executable, str(REPO / "main.py"), "--mode=groups",
+                  f"--checkpoint={tmp_path / 'run'}", f"--model_dir={tmp_path / 'groups'}"])
+    assert result.stdout.count("group ") >= 3 and "wrist" in result.stdout
+    import cv2
+
+    picture = cv2.imread(str(tmp_path / "groups" / "groups.png"))
+    assert picture is not None and picture.shape[0] > 200 and picture.std() > 10
+
+
+def test_dataset_flagfile_is_prepended_unless_a_flagfile_is_given():
+    import main
+
+    assert main.with_dataset_flagfile(["main.py", "--dataset=stb", "--steps=2"])[1].endswith("stb.cfg")
+    assert main.with_dataset_flagfile(["main.py"])[1].endswith("synthetic.cfg")
+    argv = ["main.py", "--flagfile=flags/ablations/k2.cfg"]
+    assert main.with_dataset_flagfile(argv) == argv
