@@ -1,0 +1,216 @@
+"""Inference speed of every deployment form of one network, on the same weights, in one run.
+
+Variants: ``eager`` (the Keras model called eagerly), ``function`` (``tf.function``), ``xla``
+(``tf.function(jit_compile=True)``), ``saved_model`` (the export reloaded, ``predict_float``) and
+``tflite_<float32|float16|dynamic_int8|int8>`` (ai-edge-litert, XNNPACK, ``os.cpu_count()``
+threads). Each runs at the requested batch sizes on synthetic hand crops; the table gives the median
+ms per batch, ms per image, images/s, the GFLOP/s achieved and how far each is from the FLOP limit
+(ms/image divided by FLOPs / peak), with the machine's float32 peak measured by timing 2048x2048
+``tf.linalg.matmul``. The forward pass's FLOPs are counted from the model: 2 x the multiply-adds of
+every convolution / transposed convolution / dense layer, from its kernel and its built input shape
+(the TF profiler's count of the frozen graph is printed beside it). ``max Δuv px`` is each
+variant's largest deviation from the eager Keras output on the batch-8 crops.
+
+    python tools/bench_inference.py --input_size 256 --iterations 3
+    python tools/bench_inference.py --checkpoint runs/synthetic --variants function,tflite_int8
+
+Random weights unless ``--checkpoint``; timings on a shared machine vary run to run (the CPU time
+the process used per wall second is printed to show contention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+BASE_VARIANTS = ("eager", "function", "xla", "saved_model")
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+ALL_VARIANTS = BASE_VARIANTS + tuple(f"tflite_{v}" for v in TFLITE_VARIANTS)
+
+
+def conv_flops(model) -> int:
+    """FLOPs (2 x multiply-adds) of one image through every Conv2D, Conv2DTranspose and Dense layer,
+    from the kernels and the input shapes the layers were built with."""
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)):
+            continue
+        input_shape = tuple(next(iter(layer._build_shapes_dict.values())))
+        kernel = tuple(int(d) for d in layer.kernel.shape)
+        if isinstance(layer, keras.layers.Conv2DTranspose):  # every input pixel scatters a kernel
+            macs = np.prod(input_shape[1:3]) * np.prod(kernel)
+        elif isinstance(layer, keras.layers.Conv2D):
+            output_shape = layer.compute_output_shape(input_shape)
+            macs = np.prod(output_shape[1:3]) * np.prod(kernel)
+        else:
+            macs = np.prod(input_shape[1:-1]) * np.prod(kernel)
+        total += int(macs)
+    return 2 * total
+
+
+def profiler_flops(model, size) -> int | None:
+    """The TF profiler's float-op count of the frozen forward graph for one image (cross-check)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        function = tf.function(lambda x: model(x, training=False, selector="hard")["uv"])
+        frozen = convert_variables_to_constants_v2(
+            function.get_concrete_function(tf.TensorSpec((1, size, size, 3), tf.float32))
+        )
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        return int(tf.compat.v1.profiler.profile(frozen.graph, options=options).total_float_ops)
+    except Exception:  # noqa: BLE001  the profiler is a legacy API; the count is informative only
+        return None
+
+
+def matmul_peak(n=2048, repeats=8) -> float:
+    """float32 GFLOP/s of the best of ``repeats`` timed n x n matmuls (all cores)."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform((n, n), seed=[1, 2])
+    b = tf.random.stateless_uniform((n, n), seed=[3, 4])
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.linalg.matmul(x, y)))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+def time_calls(fn, images, iterations, warmup=1):
+    """Median seconds per call of fn(images) after ``warmup`` calls (compilation, allocation)."""
+    for _ in range(warmup):
+        fn(images)
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn(images)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _uv(out):
+    value = out["uv"]
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input_size", type=int, default=256, help="crop side (random-weight model)")
+    parser.add_argument("--checkpoint", default="", help="model to load (default: random weights, paper config)")
+    parser.add_argument("--iterations", type=int, default=5, help="timed calls per variant and batch size")
+    parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help=f"comma list of {','.join(ALL_VARIANTS)}")
+    parser.add_argument("--batch_sizes", default="1,8")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="TFLite interpreter threads")
+    parser.add_argument("--representative_samples", type=int, default=16, help="int8 calibration crops")
+    parser.add_argument("--cache_dir", default="cache", help="synthetic hands (benchmark input, calibration)")
+    parser.add_argument("--work_dir", default="", help="where the SavedModel and .tflite go (default: a temp dir)")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from lgh_tf.export import saved_model as sm
+    from lgh_tf.export import tflite
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(ALL_VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {','.join(ALL_VARIANTS)}")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    keras.utils.set_random_seed(0)
+    if args.checkpoint:
+        from lgh_tf.model.io import load_model
+
+        model = load_model(args.checkpoint)
+    else:
+        from lgh_tf.config import ModelConfig
+        from lgh_tf.model.network import LearnableGroupsNet
+
+        model = LearnableGroupsNet(ModelConfig(input_size=args.input_size)).build_for_input()
+    size = model.config.input_size
+    flops = conv_flops(model)
+    profiled = profiler_flops(model, size)
+    peak = matmul_peak()
+    c = model.config
+    print(f"model: {args.checkpoint or 'random weights'}, {size}x{size}, K={c.num_groups}, fusion={c.fusion}, "
+          f"backbone {c.backbone_filters}, {model.count_params() / 1e6:.2f} M parameters")
+    print(f"forward FLOPs/image: {flops / 1e9:.2f} GFLOP (2 x conv/dense MACs, from the layers)"
+          + (f"; TF profiler on the frozen graph: {profiled / 1e9:.2f} GFLOP" if profiled else ""))
+    limit_ms = flops / (peak * 1e9) * 1e3  # ms/image at the matmul peak
+    print(f"float32 matmul peak (2048x2048, {os.cpu_count()} cores): {peak:.1f} GFLOP/s -> FLOP limit "
+          f"{limit_ms:.1f} ms/image")
+
+    crops = tflite.synthetic_representative_images(size, max(args.representative_samples, max(batch_sizes)),
+                                                   args.cache_dir)
+    inputs = {b: np.concatenate(crops[:b]) for b in batch_sizes}
+    reference_batch = max(batch_sizes)
+    reference = model(inputs[reference_batch], training=False, selector="hard")["uv"].numpy()
+
+    runners = {}
+    if "eager" in variants:
+        runners["eager"] = lambda x: model(x, training=False, selector="hard")
+    if "function" in variants:
+        runners["function"] = tf.function(lambda x: model(x, training=False, selector="hard"))
+    if "xla" in variants:
+        runners["xla"] = tf.function(lambda x: model(x, training=False, selector="hard"), jit_compile=True)
+    tflite_wanted = [v for v in TFLITE_VARIANTS if f"tflite_{v}" in variants]
+    temporary = None if args.work_dir else tempfile.TemporaryDirectory(prefix="lgh_bench_")
+    work = args.work_dir or temporary.name
+    if "saved_model" in variants or tflite_wanted:
+        start = time.perf_counter()
+        path = sm.export_saved_model(model, os.path.join(work, "saved_model"))
+        print(f"exported {path} in {time.perf_counter() - start:.0f} s")
+        if "saved_model" in variants:
+            signature = tf.saved_model.load(path).signatures["predict_float"]
+            runners["saved_model"] = lambda x: signature(images=tf.constant(x))
+        for variant in tflite_wanted:
+            start = time.perf_counter()
+            file = tflite.convert(path, variant, crops[: args.representative_samples])
+            print(f"converted tflite_{variant} ({os.path.getsize(file) / 1e6:.1f} MB) in "
+                  f"{time.perf_counter() - start:.0f} s")
+            runner = tflite.TFLiteRunner(file, num_threads=args.threads)
+            runners[f"tflite_{variant}"] = runner
+
+    rows = []
+    for name in [v for v in ALL_VARIANTS if v in runners]:
+        fn = runners[name]
+        deviation = float(np.abs(_uv(fn(inputs[reference_batch])) - reference).max())
+        for batch in batch_sizes:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            seconds = time_calls(fn, inputs[batch], args.iterations, warmup=1 if name != "xla" else 2)
+            cpu_share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+            ms_image = 1e3 * seconds / batch
+            rows.append((name, batch, 1e3 * seconds, ms_image, batch / seconds,
+                         flops / (seconds / batch) / 1e9, ms_image / limit_ms, deviation, cpu_share))
+            print(f"  {name} batch {batch}: {ms_image:.1f} ms/image", flush=True)
+
+    header = ("variant", "batch", "ms/batch", "ms/image", "images/s", "GFLOP/s", "x FLOP limit", "max Δuv px",
+              "CPU/wall")
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for name, batch, ms_batch, ms_image, ips, gflops, ratio, deviation, cpu_share in rows:
+        print(f"| {name} | {batch} | {ms_batch:.1f} | {ms_image:.1f} | {ips:.2f} | {gflops:.1f} | {ratio:.1f} | "
+              f"{deviation:.2g} | {cpu_share:.2f} |")
+    print(f"\nFLOP limit: {flops / 1e9:.2f} GFLOP / {peak:.1f} GFLOP/s = {limit_ms:.1f} ms/image; "
+          f"TFLite threads: {args.threads}; iterations: {args.iterations} (median)")
+    if temporary is not None:
+        runners.clear()
+        temporary.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
