@@ -149,3 +149,21 @@ def test_stage2_starts_from_a_stage1_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         restore_network_weights(fresh, str(tmp_path / "empty"))
+
+
+def test_mixed_bfloat16_train_step_keeps_float32_outputs_and_variables():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        network = LearnableGroupsNet(small_config()).build_for_input()
+        task = HandPoseTask(network, OptimConfig())
+        task.compile()
+        logs = task.train_step(make_batch())
+        assert np.isfinite(float(logs["loss"]))
+        assert network.backbone.stem_conv.conv.kernel.dtype == "float32"
+        assert network.backbone.stem_conv.conv.compute_dtype == "bfloat16"
+        out = network(make_batch()["image"])
+        assert out["uv"].dtype == tf.float32 and out["depth"].dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
