@@ -75,6 +75,8 @@ class HandPoseTask(keras.Model):
         return list(self.trackers.values())
 
     def call(self, images, training=False, **kwargs):
+        if isinstance(images, dict):  # a pipeline batch (Keras builds distributed models this way)
+            images = images["image"]
         return self.network(images, training=training, **kwargs)
 
     # ------------------------------------------------------------------------------------------
