@@ -138,7 +138,8 @@ def test_stage2_starts_from_a_stage1_checkpoint(tmp_path):
     fresh = LearnableGroupsNet(small_config()).build_for_input()
     kernel = fresh.backbone.stem_conv.conv.kernel
     assert not np.allclose(kernel.numpy(), stage1.network.backbone.stem_conv.conv.kernel.numpy())
-    restore_network_weights(fresh, str(tmp_path / "checkpoints"))
+    used = restore_network_weights(fresh, str(tmp_path / "checkpoints"))
+    assert restore_network_weights(fresh, str(tmp_path)) == used  # a model_dir: its checkpoints/
     trained = stage1.network.checkpoint_variables()
     restored = fresh.checkpoint_variables()
     assert restored.keys() == trained.keys() and len(restored) > 300

@@ -60,8 +60,11 @@ def make_checkpoint(task):
 def restore_network_weights(network, path):
     """Loads only the network's weights from a training checkpoint (e.g. stage 1 into stage 2).
 
-    ``path`` is a checkpoint prefix or a directory holding checkpoints (the latest is taken).
+    ``path`` is a checkpoint prefix, a directory holding checkpoints (the latest is taken), or a
+    training ``model_dir`` (its ``checkpoints/`` directory).
     """
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        path = os.path.join(path, "checkpoints")
     if os.path.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
@@ -143,9 +146,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
         checkpoint.restore(manager.latest_checkpoint).assert_consumed()
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
     elif c.init_checkpoint:
-        used = restore_network_weights(task.network, os.path.join(c.init_checkpoint, "checkpoints")
-                                       if os.path.isdir(os.path.join(c.init_checkpoint, "checkpoints"))
-                                       else c.init_checkpoint)
+        used = restore_network_weights(task.network, c.init_checkpoint)
         logging.info("initialised the network from %s", used)
     with open(os.path.join(c.model_dir, "config.json"), "w") as f:
         json.dump(
