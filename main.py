@@ -255,7 +255,8 @@ def run_export():
         raise app.UsageError(f"--tflite: {error}")
     model = load_model(FLAGS.checkpoint)
     try:
-        path = saved_model.export_saved_model(model, FLAGS.export_dir, version=FLAGS.export_version)
+        path = saved_model.export_saved_model(model, FLAGS.export_dir, version=FLAGS.export_version,
+                                                 fold_batch_norms=FLAGS.fold_batch_norms)
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

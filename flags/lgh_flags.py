@@ -71,6 +71,8 @@ flags.DEFINE_float("root_depth", None, "--mode=predict: depth of the root joint 
 
 # Export (--mode=export).
 flags.DEFINE_integer("export_version", None, "SavedModel version under --export_dir (default: the next integer).")
+flags.DEFINE_boolean("fold_batch_norms", True, "Export with every BatchNorm folded into the convolution before "
+                     "it (same outputs, faster); --nofold_batch_norms exports the graph as trained.")
 flags.DEFINE_string("tflite", "none", "TFLite variants to convert after the export, comma-separated: "
                     "none,float32,float16,dynamic_int8,int8 (int8 is calibrated on synthetic crops).")
 flags.DEFINE_integer("representative_samples", 100, "Synthetic crops calibrating the int8 TFLite variant.")

