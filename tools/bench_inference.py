@@ -1,15 +1,21 @@
 """Inference speed of every deployment form of one network, on the same weights, in one run.
 
 Variants: ``eager`` (the Keras model called eagerly), ``function`` (``tf.function``), ``xla``
-(``tf.function(jit_compile=True)``), ``saved_model`` (the export reloaded, ``predict_float``) and
+(``tf.function(jit_compile=True)``), ``saved_model`` (the export reloaded, ``predict_float``; BatchNorm
+folded into the convolutions, as ``main.py --mode=export`` writes it), ``saved_model_unfolded`` (the
+same exported without folding, for comparison) and
 ``tflite_<float32|float16|dynamic_int8|int8>`` (ai-edge-litert, XNNPACK, ``os.cpu_count()``
 threads). Each runs at the requested batch sizes on synthetic hand crops; the table gives the median
 ms per batch, ms per image, images/s, the GFLOP/s achieved and how far each is from the FLOP limit
 (ms/image divided by FLOPs / peak), with the machine's float32 peak measured by timing 2048x2048
 ``tf.linalg.matmul``. The forward pass's FLOPs are counted from the model: 2 x the multiply-adds of
 every convolution / transposed convolution / dense layer, from its kernel and its built input shape
-(the TF profiler's count of the frozen graph is printed beside it). ``max Δuv px`` is each
-variant's largest deviation from the eager Keras output on the batch-8 crops.
+(the TF profiler's count of the frozen graph is printed beside it). ``mean/max Δuv px`` is each
+variant's 2D drift from the eager float32 Keras output (per-joint distance in crop pixels) over the
+``--representative_samples`` synthetic crops. Random weights get trained-looking BatchNorm statistics
+and biases (``folding.randomize_batch_norms``), else folding would have nothing to fold. With
+``--memory`` the peak resident memory of inference at batch 1 (SavedModel, TFLite int8) is measured
+in fresh processes.
 
     python tools/bench_inference.py --input_size 256 --iterations 3
     python tools/bench_inference.py --checkpoint runs/synthetic --variants function,tflite_int8
@@ -27,7 +33,7 @@ import time
 
 import numpy as np
 
-BASE_VARIANTS = ("eager", "function", "xla", "saved_model")
+BASE_VARIANTS = ("eager", "function", "xla", "saved_model_unfolded", "saved_model")
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 ALL_VARIANTS = BASE_VARIANTS + tuple(f"tflite_{v}" for v in TFLITE_VARIANTS)
 
@@ -104,6 +110,42 @@ def _uv(out):
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
+def _measure_rss(kind, path, threads) -> float:
+    """Peak resident memory (MiB) of a fresh process that loads ``path`` and runs batch 1."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, os.path.abspath(__file__), "--rss_child", kind, path, "--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    for line in done.stdout.splitlines():
+        if line.startswith("PEAK_RSS_MB "):
+            return float(line.split()[1])
+    raise RuntimeError(f"memory measurement of {kind} failed: {done.stderr[-2000:]}")
+
+
+def _rss_child(kind, path, threads) -> int:
+    from bench_train import peak_rss_mb
+
+    if kind == "saved_model":
+        import tensorflow as tf
+
+        signature = tf.saved_model.load(path).signatures["predict_float"]
+        size = int(signature.structured_input_signature[1]["images"].shape[1])
+        run = lambda x: signature(images=tf.constant(x))  # noqa: E731
+    else:  # the LiteRT runtime alone, as on a phone: no TensorFlow in this process
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner("predict_float")
+        size = int(runner.get_input_details()["images"]["shape_signature"][1])
+        run = lambda x: runner(images=x)  # noqa: E731
+    images = np.random.default_rng(0).uniform(size=(1, size, size, 3)).astype(np.float32)
+    for _ in range(3):
+        run(images)
+    print(f"PEAK_RSS_MB {peak_rss_mb():.1f}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_size", type=int, default=256, help="crop side (random-weight model)")
@@ -115,7 +157,11 @@ def main(argv=None):
     parser.add_argument("--representative_samples", type=int, default=16, help="int8 calibration crops")
     parser.add_argument("--cache_dir", default="cache", help="synthetic hands (benchmark input, calibration)")
     parser.add_argument("--work_dir", default="", help="where the SavedModel and .tflite go (default: a temp dir)")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of batch-1 inference in fresh processes")
+    parser.add_argument("--rss_child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rss_child:
+        return _rss_child(*args.rss_child, args.threads)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -139,7 +185,10 @@ def main(argv=None):
         from lgh_tf.config import ModelConfig
         from lgh_tf.model.network import LearnableGroupsNet
 
+        from lgh_tf.export.folding import randomize_batch_norms
+
         model = LearnableGroupsNet(ModelConfig(input_size=args.input_size)).build_for_input()
+        randomize_batch_norms(model, seed=0)
     size = model.config.input_size
     flops = conv_flops(model)
     profiled = profiler_flops(model, size)
@@ -156,10 +205,10 @@ def main(argv=None):
     crops = tflite.synthetic_representative_images(size, max(args.representative_samples, max(batch_sizes)),
                                                    args.cache_dir)
     inputs = {b: np.concatenate(crops[:b]) for b in batch_sizes}
-    reference_batch = max(batch_sizes)
-    reference = model(inputs[reference_batch], training=False, selector="hard")["uv"].numpy()
+    drift_inputs = np.concatenate(crops)
+    reference = model(drift_inputs, training=False, selector="hard")["uv"].numpy()
 
-    runners = {}
+    runners, memory = {}, {}
     if "eager" in variants:
         runners["eager"] = lambda x: model(x, training=False, selector="hard")
     if "function" in variants:
@@ -169,25 +218,36 @@ def main(argv=None):
     tflite_wanted = [v for v in TFLITE_VARIANTS if f"tflite_{v}" in variants]
     temporary = None if args.work_dir else tempfile.TemporaryDirectory(prefix="lgh_bench_")
     work = args.work_dir or temporary.name
-    if "saved_model" in variants or tflite_wanted:
+    if "saved_model_unfolded" in variants:
+        unfolded = sm.export_saved_model(model, os.path.join(work, "saved_model_unfolded"), fold_batch_norms=False)
+        unfolded_signature = tf.saved_model.load(unfolded).signatures["predict_float"]
+        runners["saved_model_unfolded"] = lambda x: unfolded_signature(images=tf.constant(x))
+    if "saved_model" in variants or tflite_wanted or args.memory:
         start = time.perf_counter()
         path = sm.export_saved_model(model, os.path.join(work, "saved_model"))
-        print(f"exported {path} in {time.perf_counter() - start:.0f} s")
+        print(f"exported {path} (BatchNorm folded) in {time.perf_counter() - start:.0f} s")
         if "saved_model" in variants:
             signature = tf.saved_model.load(path).signatures["predict_float"]
             runners["saved_model"] = lambda x: signature(images=tf.constant(x))
+        if args.memory and "int8" not in tflite_wanted:
+            tflite_wanted.append("int8")
         for variant in tflite_wanted:
             start = time.perf_counter()
             file = tflite.convert(path, variant, crops[: args.representative_samples])
             print(f"converted tflite_{variant} ({os.path.getsize(file) / 1e6:.1f} MB) in "
                   f"{time.perf_counter() - start:.0f} s")
             runner = tflite.TFLiteRunner(file, num_threads=args.threads)
-            runners[f"tflite_{variant}"] = runner
+            if f"tflite_{variant}" in variants:
+                runners[f"tflite_{variant}"] = runner
+        if args.memory:
+            memory["saved_model"] = _measure_rss("saved_model", path, args.threads)
+            memory["tflite_int8"] = _measure_rss("tflite", tflite.tflite_path(path, "int8"), args.threads)
 
     rows = []
     for name in [v for v in ALL_VARIANTS if v in runners]:
         fn = runners[name]
-        deviation = float(np.abs(_uv(fn(inputs[reference_batch])) - reference).max())
+        drift = np.linalg.norm(_uv(fn(drift_inputs)) - reference, axis=-1)  # per joint, crop px
+        deviation = (float(drift.mean()), float(drift.max()))
         for batch in batch_sizes:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             seconds = time_calls(fn, inputs[batch], args.iterations, warmup=1 if name != "xla" else 2)
@@ -197,15 +257,28 @@ def main(argv=None):
                          flops / (seconds / batch) / 1e9, ms_image / limit_ms, deviation, cpu_share))
             print(f"  {name} batch {batch}: {ms_image:.1f} ms/image", flush=True)
 
-    header = ("variant", "batch", "ms/batch", "ms/image", "images/s", "GFLOP/s", "x FLOP limit", "max Δuv px",
-              "CPU/wall")
+    header = ("variant", "batch", "ms/batch", "ms/image", "images/s", "GFLOP/s", "x FLOP limit",
+              "mean / max Δuv px", "CPU/wall")
     print("\n| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for name, batch, ms_batch, ms_image, ips, gflops, ratio, deviation, cpu_share in rows:
-        print(f"| {name} | {batch} | {ms_batch:.1f} | {ms_image:.1f} | {ips:.2f} | {gflops:.1f} | {ratio:.1f} | "
-              f"{deviation:.2g} | {cpu_share:.2f} |")
+        print(f"| {name} | {batch} | {ms_batch:.1f} | {ms_image:.1f} | {ips:.2f} | {gflops:.1f} | {ratio:.2f} | "
+              f"{deviation[0]:.2g} / {deviation[1]:.2g} | {cpu_share:.2f} |")
     print(f"\nFLOP limit: {flops / 1e9:.2f} GFLOP / {peak:.1f} GFLOP/s = {limit_ms:.1f} ms/image; "
-          f"TFLite threads: {args.threads}; iterations: {args.iterations} (median)")
+          f"TFLite: XNNPACK, {args.threads} threads; iterations: {args.iterations} (median); drift over "
+          f"{len(drift_inputs)} synthetic crops")
+    by_key = {(name, batch): ms_image for name, batch, _, ms_image, *_ in rows}
+    if ("saved_model", 1) in by_key:
+        print(f"SavedModel float32, batch 1: {by_key[('saved_model', 1)]:.1f} ms/image = "
+              f"{by_key[('saved_model', 1)] / limit_ms:.2f}x the FLOP limit")
+        if ("saved_model", 8) in by_key:
+            print(f"SavedModel float32, batch 8 / batch 1 per image: "
+                  f"{by_key[('saved_model', 8)] / by_key[('saved_model', 1)]:.2f}")
+        if ("tflite_int8", 1) in by_key:
+            print(f"TFLite int8 batch 1 speed-up over the SavedModel: "
+                  f"{by_key[('saved_model', 1)] / by_key[('tflite_int8', 1)]:.2f}x")
+    for kind, mb in memory.items():
+        print(f"peak resident memory, {kind} inference at batch 1 (fresh process): {mb:.0f} MiB")
     if temporary is not None:
         runners.clear()
         temporary.cleanup()

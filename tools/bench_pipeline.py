@@ -99,39 +99,18 @@ def decode_only_dataset(records: schema.Records, batch_size: int, output_size: i
 
 
 def bench_train_step(args) -> float | None:
-    """Images/s of the stage-"full" train step (network + Eq. 10 + the per-group Adam updates) on
-    a fixed in-memory batch, so that only the step is timed; the network is the paper's at
-    ``--output-size`` (``--train-preset=synthetic`` takes the light synthetic preset instead)."""
+    """Images/s of the stage-"full" train step on a fixed batch (tools/bench_train.py has every
+    compile option); the paper's network at ``--output-size``, or the light synthetic preset."""
     if args.train_batches <= 0:
         return None
-    from lgh_tf.config import ModelConfig
-    from lgh_tf.training.task import HandPoseTask, OptimConfig
-    from lgh_tf.model.network import LearnableGroupsNet
+    from bench_train import time_train_step
 
-    size = args.output_size
-    config = ModelConfig(input_size=size)
+    overrides = None
     if args.train_preset == "synthetic":
-        config = ModelConfig(input_size=size, backbone_filters=64, group_channels=16, trunk_hidden=32)
-    task = HandPoseTask(LearnableGroupsNet(config).build_for_input(), OptimConfig())
-    task.compile()
-    rng = np.random.default_rng(0)
-    batch_size = args.train_batch_size
-    xyz = rng.normal(scale=0.03, size=(batch_size, 21, 3)) + [0, 0, 0.5]
-    K = np.repeat(np.array([[300.0, 0, size / 2], [0, 300.0, size / 2], [0, 0, 1]])[None], batch_size, 0)
-    proj = np.einsum("bij,bkj->bki", K, xyz)
-    batch = {
-        "image": rng.uniform(size=(batch_size, size, size, 3)), "uv": proj[..., :2] / proj[..., 2:],
-        "xyz": xyz, "K": K, "scale": np.full(batch_size, 0.03), "root_depth": xyz[:, 12, 2],
-        "depth": np.zeros((batch_size, 21)), "visible": np.ones((batch_size, 21)),
-    }
-    batch = {k: tf.constant(v, tf.float32) for k, v in batch.items()}
-    step = tf.function(task.train_step, jit_compile=args.jit_compile)
-    step(batch)  # trace
-    start = time.perf_counter()
-    for _ in range(args.train_batches):
-        logs = step(batch)
-    float(logs["loss"])
-    return args.train_batches * batch_size / (time.perf_counter() - start)
+        overrides = dict(backbone_filters=64, group_channels=16, trunk_hidden=32)
+    result = time_train_step(args.output_size, args.train_batch_size, jit_compile=args.jit_compile,
+                             steps=args.train_batches, config_overrides=overrides)
+    return result["images_per_s"]
 
 
 def main() -> None:

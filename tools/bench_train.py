@@ -1,0 +1,210 @@
+"""Training throughput: images/s of the full train step with each compile option, the input
+pipeline beside it, and peak memory.
+
+Every option runs in its own process (a mixed-precision policy is global, and peak resident
+memory is per process): stage ``full`` (network + Eq. 10 + the three per-group Adam updates), the
+paper's network at ``--input_size``, on one fixed batch of synthetic hands (so only the step is
+timed), after one untimed step (tracing / XLA compilation, which is reported too). Options:
+
+  ``default``       tf.function, float32 (what ``main.py --mode=train`` uses unless told otherwise)
+  ``jit``           tf.function(jit_compile=True)                                (--jit_compile)
+  ``bf16``          Keras policy mixed_bfloat16: bfloat16 compute, float32 weights (--mixed_precision)
+  ``jit+bf16``      both
+
+The input pipeline (``lgh_tf.data.pipeline.make_dataset`` with the paper's augmentation, read +
+decode + one affine warp per image) is timed at the same batch size on the synthetic hands.
+``peak RSS`` is the process's peak resident memory (``ru_maxrss``); on a GPU the device's peak
+allocation is printed as well. ``--memory_batch`` (default 32) reruns the default option at that
+batch for two steps to report its peak memory, whatever batch the timing used.
+
+    python tools/bench_train.py                         # CPU: batch 4, all options
+    python tools/bench_train.py --batch_size 32         # GPU
+    python tools/bench_train.py --input_size 128 --options default,bf16 --memory_batch 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+OPTIONS = {"default": (False, False), "jit": (True, False), "bf16": (False, True), "jit+bf16": (True, True)}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB: VmHWM of /proc/self/status. (ru_maxrss is no
+    use in a child process: Linux carries the parent's peak across fork + exec.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def synthetic_batch(input_size, batch_size, cache_dir, augment=True):
+    """One pipeline batch of synthetic hands (a dict of tensors), as ``fit`` receives it."""
+    from lgh_tf.data.pipeline import make_dataset
+    from lgh_tf.data.synthetic import load_synthetic
+
+    records = load_synthetic(cache_dir, "test", num_samples=max(batch_size, 8))
+    dataset = make_dataset(records, output_size=input_size, batch_size=batch_size, training=True,
+                           augment=augment, seed=0)
+    return next(iter(dataset))
+
+
+def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_precision=False, steps=3,
+                    cache_dir="cache", config_overrides=None) -> dict:
+    """Builds the paper's network (``config_overrides`` change it), compiles stage ``full`` with the
+    given options and times ``steps`` train steps on one fixed batch. Returns a dict with
+    images_per_s, step_ms, first_step_s (tracing / compilation), loss, peak_rss_mb and, on a GPU,
+    gpu_peak_mb."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from lgh_tf.config import ModelConfig
+    from lgh_tf.model.network import LearnableGroupsNet
+    from lgh_tf.training.task import HandPoseTask, OptimConfig
+
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(0)
+    batch = synthetic_batch(input_size, batch_size, cache_dir)
+    config = ModelConfig(input_size=input_size, **(config_overrides or {}))
+    task = HandPoseTask(LearnableGroupsNet(config).build_for_input(), OptimConfig(stage="full"))
+    task.compile()
+    step = tf.function(task.train_step, jit_compile=jit_compile)
+    start = time.perf_counter()
+    float(step(batch)["loss"])
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = step(batch)
+    loss = float(logs["loss"])  # waits for the last step
+    seconds = (time.perf_counter() - start) / steps
+    result = {
+        "images_per_s": batch_size / seconds, "step_ms": 1e3 * seconds, "first_step_s": first,
+        "loss": loss, "finite": bool(np.isfinite(loss)), "peak_rss_mb": peak_rss_mb(),
+    }
+    if tf.config.list_physical_devices("GPU"):
+        result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    return result
+
+
+def time_pipeline(input_size, batch_size, cache_dir, batches=20, warmup=3) -> float:
+    """Images/s of the training input pipeline (augmentation on) over the synthetic hands."""
+    from lgh_tf.data.pipeline import make_dataset
+    from lgh_tf.data.synthetic import load_synthetic
+
+    records = load_synthetic(cache_dir, "train")
+    iterator = iter(make_dataset(records, output_size=input_size, batch_size=batch_size, training=True,
+                                 augment=True, seed=0))
+    for _ in range(warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def _child(args) -> int:
+    """Runs one measurement in this (fresh) process and prints it as one JSON line."""
+    if args.child == "pipeline":
+        result = {"images_per_s": time_pipeline(args.input_size, args.batch_size, args.cache_dir),
+                  "peak_rss_mb": peak_rss_mb()}
+    else:
+        jit_compile, mixed_precision = OPTIONS[args.child]
+        result = time_train_step(args.input_size, args.batch_size, jit_compile, mixed_precision,
+                                 args.steps, args.cache_dir)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+def _run_child(args, child, batch_size, steps) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--child", child, "--input_size", str(args.input_size),
+               "--batch_size", str(batch_size), "--steps", str(steps), "--cache_dir", args.cache_dir]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+    return {"error": " | ".join(tail)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=0, help="default: 32 on a GPU, 4 on the CPU")
+    parser.add_argument("--steps", type=int, default=3, help="timed train steps per option")
+    parser.add_argument("--options", default=",".join(OPTIONS), help=f"comma list of {','.join(OPTIONS)}")
+    parser.add_argument("--memory_batch", type=int, default=32, help="batch for the peak-memory run (0: skip)")
+    parser.add_argument("--cache_dir", default="cache", help="synthetic hands (generated on first use)")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    device = f"GPU ({gpus[0].name})" if gpus else f"CPU ({os.cpu_count()} cores)"
+    batch_size = args.batch_size or (32 if gpus else 4)
+    options = [o.strip() for o in args.options.split(",") if o.strip()]
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        parser.error(f"unknown options {unknown}; choose from {','.join(OPTIONS)}")
+    from lgh_tf.data.synthetic import load_synthetic
+
+    load_synthetic(args.cache_dir, "train")  # generate once, before the children race for it
+    load_synthetic(args.cache_dir, "test")
+    print(f"train step, stage full, paper network {args.input_size}x{args.input_size}, batch {batch_size}, "
+          f"{args.steps} timed steps, {device}, TF {tf.__version__}", flush=True)
+
+    rows = []
+    for option in options:
+        result = _run_child(args, option, batch_size, args.steps)
+        rows.append((option, result))
+        print(f"  {option}: {result}", flush=True)
+    pipeline = _run_child(args, "pipeline", batch_size, 0)
+    print(f"  pipeline: {pipeline}", flush=True)
+
+    header = ("option", "images/s", "ms/step", "x default", "first step s", "peak RSS MiB", "GPU peak MiB",
+              "loss")
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    base = dict(rows).get("default", {}).get("images_per_s")
+    for option, r in rows:
+        if "error" in r:
+            print(f"| {option} | failed: {r['error'][:200]} |")
+            continue
+        ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
+        gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
+        print(f"| {option} | {r['images_per_s']:.2f} | {r['step_ms']:.0f} | {ratio} | {r['first_step_s']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {gpu} | {r['loss']:.4g} |")
+    if "images_per_s" in pipeline:
+        best = max((r["images_per_s"] for _, r in rows if "images_per_s" in r), default=0.0)
+        verdict = "the pipeline is not the bottleneck" if pipeline["images_per_s"] > best else "PIPELINE-BOUND"
+        print(f"\ninput pipeline (augmentation on, batch {batch_size}): {pipeline['images_per_s']:.1f} images/s "
+              f"= {pipeline['images_per_s'] / best:.1f}x the fastest train step ({verdict})" if best else "")
+    if args.memory_batch:
+        memory = _run_child(args, "default", args.memory_batch, 1)
+        if "error" in memory:
+            print(f"peak memory at batch {args.memory_batch}: failed ({memory['error'][:300]})")
+        else:
+            gpu = f", GPU peak {memory['gpu_peak_mb']:.0f} MiB" if "gpu_peak_mb" in memory else ""
+            print(f"peak resident memory, training (default option) at batch {args.memory_batch}: "
+                  f"{memory['peak_rss_mb']:.0f} MiB{gpu} ({memory['step_ms'] / 1e3:.1f} s/step)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
