@@ -253,10 +253,13 @@ def run_export():
         variants = tflite.parse_variants(FLAGS.tflite)
     except ValueError as error:
         raise app.UsageError(f"--tflite: {error}")
+    if variants and FLAGS.export_precision != "float32":
+        raise app.UsageError("--tflite needs --export_precision=float32 (TFLite is converted from a float32 export)")
     model = load_model(FLAGS.checkpoint)
     try:
         path = saved_model.export_saved_model(model, FLAGS.export_dir, version=FLAGS.export_version,
-                                                 fold_batch_norms=FLAGS.fold_batch_norms)
+                                              fold_batch_norms=FLAGS.fold_batch_norms,
+                                              precision=FLAGS.export_precision)
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

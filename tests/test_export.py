@@ -30,6 +30,7 @@ FLOAT32_UV_BOUND = 1e-2
 FLOAT16_UV_BOUND = 0.2
 DYNAMIC_INT8_UV_BOUND = 3.0
 INT8_UV_BOUND = 15.0
+BFLOAT16_MEAN_DRIFT_BOUND = 1.0  # measured: see test_bfloat16_export_keeps_the_contract
 
 
 def _env():
@@ -153,7 +154,10 @@ def test_fresh_process_reload_matches_keras(exported, tmp_path):
             out["tf1_uv"] = session.run(fetch, {{signature.inputs["images"].name: x["uint8"]}})
         np.savez({str(tmp_path / 'outputs.npz')!r}, **out)
     """)
-    _run([sys.executable, "-c", script])
+    result = _run([sys.executable, "-c", script])
+    # Grappler's remapper (conv + bias + add + ReLU fusion) must not give up on the exported graph:
+    # it did on a ConcatV2 of the branches' outputs once BatchNorm was folded (see GroupFeatureFusion).
+    assert "remapper failed" not in result.stderr, result.stderr[-2000:]
     out = dict(np.load(tmp_path / "outputs.npz"))
 
     ref_uint8 = _keras(model, inputs["uint8"])
@@ -241,6 +245,36 @@ def test_exported_graph_has_its_batch_norms_folded(exported):
     assert "Rsqrt" not in ops
     assert ops.count("FusedBatchNormV3") == bottlenecks
     assert "folded into the convolutions" in read_export_info(path)["batch_norm"]
+
+
+def test_bfloat16_export_keeps_the_contract(exported, tmp_path):
+    """--export_precision=bfloat16: bfloat16 convolutions inside, float32 in and out, answers
+    within bfloat16 round-off of the float32 network, and no TFLite conversion from it."""
+    import tensorflow as tf
+
+    from lgh_tf.export import ExportedModel, export_saved_model, read_export_info
+    from lgh_tf.export.tflite import convert
+
+    model, _, _, inputs = exported
+    path = export_saved_model(model, tmp_path / "bf16", precision="bfloat16")
+    assert read_export_info(path)["precision"] == "bfloat16"
+    loaded = tf.saved_model.load(path)
+    for name in ("serving_default", "predict_float"):
+        outputs = loaded.signatures[name].structured_outputs
+        assert {key: spec.dtype for key, spec in outputs.items()} == {key: tf.float32 for key in outputs}
+    conv_types = {
+        node.attr["T"].type for function in loaded.signatures["predict_float"].graph.as_graph_def().library.function
+        for node in function.node_def if node.op == "Conv2D"
+    }
+    assert conv_types == {tf.bfloat16.as_datatype_enum}
+    out = ExportedModel(path, loaded)(inputs["uint8"])
+    ref = _keras(model, inputs["uint8"])
+    drift = np.linalg.norm(out["uv"] - ref["uv"], axis=-1)
+    print(f"bfloat16 export: mean / max 2D drift {drift.mean():.3g} / {drift.max():.3g} px")
+    assert drift.mean() < BFLOAT16_MEAN_DRIFT_BOUND
+    with pytest.raises(ValueError, match="bfloat16 export; TFLite variants are converted from float32"):
+        convert(path, "float32")
+    assert not os.path.exists(os.path.join(path, "tflite"))
 
 
 def test_bad_inputs_give_clear_errors(exported, loaded):

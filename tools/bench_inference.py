@@ -3,7 +3,8 @@
 Variants: ``eager`` (the Keras model called eagerly), ``function`` (``tf.function``), ``xla``
 (``tf.function(jit_compile=True)``), ``saved_model`` (the export reloaded, ``predict_float``; BatchNorm
 folded into the convolutions, as ``main.py --mode=export`` writes it), ``saved_model_unfolded`` (the
-same exported without folding, for comparison) and
+same exported without folding, for comparison), ``saved_model_bf16`` (``--export_precision=bfloat16``:
+bfloat16 convolutions, fast where the CPU has AMX / AVX512-BF16) and
 ``tflite_<float32|float16|dynamic_int8|int8>`` (ai-edge-litert, XNNPACK, ``os.cpu_count()``
 threads). Each runs at the requested batch sizes on synthetic hand crops; the table gives the median
 ms per batch, ms per image, images/s, the GFLOP/s achieved and how far each is from the FLOP limit
@@ -33,7 +34,7 @@ import time
 
 import numpy as np
 
-BASE_VARIANTS = ("eager", "function", "xla", "saved_model_unfolded", "saved_model")
+BASE_VARIANTS = ("eager", "function", "xla", "saved_model_unfolded", "saved_model", "saved_model_bf16")
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 ALL_VARIANTS = BASE_VARIANTS + tuple(f"tflite_{v}" for v in TFLITE_VARIANTS)
 
@@ -222,6 +223,10 @@ def main(argv=None):
         unfolded = sm.export_saved_model(model, os.path.join(work, "saved_model_unfolded"), fold_batch_norms=False)
         unfolded_signature = tf.saved_model.load(unfolded).signatures["predict_float"]
         runners["saved_model_unfolded"] = lambda x: unfolded_signature(images=tf.constant(x))
+    if "saved_model_bf16" in variants:
+        bf16 = sm.export_saved_model(model, os.path.join(work, "saved_model_bf16"), precision="bfloat16")
+        bf16_signature = tf.saved_model.load(bf16).signatures["predict_float"]
+        runners["saved_model_bf16"] = lambda x: bf16_signature(images=tf.constant(x))
     if "saved_model" in variants or tflite_wanted or args.memory:
         start = time.perf_counter()
         path = sm.export_saved_model(model, os.path.join(work, "saved_model"))

@@ -101,7 +101,7 @@ def fold_into_conv(conv, bn) -> None:
 
 def _affine_from(bn, name) -> ChannelAffine:
     scale, offset = batch_norm_affine(bn)
-    return ChannelAffine(scale, offset, name=name)
+    return ChannelAffine(scale, offset, name=name, dtype=bn.dtype_policy)
 
 
 def _replace(layer, name, new):
@@ -117,18 +117,32 @@ def _replace(layer, name, new):
     layer._layers.extend(new if isinstance(new, list) else [new])
 
 
-def fold_batch_norms(model):
+def copy_model(model, dtype_policy=None):
+    """A new LearnableGroupsNet with ``model``'s config and weights, its layers built under the
+    Keras ``dtype_policy`` (e.g. "mixed_bfloat16"; default: the global policy)."""
+    from lgh_tf.model.network import LearnableGroupsNet
+
+    previous = keras.mixed_precision.global_policy()
+    if dtype_policy is not None:
+        keras.mixed_precision.set_global_policy(dtype_policy)
+    try:
+        copy = LearnableGroupsNet.from_config(model.get_config()).build_for_input()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    copy.trainable = False
+    return copy
+
+
+def fold_batch_norms(model, dtype_policy=None):
     """A copy of ``model`` (a built LearnableGroupsNet) with every BatchNorm folded into the
     convolution before it, and the pre-activation ones turned into :class:`ChannelAffine`.
 
     Same outputs at inference (float32 round-off), fewer operations; the copy is for inference
-    only (``training=True`` would no longer normalise anything).
+    only (``training=True`` would no longer normalise anything). ``dtype_policy`` as in
+    :func:`copy_model` (the folding itself is computed in float64 either way).
     """
-    from lgh_tf.model.network import LearnableGroupsNet
-
-    folded = LearnableGroupsNet.from_config(model.get_config()).build_for_input()
-    folded.set_weights(model.get_weights())
-    folded.trainable = False
+    folded = copy_model(model, dtype_policy)
     count = 0
     for layer in list(folded._flatten_layers(include_self=False, recursive=True)):
         pairs = [pair for cls, pairs in _FOLDABLE.items() if isinstance(layer, cls) for pair in pairs]
@@ -137,7 +151,7 @@ def fold_batch_norms(model):
             if conv is None:  # a residual block whose skip is the identity
                 continue
             fold_into_conv(conv, bn)
-            _replace(layer, bn_name, FoldedBatchNorm(name=f"{bn.name}_folded"))
+            _replace(layer, bn_name, FoldedBatchNorm(name=f"{bn.name}_folded", dtype=bn.dtype_policy))
             count += 1
         if isinstance(layer, BottleneckResidual):
             _replace(layer, "bn", _affine_from(layer.bn, f"{layer.bn.name}_affine"))
@@ -145,7 +159,8 @@ def fold_batch_norms(model):
             for conv, bn in zip(layer.convs, layer.bns):
                 fold_into_conv(conv, bn)
                 count += 1
-            _replace(layer, "bns", [FoldedBatchNorm(name=f"{bn.name}_folded") for bn in layer.bns])
+            _replace(layer, "bns", [FoldedBatchNorm(name=f"{bn.name}_folded", dtype=bn.dtype_policy)
+                                   for bn in layer.bns])
     remaining = [
         layer.path for layer in folded._flatten_layers(include_self=False, recursive=True)
         if isinstance(layer, keras.layers.BatchNormalization)

@@ -34,6 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 SIGNATURES = ("serving_default", "predict_float", "predict_xyz")
+# Compute precision of an export: float32, or bfloat16 convolutions (Keras mixed_bfloat16: weights
+# stored as float32, inputs and outputs stay float32) for CPUs with AMX / AVX512-BF16 and GPUs.
+PRECISIONS = ("float32", "bfloat16")
 OUTPUTS = ("uv", "depth", "heatmaps")
 EXPORT_INFO = "export_info.json"
 _RANDOM_OP = re.compile(r"Random|Stateless|Multinomial|Shuffle")
@@ -109,7 +112,7 @@ class InferenceModule(tf.Module):
 
     def _forward(self, images):
         out = self.model(images, training=False, selector="hard")
-        return {key: tf.identity(out[key], name=key) for key in OUTPUTS}
+        return {key: tf.cast(out[key], tf.float32, name=key) for key in OUTPUTS}
 
     def _serve_uint8(self, images):
         images = self._checked("serving_default", images, "uint8")
@@ -184,12 +187,15 @@ def next_version(export_dir) -> int:
     return max(versions) + 1
 
 
-def export_saved_model(model, export_dir, version=None, fold_batch_norms=True) -> str:
+def export_saved_model(model, export_dir, version=None, fold_batch_norms=True, precision="float32") -> str:
     """Writes ``model`` as a SavedModel to ``export_dir/<version>/`` and returns that path.
 
     With ``fold_batch_norms`` (the default) the graph is that of a copy of ``model`` whose
     BatchNorms are folded into the convolutions before them (:mod:`lgh_tf.export.folding`): the
     same outputs to float32 round-off, ~15% faster on the CPU. ``model`` itself is not changed.
+    ``precision="bfloat16"`` computes the convolutions in bfloat16 (the signatures' inputs and
+    outputs are unchanged): about 2x (batch 1) to 3.5x (batch 8) faster on a CPU with AMX, with
+    ~0.1 px of 2D drift; TFLite variants are converted from float32 exports only.
 
     ``version`` defaults to the next integer after the existing versions (TF Serving serves the
     highest). The version is written into a hidden temporary directory and renamed when complete,
@@ -210,18 +216,24 @@ def export_saved_model(model, export_dir, version=None, fold_batch_norms=True) -
     staging = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    from lgh_tf.export import folding
+
+    policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
     folded_count = 0
     inference_model = model
     if fold_batch_norms:
-        from lgh_tf.export.folding import fold_batch_norms as fold
-
-        inference_model = fold(model)
+        inference_model = folding.fold_batch_norms(model, policy)
         folded_count = inference_model.folded_batch_norms
+    elif precision != "float32" or model.dtype_policy.name != "float32":
+        inference_model = folding.copy_model(model, policy)
     module = InferenceModule(inference_model)
     signatures = module.concrete_signatures()
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
         info = _export_info(model, version, signatures)
+        info["precision"] = precision
         info["batch_norm"] = (
             f"{folded_count} folded into the convolutions before them; the pre-activation ones of "
             "the hourglass bottlenecks as one fused scale-and-shift" if fold_batch_norms

@@ -147,6 +147,13 @@ def convert(version_dir, variant, representative_images=None, output_path=None, 
     Records the file in ``export_info.json`` when the version directory has one. Note: each
     ``TFLiteConverter.convert()`` keeps ~20 MB of the process's memory in TF 2.21.
     """
+    info_path = os.path.join(os.fspath(version_dir), "export_info.json")
+    if os.path.exists(info_path):
+        with open(info_path) as f:
+            precision = json.load(f).get("precision", "float32")
+        if precision != "float32":
+            raise ValueError(f"{version_dir} is a {precision} export; TFLite variants are converted from float32 "
+                             "exports (main.py --mode=export --export_precision=float32)")
     converter = make_converter(version_dir, variant, representative_images, float_readout)
     flatbuffer = converter.convert()
     if variant == "int8" and float_readout:
@@ -155,7 +162,6 @@ def convert(version_dir, variant, representative_images=None, output_path=None, 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(flatbuffer)
-    info_path = os.path.join(os.fspath(version_dir), "export_info.json")
     if output_path is None and os.path.exists(info_path):
         with open(info_path) as f:
             info = json.load(f)

@@ -195,7 +195,15 @@ class GroupFeatureFusion(keras.layers.Layer):
         self.bns = [batch_norm(f"bn_{k}") for k in range(num_groups)]
 
     def call(self, group_features, training=False):
-        stacked = keras.ops.concatenate(list(group_features), axis=-1)
+        # [F^1 .. F^K] on the channel axis, as stack + reshape (the same memory layout as a concat):
+        # Grappler hoists the branches' final ReLUs out of a ConcatV2 and then its remapper, fusing
+        # the BN-folded exit convolutions, fails on the whole graph (TF 2.21: "Mutation::Apply error:
+        # fanout .../fusion/concat exist for missing node .../exit/add"), losing every conv fusion.
+        features = list(group_features)
+        shape = keras.ops.shape(features[0])
+        stacked = keras.ops.reshape(
+            keras.ops.stack(features, axis=-2), (shape[0], shape[1], shape[2], len(features) * shape[3])
+        )
         return [
             keras.ops.relu(bn(conv(stacked), training=training))
             for conv, bn in zip(self.convs, self.bns)
