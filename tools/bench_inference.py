@@ -95,7 +95,9 @@ def matmul_peak(n=2048, repeats=8) -> float:
 
 
 def time_calls(fn, images, iterations, warmup=1):
-    """Median seconds per call of fn(images) after ``warmup`` calls (compilation, allocation)."""
+    """(median, best) seconds per call of fn(images) after ``warmup`` calls (compilation,
+    allocation). The best is measured the way the matmul peak is (best of its repeats), so the
+    "best x FLOP limit" ratio compares like with like on a machine shared with other jobs."""
     for _ in range(warmup):
         fn(images)
     times = []
@@ -103,7 +105,7 @@ def time_calls(fn, images, iterations, warmup=1):
         start = time.perf_counter()
         fn(images)
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(times)), float(np.min(times))
 
 
 def _uv(out):
@@ -255,27 +257,30 @@ def main(argv=None):
         deviation = (float(drift.mean()), float(drift.max()))
         for batch in batch_sizes:
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            seconds = time_calls(fn, inputs[batch], args.iterations, warmup=1 if name != "xla" else 2)
+            seconds, best = time_calls(fn, inputs[batch], args.iterations, warmup=1 if name != "xla" else 2)
             cpu_share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-            ms_image = 1e3 * seconds / batch
+            ms_image, best_ms_image = 1e3 * seconds / batch, 1e3 * best / batch
             rows.append((name, batch, 1e3 * seconds, ms_image, batch / seconds,
-                         flops / (seconds / batch) / 1e9, ms_image / limit_ms, deviation, cpu_share))
+                         flops / (seconds / batch) / 1e9, ms_image / limit_ms, best_ms_image,
+                         best_ms_image / limit_ms, deviation, cpu_share))
             print(f"  {name} batch {batch}: {ms_image:.1f} ms/image", flush=True)
 
     header = ("variant", "batch", "ms/batch", "ms/image", "images/s", "GFLOP/s", "x FLOP limit",
-              "mean / max Δuv px", "CPU/wall")
+              "best ms/image", "best x FLOP limit", "mean / max Δuv px", "CPU/wall")
     print("\n| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
-    for name, batch, ms_batch, ms_image, ips, gflops, ratio, deviation, cpu_share in rows:
+    for name, batch, ms_batch, ms_image, ips, gflops, ratio, best_ms, best_ratio, deviation, cpu_share in rows:
         print(f"| {name} | {batch} | {ms_batch:.1f} | {ms_image:.1f} | {ips:.2f} | {gflops:.1f} | {ratio:.2f} | "
-              f"{deviation[0]:.2g} / {deviation[1]:.2g} | {cpu_share:.2f} |")
+              f"{best_ms:.1f} | {best_ratio:.2f} | {deviation[0]:.2g} / {deviation[1]:.2g} | {cpu_share:.2f} |")
     print(f"\nFLOP limit: {flops / 1e9:.2f} GFLOP / {peak:.1f} GFLOP/s = {limit_ms:.1f} ms/image; "
           f"TFLite: XNNPACK, {args.threads} threads; iterations: {args.iterations} (median); drift over "
           f"{len(drift_inputs)} synthetic crops")
     by_key = {(name, batch): ms_image for name, batch, _, ms_image, *_ in rows}
+    best_by_key = {(row[0], row[1]): row[7] for row in rows}
     if ("saved_model", 1) in by_key:
-        print(f"SavedModel float32, batch 1: {by_key[('saved_model', 1)]:.1f} ms/image = "
-              f"{by_key[('saved_model', 1)] / limit_ms:.2f}x the FLOP limit")
+        print(f"SavedModel float32, batch 1: {by_key[('saved_model', 1)]:.1f} ms/image (median) = "
+              f"{by_key[('saved_model', 1)] / limit_ms:.2f}x the FLOP limit; best {best_by_key[('saved_model', 1)]:.1f} "
+              f"ms/image = {best_by_key[('saved_model', 1)] / limit_ms:.2f}x")
         if ("saved_model", 8) in by_key:
             print(f"SavedModel float32, batch 8 / batch 1 per image: "
                   f"{by_key[('saved_model', 8)] / by_key[('saved_model', 1)]:.2f}")
