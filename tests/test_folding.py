@@ -57,6 +57,22 @@ def test_folded_conv_equals_conv_then_bn(transpose):
     np.testing.assert_allclose(conv(x).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("overrides", [dict(num_groups=1), dict(grouping="manual", fusion=False)])
+def test_fold_other_configurations(overrides):
+    """No fusion layer (K = 1, or fusion off with manual groups): everything still folds."""
+    import tensorflow as tf
+
+    from lgh_tf.export.folding import fold_batch_norms, randomize_batch_norms
+    from lgh_tf.model.network import LearnableGroupsNet
+
+    model = LearnableGroupsNet(small_config(**overrides)).build_for_input()
+    randomize_batch_norms(model, seed=2)
+    x = tf.random.stateless_uniform((1, 64, 64, 3), seed=[3, 4])
+    expected, out = model(x, training=False), fold_batch_norms(model)(x, training=False)
+    np.testing.assert_allclose(out["uv"], expected["uv"], atol=1e-3)
+    np.testing.assert_allclose(out["depth"], expected["depth"], atol=1e-5)
+
+
 def test_fold_batch_norms_keeps_the_outputs_and_the_original():
     import keras
     import tensorflow as tf
