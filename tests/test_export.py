@@ -27,10 +27,14 @@ SIZE = 64
 # quantisation; a trained 128x128 network (runs/synthetic) gave float16 0.017 px, dynamic_int8
 # 0.20 px, int8 0.96 px (max over 32 synthetic crops).
 FLOAT32_UV_BOUND = 1e-2
+# SavedModel against Keras (BatchNorm folded in the export: float32 rounds differently), crop px.
+EXPORT_UV_ATOL = 1e-3
 FLOAT16_UV_BOUND = 0.2
 DYNAMIC_INT8_UV_BOUND = 3.0
 INT8_UV_BOUND = 15.0
-BFLOAT16_MEAN_DRIFT_BOUND = 1.0  # measured: see test_bfloat16_export_keeps_the_contract
+# bfloat16 export against Keras float32, mean per-joint 2D drift on this fixture (sharp readout, a
+# hard case): measured 0.38 px (max 4.3) on the 64x64 crops; bound ~2.6x.
+BFLOAT16_MEAN_DRIFT_BOUND = 1.0
 
 
 def _env():
@@ -163,11 +167,13 @@ def test_fresh_process_reload_matches_keras(exported, tmp_path):
     ref_uint8 = _keras(model, inputs["uint8"])
     ref_float = _keras(model, inputs["float"])
     assert np.ptp(ref_float["uv"]) > 10.0 and ref_float["uv"].std(axis=0).mean() > 0.5  # not degenerate
+    # Bounds: the export's BatchNorms are folded into its convolutions, which rounds float32
+    # differently from Keras (~1e-6 relative); soft-argmax turns that into ~1e-4 px (as in parity).
     for prefix, ref in (("default_", ref_uint8), ("float_", ref_float), ("xyz_", ref_uint8)):
-        np.testing.assert_allclose(out[prefix + "uv"], ref["uv"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(out[prefix + "uv"], ref["uv"], rtol=0, atol=EXPORT_UV_ATOL)
         np.testing.assert_allclose(out[prefix + "depth"], ref["depth"], rtol=0, atol=1e-5)
         np.testing.assert_allclose(out[prefix + "heatmaps"], ref["heatmaps"], rtol=0, atol=1e-4)
-    np.testing.assert_allclose(out["tf1_uv"], ref_uint8["uv"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(out["tf1_uv"], ref_uint8["uv"], rtol=0, atol=EXPORT_UV_ATOL)
     ref_xyz = lift_to_camera(ref_uint8["uv"], ref_uint8["depth"], inputs["intrinsics"], inputs["scale"],
                              inputs["root_depth"]).numpy()
     np.testing.assert_allclose(out["xyz_xyz"], ref_xyz, rtol=1e-4, atol=1e-6)
@@ -190,7 +196,7 @@ def test_main_export_mode(exported, tmp_path):
     from lgh_tf.export import ExportedModel
 
     out = ExportedModel(tmp_path / "lgh" / "7")(inputs["uint8"][:2])
-    np.testing.assert_allclose(out["uv"], _keras(model, inputs["uint8"][:2])["uv"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(out["uv"], _keras(model, inputs["uint8"][:2])["uv"], rtol=0, atol=EXPORT_UV_ATOL)
 
 
 def test_saved_model_cli_lists_the_signatures(exported):
@@ -316,7 +322,7 @@ def test_bad_inputs_give_clear_errors(exported, loaded):
     with pytest.raises(ValueError, match="intrinsics, scale and root_depth together"):
         exported_model(good, intrinsics=inputs["intrinsics"][:2])
     out = exported_model(good)
-    np.testing.assert_allclose(out["uv"], _keras(model, good)["uv"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(out["uv"], _keras(model, good)["uv"], rtol=0, atol=EXPORT_UV_ATOL)
 
 
 def test_saved_model_with_a_random_op_is_refused(tmp_path):
@@ -454,7 +460,7 @@ def test_rest_body_round_trips_through_the_signature(exported, loaded, tmp_path)
     decoded = client.rest_body_to_numpy(body, signature.structured_input_signature[1])
     np.testing.assert_array_equal(decoded["images"], crop[None])
     out = signature(**{k: tf.constant(v) for k, v in decoded.items()})
-    np.testing.assert_allclose(out["uv"].numpy(), _keras(model, crop[None])["uv"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(out["uv"].numpy(), _keras(model, crop[None])["uv"], rtol=0, atol=EXPORT_UV_ATOL)
 
     text = _run([sys.executable, str(REPO / "tools" / "serving_client.py"), str(tmp_path / "hand.png"),
                  "--export_dir", str(os.path.dirname(path)), "--rest"]).stdout
@@ -486,4 +492,5 @@ def test_predict_request_round_trips_through_the_signature(exported, loaded):
             assert tf.as_dtype(value.dtype) == specs[key].dtype and specs[key].shape.is_compatible_with(value.shape)
             np.testing.assert_array_equal(value, feed[key])
         out = signature(**{k: tf.constant(v) for k, v in decoded.items()})
-        np.testing.assert_allclose(out["uv"].numpy(), _keras(model, inputs["uint8"][:2])["uv"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(out["uv"].numpy(), _keras(model, inputs["uint8"][:2])["uv"], rtol=0,
+                                   atol=EXPORT_UV_ATOL)

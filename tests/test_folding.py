@@ -57,6 +57,29 @@ def test_folded_conv_equals_conv_then_bn(transpose):
     np.testing.assert_allclose(conv(x).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_copy_of_a_bfloat16_model_follows_the_policy_asked_for():
+    """A model built under mixed_bfloat16 (e.g. right after --mixed_precision training) copies to an
+    exact float32 network: its config's own dtype policy must not survive into the copy."""
+    import keras
+    import tensorflow as tf
+
+    from lgh_tf.export.folding import fold_batch_norms, randomize_batch_norms
+    from lgh_tf.model.network import LearnableGroupsNet
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = LearnableGroupsNet(small_config()).build_for_input()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    randomize_batch_norms(model, seed=4)
+    reference = LearnableGroupsNet(small_config()).build_for_input()
+    reference.set_weights(model.get_weights())
+    folded = fold_batch_norms(model, "float32")
+    assert folded.dtype_policy.name == "float32"
+    x = tf.random.stateless_uniform((1, 64, 64, 3), seed=[5, 6])
+    np.testing.assert_allclose(folded(x, training=False)["uv"], reference(x, training=False)["uv"], atol=1e-4)
+
+
 @pytest.mark.parametrize("overrides", [dict(num_groups=1), dict(grouping="manual", fusion=False)])
 def test_fold_other_configurations(overrides):
     """No fusion layer (K = 1, or fusion off with manual groups): everything still folds."""
@@ -77,7 +100,13 @@ def test_fold_batch_norms_keeps_the_outputs_and_the_original():
     import keras
     import tensorflow as tf
 
-    from lgh_tf.export.folding import ChannelAffine, FoldedBatchNorm, fold_batch_norms, randomize_batch_norms
+    from lgh_tf.export.folding import (
+        ChannelAffine,
+        FoldedBatchNorm,
+        copy_model,
+        fold_batch_norms,
+        randomize_batch_norms,
+    )
     from lgh_tf.model.network import LearnableGroupsNet
     from lgh_tf.model.shared_features import BottleneckResidual
 
@@ -93,9 +122,14 @@ def test_fold_batch_norms_keeps_the_outputs_and_the_original():
     np.testing.assert_allclose(out["depth"], expected["depth"], atol=1e-5)
     np.testing.assert_allclose(out["heatmaps"], expected["heatmaps"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out["group_uv"], expected["group_uv"], atol=1e-3)
-    # The perturbed statistics matter: an unfolded model without them answers differently.
-    assert np.abs(expected["heatmaps"] - LearnableGroupsNet(small_config()).build_for_input()(
-        x, training=False)["heatmaps"]).max() > 1e-2
+    # The perturbed statistics matter: the same weights with identity BatchNorms answer differently.
+    plain = copy_model(model)
+    for layer in plain._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for variable, value in ((layer.gamma, 1.0), (layer.beta, 0.0), (layer.moving_mean, 0.0),
+                                    (layer.moving_variance, 1.0)):
+                variable.assign(np.full(variable.shape, value, np.float32))
+    assert np.abs(expected["heatmaps"] - plain(x, training=False)["heatmaps"]).max() > 1e-2
 
     layers = list(folded._flatten_layers(include_self=False, recursive=True))
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers)
@@ -106,5 +140,7 @@ def test_fold_batch_norms_keeps_the_outputs_and_the_original():
     assert sum(isinstance(layer, ChannelAffine) for layer in layers) == bottlenecks
     assert sum(isinstance(layer, FoldedBatchNorm) for layer in layers) == folded.folded_batch_norms
     assert not any("moving_" in v.path or "gamma" in v.path for v in folded.variables)
+    deconv_biases = [v for v in model.variables if "deconv/bias" in v.path]
+    assert deconv_biases and all(np.abs(v.numpy()).max() > 0 for v in deconv_biases)  # randomised too
     for w, b in zip(model.get_weights(), before):  # the model given is left as it was
         np.testing.assert_array_equal(w, b)

@@ -42,16 +42,11 @@ def checkpoint_values(model_dir, number):
     }
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    # The uninterrupted run goes on beside the one to be killed (their start-up overlaps); each has
-    # its own synthetic cache (the data are the same: deterministic per seed, split and index).
-    uninterrupted = subprocess.Popen(main_command(straight, tmp_path / "cache_a"), cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cache = tmp_path / "cache_b"
-    process = subprocess.Popen(main_command(resumed, cache), cwd=REPO, stdout=subprocess.DEVNULL,
+def _kill_after_first_checkpoint(model_dir, cache):
+    """Starts a training run and SIGKILLs it once its first checkpoint is complete."""
+    process = subprocess.Popen(main_command(model_dir, cache), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    state = resumed / "checkpoints" / "checkpoint"  # CheckpointManager writes it after the data
+    state = model_dir / "checkpoints" / "checkpoint"  # CheckpointManager writes it after the data
 
     def saved():
         return state.exists() and "ckpt-" in state.read_text()
@@ -59,15 +54,29 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     deadline = time.time() + 500
     while not saved() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert saved(), "the run never wrote its first checkpoint"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (resumed / "train_results.json").exists(), "killed too late to test a resume"
-    out, err = uninterrupted.communicate(timeout=600)
+    assert saved(), "the run never wrote its first checkpoint"
+    assert not (model_dir / "train_results.json").exists(), "killed too late to test a resume"
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    # The uninterrupted run goes on beside the one to be killed (their start-up overlaps); each has
+    # its own synthetic cache (the data are the same: deterministic per seed, split and index).
+    uninterrupted = subprocess.Popen(main_command(straight, tmp_path / "cache_a"), cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _kill_after_first_checkpoint(resumed, tmp_path / "cache_b")
+        out, err = uninterrupted.communicate(timeout=600)
+    finally:
+        if uninterrupted.poll() is None:  # a failed assertion above: do not leave it running
+            uninterrupted.kill()
+            uninterrupted.communicate()
     assert uninterrupted.returncode == 0, err[-3000:]
     assert "Trained to step 6" in out
 
-    result = run(main_command(resumed, cache))
+    result = run(main_command(resumed, tmp_path / "cache_b"))
     assert "resumed from" in result.stderr
     a, b = checkpoint_values(straight, 6), checkpoint_values(resumed, 6)
     assert a.keys() == b.keys() and len(a) > 100

@@ -10,7 +10,6 @@ bound is 1e-3 px for both the final and the per-branch uv.
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,6 @@
 """lgh_tf.predict and main.py --mode=predict: crop geometry by hand, 3D lift, outputs, bad input."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -109,7 +109,7 @@ def bench_train_step(args) -> float | None:
     if args.train_preset == "synthetic":
         overrides = dict(backbone_filters=64, group_channels=16, trunk_hidden=32)
     result = time_train_step(args.output_size, args.train_batch_size, jit_compile=args.jit_compile,
-                             steps=args.train_batches, config_overrides=overrides)
+                             steps=args.train_batches, cache_dir=args.cache_dir, config_overrides=overrides)
     return result["images_per_s"]
 
 
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--train-batch-size", type=int, default=4)
     parser.add_argument("--train-preset", choices=["paper", "synthetic"], default="paper")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--cache-dir", default="cache", help="synthetic hands for the train-step batch")
     args = parser.parse_args()
 
     cores = os.cpu_count() or 1

@@ -164,8 +164,10 @@ def main(argv=None) -> int:
         parser.error(f"unknown options {unknown}; choose from {','.join(OPTIONS)}")
     from lgh_tf.data.synthetic import load_synthetic
 
-    load_synthetic(args.cache_dir, "train")  # generate once, before the children race for it
-    load_synthetic(args.cache_dir, "test")
+    # Generate the synthetic splits the children read once, before they race for them.
+    load_synthetic(args.cache_dir, "train")
+    for size in {batch_size, args.memory_batch} - {0}:
+        load_synthetic(args.cache_dir, "test", num_samples=max(size, 8))
     print(f"train step, stage full, paper network {args.input_size}x{args.input_size}, batch {batch_size}, "
           f"{args.steps} timed steps, {device}, TF {tf.__version__}", flush=True)
 

@@ -12,7 +12,10 @@ returns a folded *copy*; the model it is given is left untouched (it may still b
 Every BatchNorm of the network that follows a convolution is folded. The one that cannot be is the
 pre-activation BN at the start of each hourglass bottleneck (BN-ReLU-conv on the residual stream,
 whose unnormalised value is also the skip): it becomes :class:`ChannelAffine`, one fused
-multiply-add with the constants precomputed (and, with ``relu=True``, the ReLU after it).
+multiply-add with the constants precomputed, which Grappler fuses with the ReLU after it.
+
+The folded copy is for inference and export only: its replacement layers hold numpy constants and
+are not meant to be saved as a ``.keras`` file.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ _FOLDABLE = {
 }
 
 
-@keras.saving.register_keras_serializable(package="lgh_tf")
 class FoldedBatchNorm(keras.layers.Layer):
     """What a BatchNorm becomes once folded into the convolution before it: the identity."""
 
@@ -125,8 +127,10 @@ def copy_model(model, dtype_policy=None):
     previous = keras.mixed_precision.global_policy()
     if dtype_policy is not None:
         keras.mixed_precision.set_global_policy(dtype_policy)
+    config = model.get_config()
+    config.pop("dtype", None)  # the model's own policy would override dtype_policy at the top level
     try:
-        copy = LearnableGroupsNet.from_config(model.get_config()).build_for_input()
+        copy = LearnableGroupsNet.from_config(config).build_for_input()
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
@@ -187,5 +191,5 @@ def randomize_batch_norms(model, seed=0) -> None:
             layer.beta.assign(rng.normal(0.0, 0.1, n).astype(np.float32))
             layer.moving_mean.assign(rng.normal(0.0, 0.1, n).astype(np.float32))
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype(np.float32))
-        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:  # Conv2DTranspose included
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) and layer.use_bias:
             layer.bias.assign(rng.normal(0.0, 0.05, layer.bias.shape[0]).astype(np.float32))
