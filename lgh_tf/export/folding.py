@@ -10,7 +10,7 @@ convolution followed by two element-wise passes over the feature map. :func:`fol
 returns a folded *copy*; the model it is given is left untouched (it may still be trained).
 
 Every BatchNorm of the network that follows a convolution is folded. The one that cannot be is the
-pre-activation BN at the start of each hourglass bottleneck (BN-ReLU-conv on the residual stream,
+pre-activation BN at the start of each bottleneck residual (BN-ReLU-conv on the residual stream,
 whose unnormalised value is also the skip): it becomes :class:`ChannelAffine`, one fused
 multiply-add with the constants precomputed, which Grappler fuses with the ReLU after it.
 
@@ -32,7 +32,7 @@ from lgh_tf.model.shared_features import BottleneckResidual, HourglassBackbone
 _FUSED_EPSILON = 1.001e-5
 
 # (convolution attribute, BatchNorm attribute) pairs of every block, in the order the block applies
-# them. GroupFeatureFusion keeps lists (convs[k], bns[k]) and is handled by index.
+# them. GroupFeatureFusion keeps lists (convs[k], bns[k]) and is handled in fold_batch_norms.
 _FOLDABLE = {
     HourglassBackbone: (("stem_conv", "stem_bn"), ("feature_conv", "feature_bn")),
     BottleneckResidual: (("conv1", "bn1"), ("conv2", "bn2")),
