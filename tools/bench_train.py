@@ -13,9 +13,9 @@ timed), after one untimed step (tracing / XLA compilation, which is reported too
 
 The input pipeline (``lgh_tf.data.pipeline.make_dataset`` with the paper's augmentation, read +
 decode + one affine warp per image) is timed at the same batch size on the synthetic hands.
-``peak RSS`` is the process's peak resident memory (``ru_maxrss``); on a GPU the device's peak
+``peak RSS`` is the process's peak resident memory (VmHWM); on a GPU the device's peak
 allocation is printed as well. ``--memory_batch`` (default 32) reruns the default option at that
-batch for two steps to report its peak memory, whatever batch the timing used.
+batch (one traced and one timed step) to report its peak memory, whatever batch the timing used.
 
     python tools/bench_train.py                         # CPU: batch 4, all options
     python tools/bench_train.py --batch_size 32         # GPU

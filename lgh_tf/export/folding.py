@@ -101,6 +101,11 @@ def fold_into_conv(conv, bn) -> None:
     conv.bias.assign((conv.bias.numpy().astype(np.float64) * scale + offset).astype(np.float32))
 
 
+def _identity_for(bn) -> FoldedBatchNorm:
+    """The stand-in for a folded BatchNorm, with its dtype policy (bfloat16 copies stay bfloat16)."""
+    return FoldedBatchNorm(name=f"{bn.name}_folded", dtype=bn.dtype_policy)
+
+
 def _affine_from(bn, name) -> ChannelAffine:
     scale, offset = batch_norm_affine(bn)
     return ChannelAffine(scale, offset, name=name, dtype=bn.dtype_policy)
@@ -155,7 +160,7 @@ def fold_batch_norms(model, dtype_policy=None):
             if conv is None:  # a residual block whose skip is the identity
                 continue
             fold_into_conv(conv, bn)
-            _replace(layer, bn_name, FoldedBatchNorm(name=f"{bn.name}_folded", dtype=bn.dtype_policy))
+            _replace(layer, bn_name, _identity_for(bn))
             count += 1
         if isinstance(layer, BottleneckResidual):
             _replace(layer, "bn", _affine_from(layer.bn, f"{layer.bn.name}_affine"))
@@ -163,8 +168,7 @@ def fold_batch_norms(model, dtype_policy=None):
             for conv, bn in zip(layer.convs, layer.bns):
                 fold_into_conv(conv, bn)
                 count += 1
-            _replace(layer, "bns", [FoldedBatchNorm(name=f"{bn.name}_folded", dtype=bn.dtype_policy)
-                                   for bn in layer.bns])
+            _replace(layer, "bns", [_identity_for(bn) for bn in layer.bns])
     remaining = [
         layer.path for layer in folded._flatten_layers(include_self=False, recursive=True)
         if isinstance(layer, keras.layers.BatchNormalization)

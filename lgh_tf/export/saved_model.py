@@ -235,8 +235,8 @@ def export_saved_model(model, export_dir, version=None, fold_batch_norms=True, p
         info = _export_info(model, version, signatures)
         info["precision"] = precision
         info["batch_norm"] = (
-            f"{folded_count} folded into the convolutions before them; the pre-activation ones of "
-            "the hourglass bottlenecks as one fused scale-and-shift" if fold_batch_norms
+            f"{folded_count} folded into the convolutions before them; the pre-activation ones at "
+            "the start of every bottleneck residual as one fused scale-and-shift" if fold_batch_norms
             else "as trained (not folded)"
         )
         with open(os.path.join(staging, EXPORT_INFO), "w") as f:
