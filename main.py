@@ -218,26 +218,62 @@ def run_eval():
 
 
 def run_predict():
-    """--mode=predict: 2D/3D joints for --image, a JSON and two pictures in --output_dir."""
+    """--mode=predict: 2D/3D joints for --image (a JSON and two pictures), or for every frame of
+    --video / --images (JSON lines, an overlay video, a contact sheet) in --output_dir."""
     from lgh_tf import predict
 
     checkpoints = [path.strip() for path in FLAGS.checkpoint.split(",") if path.strip()]
     if not checkpoints:
-        raise app.UsageError("--mode=predict needs --checkpoint (checkpoint, .pth, .weights.h5 or SavedModel)")
-    if not FLAGS.image:
-        raise app.UsageError("--mode=predict needs --image")
+        raise app.UsageError("--mode=predict needs --checkpoint (checkpoint, .pth, .weights.h5, SavedModel or .tflite)")
+    if sum(bool(x) for x in (FLAGS.image, FLAGS.video, FLAGS.images)) != 1:
+        raise app.UsageError("--mode=predict needs one of --image, --video or --images")
     out_dir = FLAGS.output_dir or os.path.join("runs", "predict")
+    options = dict(hand=FLAGS.hand, iterations=FLAGS.search_iterations, min_confidence=FLAGS.min_confidence,
+                   field_of_view=FLAGS.field_of_view)
+    if FLAGS.video or FLAGS.images:
+        return run_predict_video(checkpoints, out_dir, options)
     try:
         result, paths = predict.run(
             checkpoints, FLAGS.image, out_dir=out_dir, intrinsics=FLAGS.intrinsics or None,
             box=FLAGS.box or None, scale=FLAGS.scale, root_depth=FLAGS.root_depth,
+            detections=FLAGS.detections or None, **options,
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"{len(result['uv'])} joints of {FLAGS.image} ({result['image_size'][0]}x{result['image_size'][1]}), "
+    confidence = "n/a" if result["confidence"] is None else f"{result['confidence']:.2f}"
+    print(f"{len(result['uv'])} joints of {FLAGS.image} ({result['image_size'][0]}x{result['image_size'][1]}): "
+          f"{result['hand']} hand, confidence {confidence} ({result['status']}), "
           f"3D: {'yes' if result['xyz'] is not None else 'no (2.5D only)'}")
     for what, path in paths.items():
+        print(f"wrote {what}: {path}")
+
+
+def run_predict_video(checkpoints, out_dir, options):
+    from lgh_tf import predict, video
+
+    if FLAGS.box or FLAGS.root_depth:
+        raise app.UsageError("--box and --root_depth are for --image; a video is tracked (--detections gives boxes)")
+    try:
+        source = video.open_frames(FLAGS.video or None, FLAGS.images or None, fps=FLAGS.fps,
+                                   max_frames=FLAGS.max_frames)
+        detections = predict.read_detections(FLAGS.detections) if FLAGS.detections else None
+        if FLAGS.intrinsics:
+            predict.parse_intrinsics(FLAGS.intrinsics)
+        predictor = predict.load_predictor(checkpoints)
+        one_euro = video.OneEuroConfig(FLAGS.smoothing_min_cutoff, FLAGS.smoothing_beta, FLAGS.smoothing_d_cutoff)
+        summary = video.run(predictor, source, out_dir, view_3d=FLAGS.view_3d, intrinsics=FLAGS.intrinsics or None,
+                            scale=FLAGS.scale, smoothing=FLAGS.smoothing, one_euro=one_euro,
+                            detections=detections, **options)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{summary['frames']} frames, a hand in {summary['detected']} ({summary['hands']['right']} right, "
+          f"{summary['hands']['left']} left), searched again {summary['relocalised']} times, "
+          f"{summary['frames_per_second'] or 0:.2f} frames/s")
+    for name, why in ((s["name"], s["why"]) for s in summary["skipped"]):
+        print(f"skipped {name}: {why}")
+    for what, path in summary["paths"].items():
         print(f"wrote {what}: {path}")
 
 

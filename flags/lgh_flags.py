@@ -64,10 +64,32 @@ flags.DEFINE_string("export_dir", "saved_models/lgh", "SavedModel base directory
 flags.DEFINE_string("output_dir", "", "Where --mode=eval/predict write (default runs/eval_<dataset>, runs/predict).")
 flags.DEFINE_string("image", "", "--mode=predict: the image file to run on.")
 flags.DEFINE_string("intrinsics", "", "--mode=predict: camera intrinsics of --image, 'fx,fy,cx,cy' in pixels.")
-flags.DEFINE_string("box", "", "--mode=predict: hand box 'x,y,w,h' in pixels of --image (default: the whole image).")
-flags.DEFINE_float("scale", None, "--mode=predict: hand scale, the middle finger's MCP-PIP bone length (e.g. metres).")
+flags.DEFINE_string("box", "", "--mode=predict: hand box 'x,y,w,h' in pixels of --image as displayed (default: "
+                    "the hand is searched for with the network).")
+flags.DEFINE_float("scale", None, "--mode=predict: hand scale, the middle finger's MCP-PIP bone length (e.g. metres; "
+                   "default: 0.04 m, an average adult hand).")
 flags.DEFINE_float("root_depth", None, "--mode=predict: depth of the root joint (middle MCP), unit of --scale; "
                    "estimated from --scale when left out.")
+flags.DEFINE_float("field_of_view", 65.0, "--mode=predict without --intrinsics: the camera's field of view in degrees "
+                   "across the longer image side (principal point at the centre).")
+flags.DEFINE_enum("hand", "right", ["right", "left", "auto"], "--mode=predict: which hand; the networks are trained "
+                  "on right hands: left mirrors the crop, auto tries both and keeps the more confident.")
+flags.DEFINE_string("detections", "", "--mode=predict: a detector's boxes, JSON lines {\"image\": NAME or \"frame\": "
+                    "INDEX, \"boxes\": [[x, y, w, h], ...]}; the most confident hand of a frame's boxes is kept.")
+flags.DEFINE_integer("search_iterations", 4, "--mode=predict without a box: at most this many network passes to find "
+                     "the hand (the whole image, then the crop about the predicted joints until it is stable).")
+flags.DEFINE_float("min_confidence", 0.3, "--mode=predict: hands below this heatmap confidence are reported as not "
+                   "found (video: the frame is searched again).")
+flags.DEFINE_string("video", "", "--mode=predict: a video file, a folder of frames, or a camera index (0, 1, ...).")
+flags.DEFINE_string("images", "", "--mode=predict: a folder of frames (file-name order), tracked as a video.")
+flags.DEFINE_float("fps", None, "--mode=predict --images: frames per second (default 30; videos: their own).")
+flags.DEFINE_integer("max_frames", None, "--mode=predict --video/--images: stop after this many frames.")
+flags.DEFINE_boolean("smoothing", True, "--mode=predict --video/--images: One Euro filter on the 2D and 3D joints.")
+flags.DEFINE_float("smoothing_min_cutoff", 1.0, "One Euro: cutoff frequency at rest (Hz); lower = smoother.")
+flags.DEFINE_float("smoothing_beta", 1.0, "One Euro: cutoff increase per hand size per second of speed; "
+                   "higher = less lag on fast hands.")
+flags.DEFINE_float("smoothing_d_cutoff", 1.0, "One Euro: cutoff of the speed estimate (Hz).")
+flags.DEFINE_boolean("view_3d", False, "--mode=predict --video/--images: also write <name>_3d.mp4 (3D skeleton).")
 
 # Export (--mode=export).
 flags.DEFINE_integer("export_version", None, "SavedModel version under --export_dir (default: the next integer).")

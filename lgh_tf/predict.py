@@ -6,18 +6,21 @@
                                    intrinsics="600,600,320,240", scale=0.04, root_depth=0.5)
     paths = predict.write_outputs(result, "runs/predict")
 
-Geometry. Pixel centres sit at integer coordinates (as in the data pipeline). A box ``x,y,w,h``
-covers the pixel columns ``x .. x + w - 1`` and rows ``y .. y + h - 1``; its centre is
-``(x + (w - 1) / 2, y + (h - 1) / 2)``. The network sees the square of side
+Geometry (``lgh_tf.geometry``). Pixel centres sit at integer coordinates (as in the data
+pipeline). A box ``x,y,w,h`` covers the pixel columns ``x .. x + w - 1`` and rows ``y .. y + h - 1``;
+its centre is ``(x + (w - 1) / 2, y + (h - 1) / 2)``. The network sees the square of side
 ``max(w, h) * box_margin`` about that centre (``box_margin`` 1.2, the training crops' margin about
-the keypoints), resampled to its input size S; without a box, the whole image padded to a square
-(side ``max(W, H)``, margin 1). ``crop_from_image`` = [[z, 0, (S - 1) / 2 - z cx], [0, z,
-(S - 1) / 2 - z cy], [0, 0, 1]] with ``z = S / side`` maps original pixels to crop pixels; the
-predicted crop uv are mapped back with its inverse. 3D (Eq. 3) uses the crop intrinsics
-``crop_from_image @ K``, i.e. the same rays as the original uv with ``K``.
+the keypoints), resampled to its input size S. Without a box the hand is searched for
+(``lgh_tf.localize``): the whole image padded to a square (side ``max(W, H)``) first, then the
+training crop about the predicted joints until it is stable. ``crop_from_image`` = [[z, 0,
+(S - 1) / 2 - z cx], [0, z, (S - 1) / 2 - z cy], [0, 0, 1]] with ``z = S / side`` (times the crop
+mirror ``u -> S - 1 - u`` for a left hand) maps original pixels to crop pixels; the predicted crop
+uv are mapped back with its inverse. 3D (Eq. 3) uses the crop intrinsics ``crop_from_image @ K``,
+i.e. the same rays as the original uv with ``K``. Without intrinsics or scale, the documented
+defaults (``camera_and_scale``) are used and written under "assumptions".
 
-The networks are trained on right hands (every data set mirrors left hands): mirror an image of a
-left hand first.
+The networks are trained on right hands (every data set mirrors left hands): ``hand="left"``
+mirrors the crop, ``hand="auto"`` tries both.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ import os
 
 import numpy as np
 
+from lgh_tf import geometry
 from lgh_tf.data.schema import JOINT_NAMES, NUM_JOINTS, SCALE_BONE
 
-BOX_MARGIN = 1.2
+BOX_MARGIN = geometry.CROP_MARGIN
 _SAVED_MODEL_SIGNATURES = ("predict_float", "serving_default")
 
 
@@ -41,19 +45,27 @@ _SAVED_MODEL_SIGNATURES = ("predict_float", "serving_default")
 
 class Predictor:
     """``predictor(images)`` with float32 (B, S, S, 3) RGB in [0, 1] -> (uv (B, 21, 2) input
-    pixels, depth (B, 21) relative depth), numpy; ``input_size`` S; ``description``."""
+    pixels, depth (B, 21) relative depth), numpy; ``input_size`` S; ``description``.
+
+    Each function answers ``(uv, depth)`` or ``(uv, depth, heatmaps)`` (heatmaps (B, S/4, S/4, 21),
+    the backbone's, read by :func:`lgh_tf.localize.heatmap_confidence`); ``run`` returns all three
+    (heatmaps None when a function gives none), averaged over an ensemble."""
 
     def __init__(self, functions, input_size, description):
         self.functions = list(functions)
         self.input_size = int(input_size)
         self.description = description
 
-    def __call__(self, images):
+    def run(self, images):
         images = np.asarray(images, np.float32)
-        outputs = [fn(images) for fn in self.functions]
-        uv = np.mean([np.asarray(o[0], np.float64) for o in outputs], axis=0)
-        depth = np.mean([np.asarray(o[1], np.float64) for o in outputs], axis=0)
-        return uv, depth
+        outputs = [tuple(fn(images)) for fn in self.functions]
+        mean = lambda i: np.mean([np.asarray(o[i], np.float64) for o in outputs], axis=0)  # noqa: E731
+        heatmaps = mean(2) if all(len(o) > 2 and o[2] is not None for o in outputs) else None
+        return {"uv": mean(0), "depth": mean(1), "heatmaps": heatmaps}
+
+    def __call__(self, images):
+        out = self.run(images)
+        return out["uv"], out["depth"]
 
 
 def find_saved_model(path):
@@ -115,7 +127,8 @@ def _saved_model_function(directory):
         else:
             tensor = tf.cast(tensor, spec.dtype)
         out = signature(**{input_name: tensor})
-        return out["uv"].numpy(), out["depth"].numpy()
+        heatmaps = out["heatmaps"].numpy() if "heatmaps" in out else None
+        return out["uv"].numpy(), out["depth"].numpy(), heatmaps
 
     return run, int(size)
 
@@ -126,7 +139,8 @@ def load_predictor(paths):
     Each path may be a training directory or checkpoint prefix, an authors' ``.pth``, a
     ``.weights.h5`` with its ``.config.json`` (``lgh_tf.model.io.load_model``), or a SavedModel
     directory (``saved_model.pb`` inside, or a TF Serving base directory with numbered versions),
-    used through its ``predict_float`` signature (``serving_default`` otherwise).
+    used through its ``predict_float`` signature (``serving_default`` otherwise), or a ``.tflite``
+    file from ``--mode=export --tflite`` (run with ai-edge-litert).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -136,7 +150,9 @@ def load_predictor(paths):
     functions, sizes = [], []
     for path in paths:
         saved_model = find_saved_model(path)
-        if saved_model is not None:
+        if path.endswith(".tflite"):
+            fn, size = _tflite_function(path)
+        elif saved_model is not None:
             fn, size = _saved_model_function(saved_model)
         else:
             fn, size = _keras_function(path)
@@ -158,13 +174,26 @@ def _keras_function(path):
     @tf.function(reduce_retracing=True)
     def run(images):
         out = model(images, training=False)
-        return out["uv"], out["depth"]
+        return out["uv"], out["depth"], out["heatmaps"]
 
     def call(images):
-        uv, depth = run(tf.convert_to_tensor(images, tf.float32))
-        return uv.numpy(), depth.numpy()
+        return tuple(t.numpy() for t in run(tf.convert_to_tensor(images, tf.float32)))
 
     return call, model.config.input_size
+
+
+def _tflite_function(path):
+    from lgh_tf.export.tflite import TFLiteRunner
+
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint: no such TFLite file {path}")
+    runner = TFLiteRunner(path)
+
+    def call(images):
+        out = runner(images)
+        return out["uv"], out["depth"], out.get("heatmaps")
+
+    return call, runner.input_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,9 +285,36 @@ def to_rgb_uint8(image, name="image"):
     return np.ascontiguousarray(image), notes
 
 
+# EXIF orientation tag (0x0112) -> the numpy transform that shows the stored pixels as displayed
+# (the transposes of PIL.ImageOps.exif_transpose).
+_EXIF_ORIENTATION = 0x0112
+_EXIF_TRANSFORMS = {
+    2: ("mirrored horizontally", lambda a: a[:, ::-1]),
+    3: ("rotated 180 degrees", lambda a: a[::-1, ::-1]),
+    4: ("mirrored vertically", lambda a: a[::-1]),
+    5: ("transposed", lambda a: a.swapaxes(0, 1)),
+    6: ("rotated 90 degrees clockwise", lambda a: np.rot90(a, -1)),
+    7: ("transversed", lambda a: a[::-1, ::-1].swapaxes(0, 1)),
+    8: ("rotated 90 degrees counter-clockwise", lambda a: np.rot90(a, 1)),
+}
+
+
+def exif_orientation(path):
+    """The EXIF orientation tag of an image file (1-8), 1 when it has none or cannot say."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - no EXIF (or a format PIL does not know) means as stored
+        return 1
+    return value if value in _EXIF_TRANSFORMS else 1
+
+
 def read_image(path):
-    """Reads an image file -> ((H, W, 3) uint8 RGB, notes); ValueError naming the file if it
-    cannot be read or has an unsupported channel count."""
+    """Reads an image file -> ((H, W, 3) uint8 RGB, notes) as displayed: a photo's EXIF orientation
+    is applied (a phone photo comes out upright, and all pixel coordinates refer to it); ValueError
+    naming the file if it cannot be read or has an unsupported channel count."""
     import cv2
 
     path = os.fspath(path)
@@ -272,7 +328,15 @@ def read_image(path):
         image = image[..., ::-1]  # BGR -> RGB
     elif image.ndim == 3 and image.shape[2] == 4:
         image = image[..., [2, 1, 0, 3]]  # BGRA -> RGBA
-    return to_rgb_uint8(image, f"image {path}")
+    notes = []
+    orientation = exif_orientation(path)
+    if orientation != 1:
+        what, transform = _EXIF_TRANSFORMS[orientation]
+        image = transform(image)
+        notes.append(f"EXIF orientation {orientation}: the stored image was {what} to show it as displayed; "
+                     "pixel coordinates refer to the displayed image")
+    rgb, more = to_rgb_uint8(image, f"image {path}")
+    return rgb, notes + more
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,49 +344,19 @@ def read_image(path):
 # ---------------------------------------------------------------------------------------------
 
 
-def square_crop_matrix(centre, side, output_size):
-    """3x3 map from image pixels to the S x S crop of the square of ``side`` px about ``centre``."""
-    zoom = output_size / float(side)
-    shift = 0.5 * (output_size - 1.0) - zoom * np.asarray(centre, np.float64)
-    return np.array([[zoom, 0.0, shift[0]], [0.0, zoom, shift[1]], [0.0, 0.0, 1.0]])
+# The crop geometry is lgh_tf.geometry's; these names stay importable from here.
+square_crop_matrix = geometry.square_crop_matrix
+map_points = geometry.map_points
+render_crop = geometry.render_crop
 
 
 def crop_for_box(box, image_width, image_height, output_size, box_margin=BOX_MARGIN):
     """(crop_from_image, centre, side) for a box (x, y, w, h), or the whole image when None."""
     if box is None:
-        centre = np.array([(image_width - 1) / 2.0, (image_height - 1) / 2.0])
-        side = float(max(image_width, image_height))
+        centre, side = geometry.image_square(image_width, image_height)
     else:
-        x, y, w, h = box
-        centre = np.array([x + (w - 1) / 2.0, y + (h - 1) / 2.0])
-        side = float(max(w, h)) * box_margin
-    return square_crop_matrix(centre, side, output_size), centre, side
-
-
-def map_points(matrix, points):
-    """Applies a 3x3 affine map to (..., 2) points."""
-    points = np.asarray(points, np.float64)
-    return points @ np.asarray(matrix)[:2, :2].T + np.asarray(matrix)[:2, 2]
-
-
-def render_crop(image, crop_from_image, output_size):
-    """The S x S crop (uint8 RGB), bilinear with zero fill; strong down-scaling is area-averaged
-    first (cv2.INTER_AREA) so that a large photo does not alias."""
-    import cv2
-
-    matrix = np.asarray(crop_from_image, np.float64)
-    zoom = matrix[0, 0]
-    if zoom < 0.5:
-        height, width = image.shape[:2]
-        new_w, new_h = max(1, int(round(width * zoom))), max(1, int(round(height * zoom)))
-        small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        fx, fy = new_w / width, new_h / height
-        # resized pixel centre u' = (u + 0.5) f - 0.5
-        resized_from_image = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1.0]])
-        matrix = matrix @ np.linalg.inv(resized_from_image)
-        image = small
-    return cv2.warpAffine(image, matrix[:2], (output_size, output_size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        centre, side = geometry.box_square(box, box_margin)
+    return geometry.square_crop_matrix(centre, float(side), output_size), centre, float(side)
 
 
 def depth_display_scale(uv):
@@ -341,10 +375,11 @@ def depth_display_scale(uv):
 # ---------------------------------------------------------------------------------------------
 
 
-def load_inputs(image, *, intrinsics=None, box=None, scale=None, root_depth=None):
+def load_inputs(image, *, intrinsics=None, box=None, scale=None, root_depth=None, boxes=None):
     """Reads and checks everything about one prediction except the model (cheap, so that bad input
-    fails before a model is loaded). Returns a dict: rgb, source, K, box, scale, root_depth, notes.
-    Raises ValueError naming the input (image, intrinsics, box, scale, root_depth)."""
+    fails before a model is loaded). Returns a dict: rgb, source, K, box, boxes, scale, root_depth,
+    notes. ``boxes`` are a detector's boxes (a list of (x, y, w, h)); the most confident hand of
+    them is kept. Raises ValueError naming the input (image, intrinsics, box, scale, root_depth)."""
     if isinstance(image, (str, os.PathLike)):
         source = os.fspath(image)
         rgb, notes = read_image(source)
@@ -354,109 +389,182 @@ def load_inputs(image, *, intrinsics=None, box=None, scale=None, root_depth=None
     height, width = rgb.shape[:2]
     blank = lambda value: value is None or (isinstance(value, str) and not value.strip())  # noqa: E731
     K = None if blank(intrinsics) else parse_intrinsics(intrinsics)
-    if blank(box):
-        box = None
-        notes.append(f"no box given: using the whole {width}x{height} image (padded to a square); "
-                     "pass a box x,y,w,h around the hand for a better result")
-    else:
-        box = parse_box(box, width, height)
+    box = None if blank(box) else parse_box(box, width, height)
+    boxes = [parse_box(b, width, height) for b in (boxes or [])]
     return {
-        "rgb": rgb, "source": source, "K": K, "box": box, "scale": _positive(scale, "scale"),
+        "rgb": rgb, "source": source, "K": K, "box": box, "boxes": boxes, "scale": _positive(scale, "scale"),
         "root_depth": _positive(root_depth, "root_depth"), "notes": notes,
     }
 
 
+def camera_and_scale(K, scale, width, height, *, assume_camera=True,
+                     field_of_view=geometry.DEFAULT_FIELD_OF_VIEW_DEG):
+    """(K, scale, assumptions): the given intrinsics and hand scale, or, with ``assume_camera``,
+    the documented defaults (``geometry.default_intrinsics``, ``geometry.NOMINAL_SCALE_M``), each
+    assumption written out in ``assumptions`` {what: sentence}."""
+    assumptions = {}
+    if K is None and assume_camera:
+        K = geometry.default_intrinsics(width, height, field_of_view)
+        assumptions["intrinsics"] = (
+            f"unknown camera: square pixels, principal point at the image centre, {field_of_view:g} degree "
+            f"field of view across the longer image side (focal length {K[0, 0]:.1f} px)")
+    if scale is None and assume_camera:
+        scale = geometry.NOMINAL_SCALE_M
+        assumptions["scale"] = (f"unknown hand size: middle finger MCP-PIP bone {scale:g} m (an average "
+                                "adult hand); xyz are in metres")
+    return K, scale, assumptions
+
+
+def lift_hand(uv_crop, depth, crop_from_image, K, scale, root_depth=None):
+    """Eq. 3 for one hand: (xyz (21, 3), root_depth, source). ``K`` is the original image's; the
+    crop intrinsics are ``crop_from_image @ K``. Without ``root_depth`` it is the depth at which the
+    predicted reference bone has length ``scale`` (``geometry.root_depth_from_scale``, the
+    scale-normalised 2.5D closed form of Iqbal et al. 2018)."""
+    K_crop = (np.asarray(crop_from_image, np.float64) @ np.asarray(K, np.float64))[None]
+    uv_crop, depth = np.asarray(uv_crop, np.float64)[None], np.asarray(depth, np.float64)[None]
+    source = "given"
+    if root_depth is None:
+        root_depth = float(geometry.root_depth_from_scale(uv_crop, depth, K_crop, np.array([scale]))[0])
+        source = "estimated from the scale"
+    xyz = geometry.lift(uv_crop, depth, K_crop, np.array([scale]), np.array([root_depth]))[0]
+    return xyz, float(root_depth), source
+
+
 def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, root_depth=None,
-                  box_margin=BOX_MARGIN, verbose=True):
+                  box_margin=BOX_MARGIN, hand="right", boxes=None, iterations=None,
+                  assume_camera=True, field_of_view=geometry.DEFAULT_FIELD_OF_VIEW_DEG,
+                  min_confidence=None, verbose=True):
     """Runs ``predictor`` on one image; returns a JSON-ready dict (plus the image under "_image").
 
     Args:
       predictor: a :class:`Predictor` (``load_predictor``).
-      image: a file path, or an (H, W, C) RGB(A)/grey array; or the dict of ``load_inputs``
-        (then the other input arguments are ignored).
-      intrinsics: ``"fx,fy,cx,cy"`` (or a 3x3 matrix) of the original image, or None.
-      box: ``"x,y,w,h"`` (or a 4-sequence) around the hand in original pixels, or None for the
-        whole image (a note says so).
+      image: a file path (EXIF orientation applied), or an (H, W, C) RGB(A)/grey array; or the dict
+        of ``load_inputs`` (then the other input arguments are ignored).
+      intrinsics: ``"fx,fy,cx,cy"`` (or a 3x3 matrix) of the original image, or None (with
+        ``assume_camera``: ``field_of_view`` degrees across the longer side).
+      box: ``"x,y,w,h"`` (or a 4-sequence) around the hand in original pixels, or None: the hand is
+        searched for with the network (``lgh_tf.localize``).
       scale: hand scale, the length of the middle finger's MCP-PIP bone, in the unit wanted for
-        xyz (metres, say).
-      root_depth: depth of the root joint (middle MCP) in the same unit. With ``intrinsics`` and
-        ``scale`` but no ``root_depth``, it is estimated from the scale (the depth at which the
-        predicted reference bone has that length; ``root_depth_source`` says so).
+        xyz (metres, say); None: ``geometry.NOMINAL_SCALE_M`` with ``assume_camera``.
+      root_depth: depth of the root joint (middle MCP) in the same unit; None: estimated from the
+        scale (``root_depth_source`` says so).
       box_margin: the square crop's side is ``max(w, h) * box_margin``.
+      hand: "right", "left" (the crop is mirrored) or "auto" (both, the more confident kept).
+      boxes: a detector's boxes (list of x, y, w, h): each is tried, the most confident hand kept.
+      iterations: search passes without a box (default ``localize.SEARCH_ITERATIONS``; 1 = the
+        whole image only).
+      assume_camera: without intrinsics or scale, use the documented defaults (written under
+        "assumptions"); False: no 3D then.
       verbose: print the notes.
 
     Returns keys: image, image_size [W, H], model, input_size, crop {box, centre, side,
-    crop_from_image, whole_image}, joints (names), uv (21, 2) original pixels, uv_crop,
-    depth_relative (21,), xyz (21, 3) or None, intrinsics, scale, root_depth, root_depth_source,
-    units, notes.
+    crop_from_image, whole_image, source, iterations, squares}, joints (names), uv (21, 2) original
+    pixels, uv_crop, depth_relative (21,), xyz (21, 3) or None, hand, handedness, confidence,
+    joint_confidence, spread_px, hand_size_px, status, detected, intrinsics, scale, root_depth,
+    root_depth_source, assumptions, units, notes.
 
     Raises ValueError naming the input (image, intrinsics, box, scale, root_depth) when it is bad.
     """
-    from lgh_tf.evaluation.evaluate import root_depth_from_scale
-    from lgh_tf.model.recovery import lift_to_camera
+    from lgh_tf import localize
 
     if isinstance(image, dict):
         inputs = image
     else:
-        inputs = load_inputs(image, intrinsics=intrinsics, box=box, scale=scale, root_depth=root_depth)
-    rgb, K, box = inputs["rgb"], inputs["K"], inputs["box"]
-    scale, root_depth = inputs["scale"], inputs["root_depth"]
+        inputs = load_inputs(image, intrinsics=intrinsics, box=box, scale=scale, root_depth=root_depth,
+                             boxes=boxes)
+    rgb, box = inputs["rgb"], inputs["box"]
     notes = list(inputs["notes"])
     height, width = rgb.shape[:2]
+    K, scale, assumptions = camera_and_scale(inputs["K"], inputs["scale"], width, height,
+                                             assume_camera=assume_camera, field_of_view=field_of_view)
+    root_depth = inputs["root_depth"]
+    options = dict(hand=hand, margin=box_margin,
+                   iterations=localize.SEARCH_ITERATIONS if iterations is None else iterations)
+    if min_confidence is not None:
+        options["min_confidence"] = min_confidence
+    candidates = list(inputs.get("boxes") or [])
+    if box is not None:
+        candidates = [box]
+    if candidates:
+        found = [localize.localize(predictor, rgb, box=b, **options) for b in candidates]
+        best = max(range(len(found)), key=lambda i: -np.inf if found[i]["confidence"] is None
+                   else found[i]["confidence"])
+        hand_result, box = found[best], candidates[best]
+        if len(candidates) > 1:
+            notes.append(f"{len(candidates)} detector boxes: kept box {best} (the most confident hand)")
+    else:
+        hand_result = localize.localize(predictor, rgb, **options)
+        if hand_result["iterations"] == 1:
+            notes.append(f"no box given: the whole {width}x{height} image (padded to a square) was the "
+                         "only crop; pass a box x,y,w,h around the hand, or allow more search passes")
+        else:
+            notes.append(f"no box given: the hand was searched for with the network ({hand_result['iterations']} "
+                         "passes: the whole image, then the training crop about the predicted joints)")
+    if hand_result["status"] != "ok":
+        notes.append(f"{hand_result['status']}: confidence {hand_result['confidence']}, hand "
+                     f"{hand_result['hand_size_px']:.0f} px across; the joints are probably wrong (no hand?)")
 
-    size = predictor.input_size
-    matrix, centre, side = crop_for_box(box, width, height, size, box_margin)
-    crop = render_crop(rgb, matrix, size)
-    uv_crop, depth = predictor(crop[None].astype(np.float32) / 255.0)
-    uv_crop, depth = np.asarray(uv_crop[0], np.float64), np.asarray(depth[0], np.float64)
-    uv = map_points(np.linalg.inv(matrix), uv_crop)
-
+    matrix = hand_result["crop_from_image"]
+    uv_crop, depth = hand_result["uv_crop"], hand_result["depth"]
     xyz, root_source = None, None
     if K is not None and scale is not None:
-        if root_depth is None:
-            root_depth = float(root_depth_from_scale(uv_crop[None], depth[None], (matrix @ K)[None],
-                                                     np.array([scale]))[0])
-            root_source = "estimated from the scale"
-            notes.append("no root depth given: estimated from the scale (the depth at which the "
-                         "predicted middle MCP-PIP bone has that length)")
-        else:
-            root_source = "given"
-        xyz = lift_to_camera(uv_crop[None], depth[None], (matrix @ K)[None], [scale], [root_depth])
-        xyz = xyz.numpy()[0].astype(np.float64)
+        xyz, root_depth, root_source = lift_hand(uv_crop, depth, matrix, K, scale, root_depth)
+        if root_source != "given":
+            assumptions["root_depth"] = ("estimated from the scale: the depth at which the predicted middle "
+                                         "MCP-PIP bone has that length (Iqbal et al. 2018)")
     else:
         missing = [n for n, v in (("intrinsics", K), ("scale", scale)) if v is None]
         notes.append(f"no 3D joints: they need {' and '.join(missing)} (and a root depth, or it is "
                      "estimated from the scale); the 3D picture shows uv with relative depth (2.5D)")
+    for what, sentence in assumptions.items():
+        notes.append(f"assumed {what}: {sentence}")
 
     if verbose:
         for note in notes:
             print(f"note: {note}")
+    centre, side = hand_result["squares"][-1][:2], hand_result["squares"][-1][2]
+    optional = lambda value: None if value is None else np.asarray(value).tolist()  # noqa: E731
     return {
         "image": inputs["source"],
         "image_size": [int(width), int(height)],
         "model": predictor.description,
-        "input_size": int(size),
+        "input_size": int(predictor.input_size),
         "crop": {
             "box": None if box is None else [float(v) for v in box],
-            "whole_image": box is None,
-            "centre": centre.tolist(),
+            "whole_image": hand_result["source"] == "search" and hand_result["iterations"] == 1,
+            "centre": list(centre),
             "side": float(side),
             "crop_from_image": matrix.tolist(),
+            "source": hand_result["source"],
+            "iterations": hand_result["iterations"],
+            "squares": hand_result["squares"],
         },
         "joints": list(JOINT_NAMES),
-        "uv": uv.tolist(),
+        "uv": hand_result["uv"].tolist(),
         "uv_crop": uv_crop.tolist(),
         "depth_relative": depth.tolist(),
-        "xyz": None if xyz is None else xyz.tolist(),
-        "intrinsics": None if K is None else K.tolist(),
+        "xyz": optional(xyz),
+        "hand": hand_result["hand"],
+        "handedness": hand_result["handedness"],
+        "confidence": hand_result["confidence"],
+        "joint_confidence": optional(hand_result["joint_confidence"]),
+        "spread_px": hand_result["spread_px"],
+        "hand_size_px": hand_result["hand_size_px"],
+        "status": hand_result["status"],
+        "detected": hand_result["detected"],
+        "intrinsics": optional(K),
         "scale": scale,
         "root_depth": root_depth,
         "root_depth_source": root_source,
+        "assumptions": assumptions,
         "units": {
-            "uv": "pixels of the original image (u = column, v = row, pixel centres at integers)",
+            "uv": "pixels of the image as displayed (EXIF orientation applied; u = column, v = row, "
+                  "pixel centres at integers)",
             "depth_relative": f"(z - z_root) / scale, root = middle MCP, scale = |joint {SCALE_BONE[0]} - "
                               f"joint {SCALE_BONE[1]}|",
             "xyz": "camera coordinates in the unit of scale and root_depth",
+            "confidence": "heatmap probability mass within 8 crop pixels of each joint (0-1; flat map "
+                          "~0.003); the hand's is the mean over joints",
         },
         "notes": notes,
         "_image": rgb,
@@ -501,18 +609,48 @@ def write_outputs(result, out_dir, stem=None):
     return paths
 
 
+def read_detections(path):
+    """A detector's boxes from a JSON-lines file: one object per line, ``{"image": NAME, "boxes":
+    [[x, y, w, h], ...]}`` (NAME: the file's name or path) or ``{"frame": INDEX, "boxes": ...}``
+    (video frames, counted from 0). Returns {name or frame index: [boxes]}; ValueError naming the
+    file and line when a line is not such an object."""
+    table = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                key = entry["frame"] if "frame" in entry else entry["image"]
+                boxes = [[float(v) for v in b] for b in entry["boxes"]]
+                if any(len(b) != 4 for b in boxes):
+                    raise ValueError("a box is not 4 numbers")
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"detections: {path} line {number}: expected {{\"image\"|\"frame\": ..., "
+                                 f"\"boxes\": [[x, y, w, h], ...]}} ({error})") from None
+            key = int(key) if isinstance(key, (int, float)) else os.path.basename(str(key))
+            table.setdefault(key, []).extend(boxes)
+    return table
+
+
 def run(checkpoints, image, *, out_dir="runs/predict", intrinsics=None, box=None, scale=None,
-        root_depth=None):
-    """load_predictor + predict_image + write_outputs; returns (result, paths)."""
-    inputs = load_inputs(image, intrinsics=intrinsics, box=box, scale=scale, root_depth=root_depth)
+        root_depth=None, detections=None, **options):
+    """load_predictor + predict_image + write_outputs; returns (result, paths). ``detections``: a
+    JSON-lines file of boxes (``read_detections``), looked up by the image's file name;
+    ``options`` go to ``predict_image`` (hand, iterations, field_of_view, ...)."""
+    boxes = None
+    if detections:
+        boxes = read_detections(detections).get(os.path.basename(os.fspath(image)))
+    inputs = load_inputs(image, intrinsics=intrinsics, box=box, scale=scale, root_depth=root_depth,
+                         boxes=boxes)
     predictor = load_predictor(checkpoints)
-    result = predict_image(predictor, inputs)
+    result = predict_image(predictor, inputs, **options)
     return result, write_outputs(result, out_dir)
 
 
 __all__ = [
-    "BOX_MARGIN", "NUM_JOINTS", "Predictor", "crop_for_box", "find_saved_model", "load_inputs",
-    "load_predictor",
+    "BOX_MARGIN", "NUM_JOINTS", "Predictor", "camera_and_scale", "crop_for_box", "exif_orientation",
+    "find_saved_model", "lift_hand", "load_inputs", "load_predictor", "read_detections",
     "map_points", "parse_box", "parse_intrinsics", "predict_image", "read_image", "render_crop",
     "run", "square_crop_matrix", "to_rgb_uint8", "write_outputs",
 ]

@@ -64,7 +64,7 @@ def test_box_crop_maps_back_by_hand():
     uv_crop[2] = (63.0, 10.0)
     image = np.zeros((200, 300, 3), np.uint8)
     result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, box="100,50,40,80",
-                                   verbose=False)
+                                   assume_camera=False, verbose=False)
     uv = np.array(result["uv"])
     np.testing.assert_allclose(uv[0], (119.5, 89.5), atol=1e-9)
     np.testing.assert_allclose(uv[1], (72.25, 42.25), atol=1e-9)
@@ -72,8 +72,9 @@ def test_box_crop_maps_back_by_hand():
     assert result["crop"]["side"] == pytest.approx(96.0)
     assert result["xyz"] is None and not result["crop"]["whole_image"]
 
-    # No box: the whole 300x200 image padded to a 300 px square about (149.5, 99.5), zoom 64/300.
-    result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, verbose=False)
+    # No box, one search pass: the whole 300x200 image padded to a 300 px square about
+    # (149.5, 99.5), zoom 64/300.
+    result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, iterations=1, verbose=False)
     uv = np.array(result["uv"])
     np.testing.assert_allclose(uv[0], (149.5, 99.5), atol=1e-9)
     np.testing.assert_allclose(uv[1], (149.5 - 31.5 * 300 / 64, 99.5 - 31.5 * 300 / 64), atol=1e-9)
@@ -125,8 +126,8 @@ def test_3d_from_intrinsics_scale_and_root(sample_png):
 def test_outputs_are_written(sample_png, tmp_path):
     path, sample = sample_png
     oracle = fake_predictor(np.full((21, 2), 30.0) + np.arange(21)[:, None], np.linspace(-1, 1, 21))
-    for name, kwargs in (("flat", {}), ("full", dict(intrinsics="300,300,160,160", scale=0.04,
-                                                     root_depth=0.5))):
+    for name, kwargs in (("flat", dict(assume_camera=False)),
+                         ("full", dict(intrinsics="300,300,160,160", scale=0.04, root_depth=0.5))):
         result = predict.predict_image(oracle, str(path), verbose=False, **kwargs)
         paths = predict.write_outputs(result, tmp_path / name)
         data = json.loads(open(paths["json"]).read())
@@ -196,7 +197,7 @@ def test_saved_model_directory_is_used_through_predict_float(tmp_path):
     predictor = predict.load_predictor(str(tmp_path / "lgh"))  # TF Serving base dir: version 1
     assert predictor.input_size == 64
     image = np.full((64, 64, 3), 51, np.uint8)  # 0.2 after /255
-    result = predict.predict_image(predictor, image, verbose=False)
+    result = predict.predict_image(predictor, image, iterations=1, verbose=False)
     np.testing.assert_allclose(result["uv_crop"], np.full((21, 2), 20.0), atol=1e-4)
 
 

@@ -1,8 +1,8 @@
 """TF Serving client for an exported lgh_tf model: gRPC ``PredictRequest`` or REST ``:predict`` body.
 
-The image is a hand crop (as ``--mode=predict`` makes from a box, or any picture of one hand): a
-non-square image is centre-cropped to a square, then resized to the model's input size S and sent
-as uint8 RGB (N, S, S, 3) to ``serving_default`` (or ``predict_xyz`` with ``--intrinsics``,
+The image (EXIF orientation applied) is cropped to the square about ``--box x,y,w,h`` with the
+training margin, as ``--mode=predict`` does, or, without a box, to its centre square (a picture of one
+hand), resized to the model's input size S (``lgh_tf.geometry``) and sent as uint8 RGB (N, S, S, 3) to ``serving_default`` (or ``predict_xyz`` with ``--intrinsics``,
 ``--scale``, ``--root_depth``; the intrinsics must then describe the S x S crop).
 
     # the REST body for curl (see README, "Deployment")
@@ -27,24 +27,26 @@ import sys
 
 import numpy as np
 
+# Run from a checkout: the package next to this script.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 DEFAULT_MODEL_NAME = "lgh"
 DEFAULT_SIGNATURE = "serving_default"
 
 
-def load_crop(path, size) -> np.ndarray:
-    """uint8 RGB (S, S, 3): the image file centre-cropped to a square and resized to ``size``."""
-    import cv2
+def load_crop(path, size, box=None) -> np.ndarray:
+    """uint8 RGB (S, S, 3): the image file, as displayed, cropped to the square about ``box``
+    (x, y, w, h; side 1.2 x max(w, h)) or to its centre square, resized to ``size``."""
+    from lgh_tf import geometry
+    from lgh_tf.predict import read_image
 
-    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read an image from {path}")
-    height, width = bgr.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    bgr = bgr[top: top + side, left: left + side]
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    bgr = cv2.resize(bgr, (size, size), interpolation=interpolation)
-    return np.ascontiguousarray(bgr[..., ::-1])
+    rgb, _ = read_image(path)
+    height, width = rgb.shape[:2]
+    if box is None:
+        centre, side = geometry.image_square(width, height)[0], min(width, height)
+    else:
+        centre, side = geometry.box_square(box)
+    return geometry.render_crop(rgb, geometry.square_crop_matrix(centre, side, size), size)
 
 
 def as_batch(images) -> np.ndarray:
@@ -182,7 +184,8 @@ def _print_outputs(outputs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("image", help="hand crop image file (PNG/JPEG)")
+    parser.add_argument("image", help="image file (PNG/JPEG) of one hand")
+    parser.add_argument("--box", default="", help="x,y,w,h around the hand (default: the centre square)")
     parser.add_argument("--input_size", type=int, default=0, help="model input size S (default: from export_info.json)")
     parser.add_argument("--export_dir", default="", help="TF Serving base directory (reads the input size)")
     parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME)
@@ -198,7 +201,14 @@ def main(argv=None):
     parser.add_argument("--local", default="", help="run against this SavedModel version directory instead")
     args = parser.parse_args(argv)
 
-    crop = load_crop(args.image, _input_size(args))
+    box = [float(v) for v in args.box.split(",")] if args.box else None
+    if box is not None and len(box) != 4:
+        parser.error("--box: expected x,y,w,h")
+    try:
+        crop = load_crop(args.image, _input_size(args), box)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     intrinsics = None
     if args.intrinsics:
         fx, fy, cx, cy = (float(x) for x in args.intrinsics.split(","))

@@ -60,6 +60,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from lgh_tf import geometry
 from lgh_tf.data import schema
 
 logger = logging.getLogger(__name__)
@@ -91,8 +92,8 @@ class AugmentConfig:
       max_hue_delta: hue shift drawn from ``U[-h, h]`` (fraction of the hue circle).
     """
 
-    crop_factor: float = 1.2
-    min_hand_extent: float = 30.0
+    crop_factor: float = geometry.CROP_MARGIN
+    min_hand_extent: float = geometry.MIN_HAND_EXTENT
     scale_range: tuple[float, float] = (1.0, 1.2)
     max_rotation: float = math.pi
     max_translation: float = 20.0
@@ -265,30 +266,13 @@ def hand_crop_matrix(
 ) -> tf.Tensor:
     """The 3x3 affine mapping original pixels to pixels of the (unaugmented) hand crop.
 
-    The square is centred on the keypoints' bounding box, with side
-    ``crop_factor * max(2 * max_j max(|u_j - u_root|, |v_j - v_root|), min_hand_extent)``
-    and shifted inside the image (the hull of its pixel centres) along each axis where it fits,
-    else centred on the image along that axis (the warp zero-fills the outside).
+    ``geometry.keypoint_square`` (side ``crop_factor * max(2 * max_j max(|u_j - u_root|,
+    |v_j - v_root|), min_hand_extent)`` about the keypoints' bounding box), shifted inside the image
+    where it fits (``geometry.shift_inside``; the warp zero-fills the outside otherwise).
     """
-    offsets = tf.abs(uv - uv[schema.ROOT])
-    extent = tf.maximum(2.0 * tf.reduce_max(offsets), config.min_hand_extent)
-    side = config.crop_factor * extent
-    centre = 0.5 * (tf.reduce_min(uv, axis=0) + tf.reduce_max(uv, axis=0))
-    # Keep the square within the pixel centres [0, size - 1], so that bilinear sampling never
-    # blends in the zero fill where the image has content.
-    last = tf.stack([tf.cast(image_width, tf.float32), tf.cast(image_height, tf.float32)]) - 1.0
-    low, high = 0.5 * side, last - 0.5 * side
-    centre = tf.where(side <= last, tf.clip_by_value(centre, low, tf.maximum(low, high)),
-                      0.5 * last)
-    zoom = output_size / side
-    shift = 0.5 * (output_size - 1.0) - zoom * centre
-    return tf.stack(
-        [
-            tf.stack([zoom, 0.0, shift[0]]),
-            tf.stack([0.0, zoom, shift[1]]),
-            tf.constant([0.0, 0.0, 1.0]),
-        ]
-    )
+    centre, side = geometry.keypoint_square(uv, config.crop_factor, config.min_hand_extent)
+    centre = geometry.shift_inside(centre, side, image_width, image_height)
+    return geometry.square_crop_matrix(centre, side, output_size)
 
 
 def augment_matrix(
@@ -317,19 +301,7 @@ def augment_matrix(
     )
 
 
-def invert_affine(matrix: tf.Tensor) -> tf.Tensor:
-    """Inverse of a 3x3 affine matrix (last row 0 0 1), in closed form (XLA-friendly)."""
-    a, b, c = matrix[0, 0], matrix[0, 1], matrix[0, 2]
-    d, e, f = matrix[1, 0], matrix[1, 1], matrix[1, 2]
-    inv_det = 1.0 / (a * e - b * d)
-    a_, b_, d_, e_ = e * inv_det, -b * inv_det, -d * inv_det, a * inv_det
-    return tf.stack(
-        [
-            tf.stack([a_, b_, -(a_ * c + b_ * f)]),
-            tf.stack([d_, e_, -(d_ * c + e_ * f)]),
-            tf.constant([0.0, 0.0, 1.0]),
-        ]
-    )
+invert_affine = geometry.invert_affine
 
 
 def source_from_crop(
@@ -340,16 +312,8 @@ def source_from_crop(
     ``crop_from_image`` refers to the flipped image when ``flip`` (the reader mirrored the labels);
     the mirror ``u -> W - 1 - u`` is folded in here so that the warp reads the file directly.
     """
-    image_from_crop = invert_affine(crop_from_image)
-    width = tf.cast(image_width, tf.float32)
-    mirror = tf.stack(
-        [
-            tf.stack([-1.0, 0.0, width - 1.0]),
-            tf.constant([0.0, 1.0, 0.0]),
-            tf.constant([0.0, 0.0, 1.0]),
-        ]
-    )
-    return tf.where(flip, mirror @ image_from_crop, image_from_crop)
+    image_from_crop = geometry.invert_affine(crop_from_image)
+    return tf.where(flip, geometry.mirror_matrix(image_width) @ image_from_crop, image_from_crop)
 
 
 def warp_image_projective(
@@ -445,8 +409,7 @@ def pose_targets(
     ``depth = (z - z_root) / s0`` with root joint 12 and hand scale ``s0 = |xyz[12] - xyz[11]|``;
     ``K_crop = crop_from_image @ K`` projects the unchanged ``xyz`` onto the crop ``uv``.
     """
-    linear, offset = crop_from_image[:2, :2], crop_from_image[:2, 2]
-    uv_crop = tf.linalg.matvec(linear, uv) + offset
+    uv_crop = geometry.map_points(crop_from_image, uv)
     child, parent = schema.SCALE_BONE
     scale = tf.norm(xyz[child] - xyz[parent])
     root_depth = xyz[schema.ROOT, 2]

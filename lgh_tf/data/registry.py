@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from lgh_tf import geometry
 from lgh_tf.data import schema
 
 logger = logging.getLogger(__name__)
@@ -284,32 +285,9 @@ def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def project(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection of ``xyz`` (..., J, 3) with ``K`` (..., 3, 3) to pixels (..., J, 2)."""
-    xyz = np.asarray(xyz, dtype=np.float64)
-    K = np.asarray(K, dtype=np.float64)
-    homogeneous = np.einsum("...ij,...kj->...ki", K, xyz)
-    return homogeneous[..., :2] / homogeneous[..., 2:3]
-
-
-def mirror_horizontally(uv: np.ndarray, xyz: np.ndarray, K: np.ndarray, width: int,
-                        where: np.ndarray | None = None):
-    """Annotations of the horizontally flipped image (left hand -> right hand).
-
-    With pixel centres at integer coordinates a flip maps column ``c`` to ``width - 1 - c``:
-    ``u -> width - 1 - u``, ``x -> -x``, ``cx -> width - 1 - cx``, skew ``-> -skew``; fx, fy, cy and
-    v are unchanged, so ``u = fx x / z + cx`` still holds. Arrays are (N, 21, 2), (N, 21, 3),
-    (N, 3, 3); rows where ``where`` (N,) is False are returned unchanged. Returns new arrays.
-    """
-    uv = np.array(uv, dtype=np.float64)
-    xyz = np.array(xyz, dtype=np.float64)
-    K = np.array(K, dtype=np.float64)
-    rows = np.ones(len(uv), dtype=bool) if where is None else np.asarray(where, dtype=bool)
-    uv[rows, :, 0] = (width - 1) - uv[rows, :, 0]
-    xyz[rows, :, 0] = -xyz[rows, :, 0]
-    K[rows, 0, 2] = (width - 1) - K[rows, 0, 2]
-    K[rows, 0, 1] = -K[rows, 0, 1]
-    return uv, xyz, K
+# Pinhole projection and the left -> right mirror of annotations (lgh_tf.geometry), used by every reader.
+project = geometry.project
+mirror_horizontally = geometry.mirror_annotations
 
 
 def make_records(name: str, image_path: Iterable[str], uv, xyz, K, visible, flip,

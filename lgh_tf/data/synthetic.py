@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 from absl import logging
 
+from lgh_tf import geometry
 from lgh_tf.data import schema
 
 # Bump whenever the generator changes what it draws: it is part of the cache directory name.
@@ -308,10 +309,7 @@ def sample_intrinsics(rng: np.random.Generator, image_size: int) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection of (..., 3) camera-frame points to (..., 2) pixels (u = col, v = row)."""
-    homogeneous = points @ K.T
-    return homogeneous[..., :2] / homogeneous[..., 2:3]
+project = geometry.project
 
 
 def _inside_image(uv: np.ndarray, image_size: int, margin: float = 0.0) -> np.ndarray:
@@ -556,11 +554,7 @@ def apply_lighting(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 def flip_annotations(uv, xyz, K, image_width: int):
     """Mirrors annotations to match a horizontal image flip (column c -> W - 1 - c)."""
-    uv, xyz, K = np.array(uv), np.array(xyz), np.array(K)
-    uv[..., 0] = image_width - 1 - uv[..., 0]
-    xyz[..., 0] = -xyz[..., 0]
-    K[..., 0, 2] = image_width - 1 - K[..., 0, 2]
-    return uv, xyz, K
+    return geometry.mirror_annotations(uv, xyz, K, image_width)
 
 
 def render_sample(seed: int, index: int, image_size: int = REFERENCE_SIZE,
@@ -613,6 +607,62 @@ def render_sample(seed: int, index: int, image_size: int = REFERENCE_SIZE,
         mask=(labels > 0).astype(np.uint8),
         part_labels=labels,
     )
+
+
+def _open_hand(rng: np.random.Generator, tries: int = 12) -> HandPose:
+    """The pose, of ``tries`` random ones, whose closest two joints are farthest apart."""
+    best = None
+    for _ in range(tries):
+        hand = sample_hand_pose(rng)
+        gaps = np.linalg.norm(hand.joints[:, None] - hand.joints[None], axis=-1) + np.eye(len(hand.joints))
+        if best is None or gaps.min() > best[0]:
+            best = (gaps.min(), hand)
+    return best[1]
+
+
+def render_sequence(num_frames: int, width: int = 640, height: int = 480, seed: int = 0, absent=(),
+                    period: int | None = None) -> dict:
+    """A video of one right hand moving and scaling across a ``width`` x ``height`` frame.
+
+    Palm towards the camera, fingers up (f = 500 px, principal point at the centre). Over ``period``
+    frames (default ``num_frames``) the root follows a Lissajous path over the middle 60% of the
+    frame, its depth goes 0.35 -> 0.6 -> 0.35 m (the hand spans about 240 -> 140 px) and the hand
+    rolls +-20 degrees. Frames listed in ``absent`` show the background only.
+
+    Returns a dict: frames [(H, W, 3) uint8 RGB], uv [(21, 2) or None], xyz [(21, 3) or None], K.
+    """
+    rng = np.random.default_rng([seed, 7])
+    hand = _open_hand(rng)
+    K = np.array([[500.0, 0.0, (width - 1) / 2], [0.0, 500.0, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    background = draw_background(rng, max(width, height))[:height, :width]
+    facing = np.diag([1.0, -1.0, -1.0])  # local +y (fingers) -> camera -y, palm normal -> camera
+    root = hand.joints[schema.ROOT]
+    absent = set(absent)
+    out = {"frames": [], "uv": [], "xyz": [], "K": K}
+    for t in range(num_frames):
+        image = background.copy()
+        if t in absent:
+            out["frames"].append(image)
+            out["uv"].append(None)
+            out["xyz"].append(None)
+            continue
+        phase = 2 * np.pi * t / max(period or num_frames, 1)
+        depth = 0.475 - 0.125 * np.cos(phase)
+        pixel = (width / 2 + 0.3 * width * np.sin(phase), height / 2 + 0.3 * height * np.sin(2 * phase))
+        rotation = _rotation_z(np.radians(20) * np.sin(phase)) @ facing
+        translation = depth * np.linalg.solve(K, np.array([pixel[0], pixel[1], 1.0]))
+
+        def to_camera(points):
+            return None if points is None else (np.asarray(points) - root) @ rotation.T + translation
+
+        xyz = to_camera(hand.joints)
+        labels = np.zeros((height, width), np.uint8)
+        draw_hand(image, labels, hand, (xyz, to_camera(hand.palm_outline), to_camera(hand.forearm_end)), K,
+                  np.random.default_rng([seed, 8]))
+        out["frames"].append(image)
+        out["uv"].append(project(xyz, K))
+        out["xyz"].append(xyz)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,11 @@ import numpy as np
 
 from lgh_tf.data import schema
 from lgh_tf.evaluation import metrics
+from lgh_tf import geometry
+# Eq. 3 and the scale-based root depth live in lgh_tf.geometry; their names stay importable here.
+from lgh_tf.geometry import (FALLBACK_ROOT_DEPTH_M, NOMINAL_SCALE_M, back_project,  # noqa: F401
+                             root_depth_from_scale)
+from lgh_tf.geometry import lift as lift_numpy
 
 # TensorFlow and the tf.data pipeline are imported where they are used, so that a missing data set
 # or checkpoint is reported without the seconds TensorFlow takes to import.
@@ -79,10 +84,6 @@ TABLE_COLUMNS = {
 }
 DEXTER_BOX_FACTOR = 2.0
 DEXTER_MIN_CROP_PX = 200.0
-# Middle MCP-PIP length used when nothing better is known (fallbacks only), metres.
-NOMINAL_SCALE_M = 0.04
-# Root depth used when the scale-based estimate fails (degenerate 2D bone), metres.
-FALLBACK_ROOT_DEPTH_M = 0.6
 FREIHAND_NUM_VERTS = 778
 # FreiHAND order: 0 wrist, then thumb, index, middle, ring, little, each MCP -> tip.
 # FREIHAND_FROM_OURS[i] is our (RHD-order) index of FreiHAND joint i.
@@ -152,23 +153,9 @@ def _fingertip_boxes(records):
         if len(uv) == 0:
             raise ValueError(f"{records.name}: sample {i} ({records.image_path[i]}) has no annotated "
                              "fingertip to place the crop")
-        low, high = uv.min(axis=0), uv.max(axis=0)
-        side = max(DEXTER_BOX_FACTOR * float(np.max(high - low)), DEXTER_MIN_CROP_PX)
-        boxes[i] = (*(0.5 * (low + high)), side)
+        centre, side = geometry.points_square(uv, DEXTER_BOX_FACTOR, DEXTER_MIN_CROP_PX)
+        boxes[i] = (*centre, side)
     return boxes
-
-
-def _square_crop_matrix_tf(centre, side, output_size):
-    """3x3 map from image pixels to a square crop of ``side`` pixels about ``centre``."""
-    import tensorflow as tf
-
-    zoom = output_size / side
-    shift = 0.5 * (output_size - 1.0) - zoom * centre
-    return tf.stack([
-        tf.stack([zoom, 0.0, shift[0]]),
-        tf.stack([0.0, zoom, shift[1]]),
-        tf.constant([0.0, 0.0, 1.0]),
-    ])
 
 
 def make_eval_dataset(dataset, records, *, output_size, batch_size=16, crop=None, scales=None,
@@ -242,16 +229,15 @@ def make_eval_dataset(dataset, records, *, output_size, batch_size=16, crop=None
         if crop == "keypoints":
             matrix = pipeline.hand_crop_matrix(element["uv"], height, width, output_size, config)
         elif crop == "image":
-            size = tf.cast(tf.stack([width, height]), tf.float32)
-            matrix = _square_crop_matrix_tf(0.5 * (size - 1.0), tf.reduce_max(size), output_size)
+            matrix = geometry.square_crop_matrix(*geometry.image_square(width, height), output_size)
         else:
-            matrix = _square_crop_matrix_tf(element["box"][:2], element["box"][2], output_size)
+            matrix = geometry.square_crop_matrix(element["box"][:2], element["box"][2], output_size)
         source = pipeline.source_from_crop(matrix, width, element["flip"])
         pixels = pipeline.warp_image_projective(image, source, output_size)
         uv = element["uv"]
         return {
             "image": tf.clip_by_value(pixels * (1.0 / 255.0), 0.0, 1.0),
-            "uv": tf.linalg.matvec(matrix[:2, :2], uv) + matrix[:2, 2],
+            "uv": geometry.map_points(matrix, uv),
             "uv_image": uv,
             "xyz": element["xyz"],
             "K": matrix @ element["K"],
@@ -270,46 +256,6 @@ def make_eval_dataset(dataset, records, *, output_size, batch_size=16, crop=None
 # ---------------------------------------------------------------------------------------------
 # Prediction
 # ---------------------------------------------------------------------------------------------
-
-
-def back_project(uv, intrinsics):
-    """Rays K^-1 [u, v, 1]^T: uv (N, J, 2), intrinsics (N, 3, 3) -> (N, J, 3), float64."""
-    uv = np.asarray(uv, np.float64)
-    homogeneous = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1)
-    return np.einsum("nab,njb->nja", np.linalg.inv(np.asarray(intrinsics, np.float64)), homogeneous)
-
-
-def lift_numpy(uv, depth, intrinsics, scale, root_depth):
-    """Eq. 3 in numpy (float64): (s * z_rel + z_root) K^-1 [u, v, 1]^T -> (N, J, 3)."""
-    z = np.asarray(scale, np.float64)[:, None] * np.asarray(depth, np.float64) + np.asarray(
-        root_depth, np.float64)[:, None]
-    return z[..., None] * back_project(uv, intrinsics)
-
-
-def root_depth_from_scale(uv, depth, intrinsics, scale):
-    """Root depth at which the predicted middle MCP-PIP bone has length ``scale`` (N,).
-
-    With rays r = K^-1 [u, v, 1] and Eq. 3, X_j = (s d_j + z_root) r_j, so
-    |X_12 - X_11| = s is a quadratic in z_root (Iqbal et al. 2018, for our reference bone); the
-    larger root is the hand in front of the camera. Without a real root (the 2D bone too long
-    for the scale) the closest depth is used; degenerate cases fall back to
-    ``FALLBACK_ROOT_DEPTH_M`` (times scale / ``NOMINAL_SCALE_M``).
-    """
-    rays = back_project(uv, intrinsics)
-    depth = np.asarray(depth, np.float64)
-    scale = np.asarray(scale, np.float64)
-    child, parent = schema.SCALE_BONE
-    a = rays[:, child] - rays[:, parent]
-    b = scale[:, None] * (depth[:, child, None] * rays[:, child] - depth[:, parent, None] * rays[:, parent])
-    qa = np.sum(a * a, axis=-1)
-    qb = 2.0 * np.sum(a * b, axis=-1)
-    qc = np.sum(b * b, axis=-1) - scale**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        disc = qb * qb - 4.0 * qa * qc
-        root = (-qb + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * qa)
-    fallback = FALLBACK_ROOT_DEPTH_M * scale / NOMINAL_SCALE_M
-    bad = ~np.isfinite(root) | (root <= 0) | (qa < 1e-12)
-    return np.where(bad, fallback, root)
 
 
 def fit_root_and_scale(uv, depth, intrinsics, gt_xyz, visible):
@@ -496,9 +442,7 @@ def predict_dataset(models, dataset, *, max_batches=None):
     }
     if "crop_from_image" in data:
         matrix = data["crop_from_image"].astype(np.float64)
-        inverse = np.linalg.inv(matrix)
-        predictions["uv_image_px"] = (np.einsum("nab,njb->nja", inverse[:, :2, :2], data["pred_uv"])
-                                      + inverse[:, None, :2, 2])
+        predictions["uv_image_px"] = geometry.map_points(np.linalg.inv(matrix), data["pred_uv"])
         gt["uv_image_px"] = data["uv_image"].astype(np.float64)
         gt["crop_from_image"] = matrix
     return predictions, gt

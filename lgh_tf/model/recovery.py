@@ -4,6 +4,8 @@ soft-argmax, the selector-weighted sum over groups (Eq. 5) and the lift to camer
 import keras
 import tensorflow as tf
 
+from lgh_tf import geometry
+
 
 @keras.saving.register_keras_serializable(package="lgh_tf")
 class PoseMapHead(keras.layers.Layer):
@@ -87,18 +89,12 @@ def combine_groups(selector, group_uv, group_depth):
 
 
 def lift_to_camera(uv, depth, intrinsics, scale, root_depth):
-    """Eq. 3: [x, y, z]^T = (s0 * z_rel + z_root) * M^-1 [u, v, 1]^T.
+    """Eq. 3: [x, y, z]^T = (s0 * z_rel + z_root) * M^-1 [u, v, 1]^T, float32 tensors.
 
     uv (B, J, 2) pixels of the image that ``intrinsics`` (B, 3, 3) describe (any invertible matrix
     with last row (0, 0, 1), e.g. a rotated crop's); depth (B, J) relative depth; scale and root_depth
-    (B,) in the output unit. Returns (B, J, 3).
+    (B,) in the output unit. Returns (B, J, 3). The formula is ``lgh_tf.geometry.lift``.
     """
-    uv = tf.convert_to_tensor(uv, tf.float32)
-    depth = tf.convert_to_tensor(depth, tf.float32)
-    intrinsics = tf.convert_to_tensor(intrinsics, tf.float32)
-    scale = tf.reshape(tf.convert_to_tensor(scale, tf.float32), [-1, 1])
-    root_depth = tf.reshape(tf.convert_to_tensor(root_depth, tf.float32), [-1, 1])
-    z = scale * depth + root_depth  # Eq. 2
-    homogeneous = tf.concat([uv, tf.ones_like(uv[..., :1])], axis=-1)  # (B, J, 3)
-    rays = tf.linalg.matrix_transpose(tf.linalg.solve(intrinsics, tf.linalg.matrix_transpose(homogeneous)))
-    return z[..., None] * rays
+    uv, depth, intrinsics, scale, root_depth = (
+        tf.convert_to_tensor(x, tf.float32) for x in (uv, depth, intrinsics, scale, root_depth))
+    return geometry.lift(uv, depth, intrinsics, scale, root_depth)
