@@ -7,7 +7,7 @@ the markers (blue 255, red/green on a 5x5 grid 55 apart) are the only pixels wit
 Oracle: finds each joint's marker in the crop it is given (pixels within 14 of the code in red and
 green, blue >= 200), answers its centroid (+ Gaussian noise), zero relative depth, and heatmaps with
 a bump of height 8 at each found joint (flat where a joint is not found). A hand seen mirrored (the
-2D turn wrist -> index MCP -> little MCP of the other sign) gets bumps of height 3, i.e. a lower
+2D turns of ``TRIPLES`` of the other sign, by a vote) gets bumps of height 3, i.e. a lower
 confidence, as a network trained on right hands would give; for this palm-facing pose family the
 2D turn is a handedness cue (for any pose it is not: a left palm is a right back).
 """
@@ -24,10 +24,18 @@ CODES = np.array([(r, g, 255) for r in _LEVELS for g in _LEVELS][:schema.NUM_JOI
 BLUE_CAP = 150
 
 
-def _turn(uv):
-    """Sign of the 2D turn wrist -> index MCP -> little MCP (image axes, v down)."""
-    a, b = uv[8] - uv[0], uv[20] - uv[0]
-    return float(np.sign(a[0] * b[1] - a[1] * b[0]))
+# Joint triples whose 2D turn tells a palm-facing right hand from its mirror image: (wrist, index
+# MCP, little MCP) and (middle MCP, index or little MCP, middle PIP), for when the wrist is hidden.
+TRIPLES = ((0, 8, 20), (12, 8, 11), (12, 20, 11))
+
+
+def _turns(uv):
+    """Sign of the 2D turn a -> b -> c (image axes, v down) of each triple, 0 where a joint is NaN."""
+    signs = []
+    for a, b, c in TRIPLES:
+        u, v = uv[b] - uv[a], uv[c] - uv[a]
+        signs.append(float(np.nan_to_num(np.sign(u[0] * v[1] - u[1] * v[0]))))
+    return np.array(signs)
 
 
 def render_sequence(num_frames, width=640, height=480, seed=0, absent=(), mirrored=False, period=None):
@@ -53,9 +61,6 @@ def render_sequence(num_frames, width=640, height=480, seed=0, absent=(), mirror
         frames.append(image)
         truth.append(uv)
     return frames, truth, sequence["K"]
-
-
-RIGHT_TURN = None  # set below from an unmirrored frame
 
 
 class MarkerOracle:
@@ -90,7 +95,7 @@ class MarkerOracle:
         for crop in images:
             found = self.find(crop)
             seen = np.all(np.isfinite(found), axis=1)
-            mirrored = seen[[0, 8, 20]].all() and _turn(found) == -RIGHT_TURN
+            mirrored = float(np.sum(_turns(found) * RIGHT_TURNS)) < 0  # a vote of the visible triples
             height = 3.0 if mirrored else 8.0
             fill = found[seen].mean(axis=0) if seen.any() else np.full(2, (size - 1) / 2)
             uv = np.where(seen[:, None], found, fill) + self.rng.normal(0.0, self.noise_px, (schema.NUM_JOINTS, 2))
@@ -108,12 +113,8 @@ class MarkerOracle:
         return out["uv"], out["depth"]
 
 
-def _right_turn():
-    frames, truth, _ = render_sequence(1, seed=0)
-    return _turn(truth[0])
-
-
-RIGHT_TURN = _right_turn()
+# The turns of a right hand (a ground-truth frame; the same throughout the palm-facing sequences).
+RIGHT_TURNS = _turns(synthetic.render_sequence(1, seed=0)["uv"][0])
 
 
 def jitter_and_lag(points, truth, fps=30.0, max_lag=6.0):
