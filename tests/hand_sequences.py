@@ -14,10 +14,16 @@ confidence, as a network trained on right hands would give; for this palm-facing
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
+import os
+import sys
 
-from lgh_tf.data import schema, synthetic
+if __name__ == "__main__":  # run as a script from a checkout: this checkout's package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lgh_tf.data import schema, synthetic  # noqa: E402
 
 _LEVELS = (20, 75, 130, 185, 240)
 CODES = np.array([(r, g, 255) for r in _LEVELS for g in _LEVELS][:schema.NUM_JOINTS], np.float64)
@@ -140,8 +146,6 @@ def jitter_and_lag(points, truth, fps=30.0, max_lag=6.0):
 if __name__ == "__main__":
     # python tests/hand_sequences.py [OUT_DIR]: the oracle tracked through a 48-frame sequence with
     # three frames without a hand -> OUT_DIR/demo.jsonl, demo_overlay.mp4, demo_contact.png, demo_3d.mp4.
-    import sys
-
     from lgh_tf import video
 
     frames, _, _ = render_sequence(48, seed=0, absent=(20, 21, 40))
