@@ -193,7 +193,7 @@ def array_source(frames, fps=DEFAULT_FPS, name="frames"):
 def track(predictor, source, *, hand="right", intrinsics=None, scale=None,
           field_of_view=geometry.DEFAULT_FIELD_OF_VIEW_DEG, smoothing=True, one_euro=OneEuroConfig(),
           iterations=localize.SEARCH_ITERATIONS, min_confidence=localize.MIN_CONFIDENCE,
-          detections=None):
+          min_hand_px=localize.MIN_HAND_PX, detections=None):
     """Yields one record per frame (a JSON-ready dict plus "_image", the frame): frame, name, time
     (s), detected, status, hand, handedness, confidence, joint_confidence, source ("prior",
     "search", "box"), relocalised, crop (the final square [u, v, side]), uv and xyz (smoothed when
@@ -204,7 +204,7 @@ def track(predictor, source, *, hand="right", intrinsics=None, scale=None,
     detections = detections or {}
     prior, tracked_hand = None, None
     K = None if intrinsics is None else predict.parse_intrinsics(intrinsics)
-    options = dict(iterations=iterations, min_confidence=min_confidence)
+    options = dict(iterations=iterations, min_confidence=min_confidence, min_hand_px=min_hand_px)
     for index, name, rgb in source.frames:
         height, width = rgb.shape[:2]
         camera, hand_scale, assumptions = predict.camera_and_scale(K, scale, width, height,

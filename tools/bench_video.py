@@ -11,7 +11,7 @@ whole pipeline (crop, network, confidence, lift, One Euro, overlay video, JSON l
 regimes that bound a real run:
 
 * tracking: every frame is cropped from the previous frame's joints, one network pass per frame
-  (``min_confidence`` 0, so every hand counts as found);
+  (``min_confidence`` and ``min_hand_px`` 0, so every hand counts as found);
 * search: no hand is ever found (``min_confidence`` above 1), so every frame is searched from the
   whole image (up to ``--search_iterations`` passes, times two with ``--hand auto``).
 
@@ -98,14 +98,14 @@ def main(argv=None):
             for _ in range(5):
                 predictor.run(crop)
             network_ms = 1000 * (time.perf_counter() - start) / 5
-            for regime, min_confidence in (("tracking", 0.0), ("search", 1.01)):
+            for regime, limits in (("tracking", dict(min_confidence=0.0, min_hand_px=0.0)),
+                                   ("search", dict(min_confidence=1.01))):
+                options = dict(hand=args.hand, iterations=args.search_iterations, **limits)
                 timed = TimedPredictor(predictor)
-                list(video.track(timed, video.array_source(frames[:2]), hand=args.hand,
-                                 min_confidence=min_confidence))  # warm-up of the batch shapes
+                list(video.track(timed, video.array_source(frames[:2]), **options))  # warm-up, batch shapes
                 timed = TimedPredictor(predictor)
                 summary = video.run(timed, video.array_source(frames, name=f"{name}_{regime}"),
-                                    os.path.join(work, "out"), progress=False, hand=args.hand,
-                                    min_confidence=min_confidence, iterations=args.search_iterations)
+                                    os.path.join(work, "out"), progress=False, **options)
                 rows.append((name, regime, summary["frames"], summary["frames_per_second"],
                              timed.images / summary["frames"], 1000 * timed.seconds / summary["frames"],
                              timed.seconds / summary["seconds"], network_ms))
