@@ -216,7 +216,8 @@ def track(predictor, source, *, hand="right", intrinsics=None, scale=None,
             found = [localize.localize(predictor, rgb, box=b, hand=tracked_hand or hand, **options) for b in boxes]
             result = max(found, key=lambda r: r["confidence"] or 0.0)
         elif prior is not None:
-            result = localize.localize(predictor, rgb, prior_uv=prior, hand=tracked_hand, **{**options, "iterations": 1})
+            result = localize.localize(predictor, rgb, prior_uv=prior, hand=tracked_hand,
+                                       **{**options, "iterations": 1})
             if not result["detected"]:
                 result = localize.localize(predictor, rgb, hand=hand, **options)
                 relocalised = True

@@ -1,8 +1,9 @@
 """Synthetic hand sequences and an oracle predictor that reads the joints off the pixels.
 
 Frames: ``synthetic.render_sequence`` (a synthetic hand moving and scaling across a larger frame,
-palm towards the camera, fingers up) plus a small colour-coded marker on every joint. The background and the hand have their blue channel compressed to at most 150, so
-the markers (blue 255, red/green on a 5x5 grid 55 apart) are the only pixels with those colours.
+palm towards the camera, fingers up) plus a small colour-coded marker on every joint. The
+background and the hand have their blue channel compressed to at most 150, so the markers (blue
+255, red/green on a 5x5 grid 55 apart) are the only pixels with those colours.
 
 Oracle: finds each joint's marker in the crop it is given (pixels within 14 of the code in red and
 green, blue >= 200), answers its centroid (+ Gaussian noise), zero relative depth, and heatmaps with

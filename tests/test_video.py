@@ -259,7 +259,8 @@ def test_main_predict_video_with_a_tflite_model(sequence, tmp_path):
     path = tflite.convert(version, "float32")
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, str(REPO / "main.py"), "--mode=predict", f"--checkpoint={path}",
-                             f"--video={clip}", f"--output_dir={out}", "--hand=auto"], capture_output=True, text=True, timeout=300, cwd=REPO)
+                             f"--video={clip}", f"--output_dir={out}", "--hand=auto"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 frames" in result.stdout and "frames/s" in result.stdout
     records = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]

@@ -1,9 +1,10 @@
 """TF Serving client for an exported lgh_tf model: gRPC ``PredictRequest`` or REST ``:predict`` body.
 
 The image (EXIF orientation applied) is cropped to the square about ``--box x,y,w,h`` with the
-training margin, as ``--mode=predict`` does, or, without a box, to its centre square (a picture of one
-hand), resized to the model's input size S (``lgh_tf.geometry``) and sent as uint8 RGB (N, S, S, 3) to ``serving_default`` (or ``predict_xyz`` with ``--intrinsics``,
-``--scale``, ``--root_depth``; the intrinsics must then describe the S x S crop).
+training margin, as ``--mode=predict`` does, or, without a box, to its centre square (a picture of
+one hand), resized to the model's input size S (``lgh_tf.geometry``) and sent as uint8 RGB
+(N, S, S, 3) to ``serving_default`` (or ``predict_xyz`` with ``--intrinsics``, ``--scale``,
+``--root_depth``; the intrinsics must then describe the S x S crop).
 
     # the REST body for curl (see README, "Deployment")
     python tools/serving_client.py hand.png --export_dir saved_models/lgh --rest > body.json

@@ -652,7 +652,7 @@ def render_sequence(num_frames: int, width: int = 640, height: int = 480, seed: 
         rotation = _rotation_z(np.radians(20) * np.sin(phase)) @ facing
         translation = depth * np.linalg.solve(K, np.array([pixel[0], pixel[1], 1.0]))
 
-        def to_camera(points):
+        def to_camera(points, rotation=rotation, translation=translation):
             return None if points is None else (np.asarray(points) - root) @ rotation.T + translation
 
         xyz = to_camera(hand.joints)

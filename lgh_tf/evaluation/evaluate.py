@@ -48,9 +48,10 @@ import weakref
 
 import numpy as np
 
+from lgh_tf import geometry
 from lgh_tf.data import schema
 from lgh_tf.evaluation import metrics
-from lgh_tf import geometry
+
 # Eq. 3 and the scale-based root depth live in lgh_tf.geometry; their names stay importable here.
 from lgh_tf.geometry import (FALLBACK_ROOT_DEPTH_M, NOMINAL_SCALE_M, back_project,  # noqa: F401
                              root_depth_from_scale)
