@@ -236,7 +236,7 @@ def write_stb(root: Path, frames: int = 2, nan_frame: tuple[str, int] | None = N
 # ---------------------------------------------------------------------------------------------
 
 def write_freihand(root: Path, n_train: int = 3, n_eval: int = 2, eval_labels: bool = True,
-                   bad_K_id: int | None = None, seed: int = 2) -> dict:
+                   bad_K_id: int | None = None, seed: int = 2, nan_eval_K_id: int | None = None) -> dict:
     """FreiHAND_pub_v2/{training_*.json, training/rgb, training/mask, evaluation_*.json, ...}."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -252,6 +252,8 @@ def write_freihand(root: Path, n_train: int = 3, n_eval: int = 2, eval_labels: b
             hands.append((right, K))
         if set_name == "training" and bad_K_id is not None:
             Ks[bad_K_id] = Ks[bad_K_id][:2]
+        if set_name == "evaluation" and nan_eval_K_id is not None:
+            Ks[nan_eval_K_id][0][0] = float("nan")
         truth[set_name] = hands
         (root / f"{set_name}_K.json").write_text(json.dumps(Ks))
         (root / f"{set_name}_scale.json").write_text(json.dumps(scales))

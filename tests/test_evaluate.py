@@ -191,11 +191,21 @@ def test_pred_json_needs_every_image_and_finite_values(tmp_path):
     results = {"dataset": "freihand", "protocol": "freihand", "3d": None, "2d": None,
                "num_records": 3, "units": {"2d": "px"}}
     predictions = {"xyz_mm": np.ones((2, 21, 3)) * 500.0}
-    with pytest.raises(ValueError, match="1 could not be read"):
-        evaluate.write_report(results, tmp_path, predictions=predictions,
+    with pytest.raises(ValueError, match="1 could not be read .first: image 00000001"):
+        evaluate.write_report(results, tmp_path / "out", predictions=predictions,
                               gt={"index": np.array([0, 2])})
-    with pytest.raises(ValueError, match="NaN"):
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+    with pytest.raises(ValueError, match="image 00000000 is not finite"):
         evaluate.write_freihand_submission(tmp_path / "p.json", np.full((1, 21, 3), np.nan))
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_freihand_eval_entry_with_nan_intrinsics_fails_naming_it(tmp_path):
+    """A corrupt evaluation row must not be dropped: pred.json is read by position."""
+    root = tmp_path / "FreiHAND_pub_v2"
+    fx.write_freihand(root, n_train=1, n_eval=3, eval_labels=False, nan_eval_K_id=1)
+    with pytest.raises(ValueError, match="evaluation sample 00000001: K has non-finite values"):
+        evaluate.load_eval_records("freihand", data_dir=str(root))
 
 
 def test_rhd_stb_mix_is_not_an_eval_set():

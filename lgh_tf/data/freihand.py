@@ -16,6 +16,9 @@ version offset follows the files. Joint order: wrist, then thumb, index, middle,
 MCP -> tip; converted to RHD order (tip -> MCP). The hands are right hands: ``flip`` is all False.
 uv = projection of xyz with K; all joints are labelled (``visible`` all True).
 
+A corrupt training entry is skipped and named; a corrupt evaluation entry is an error naming it,
+because the evaluation server reads ``pred.json`` by position (one row per image, in order).
+
 Evaluation without labels: when ``evaluation_xyz.json`` is absent (the original release, where
 evaluation is done by the online server), eval Records still list every image with its K, but
 ``xyz`` and ``uv`` are NaN and ``visible`` is all False; an info message says so. A consumer can
@@ -108,6 +111,10 @@ def load_freihand(data_dir: str | os.PathLike | None = None, split: str = "train
             if reason is None and np.any(xyz[:, 2] <= 0):
                 reason = "joint at or behind the camera"
         if reason is not None:
+            if split == "eval":  # the server reads pred.json by position: no row may go missing
+                raise ValueError(f"freihand: evaluation sample {i:08d}: {reason} ({k_path.name}"
+                                 f"{'/' + xyz_path.name if labelled else ''}); every evaluation "
+                                 "image needs its row, so the split cannot be used as it is")
             skipped.append((f"{i:08d}", reason))
             continue
         keep.append(i)

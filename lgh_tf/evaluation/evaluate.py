@@ -41,14 +41,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 
 import weakref
 
 import numpy as np
 
-from lgh_tf import geometry
+from lgh_tf import files, geometry
 from lgh_tf.data import schema
 from lgh_tf.evaluation import metrics
 
@@ -567,8 +566,10 @@ def write_freihand_submission(path, xyz_m, verts=None):
     xyz = np.asarray(xyz_m, np.float64)
     if xyz.ndim != 3 or xyz.shape[1:] != (schema.NUM_JOINTS, 3):
         raise ValueError(f"xyz_m must have shape (N, 21, 3), got {xyz.shape}")
-    if not np.all(np.isfinite(xyz)):
-        raise ValueError("xyz_m has NaN or inf: pred.json would not be valid JSON")
+    bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)))
+    if len(bad):
+        raise ValueError(f"pred.json: the prediction of evaluation image {int(bad[0]):08d} (row {int(bad[0])}) "
+                         f"is not finite ({len(bad)} row(s) in all); nothing written")
     xyz_list = to_freihand_order(xyz).tolist()
     if verts is None:
         zeros = [[0.0, 0.0, 0.0] for _ in range(FREIHAND_NUM_VERTS)]
@@ -578,8 +579,7 @@ def write_freihand_submission(path, xyz_m, verts=None):
         if verts.ndim != 3 or verts.shape[0] != len(xyz) or verts.shape[2] != 3:
             raise ValueError(f"verts must have shape (N, V, 3) with N = {len(xyz)}, got {verts.shape}")
         verts_list = verts.tolist()
-    with open(path, "w") as f:
-        json.dump([xyz_list, verts_list], f)
+    files.write_bytes(path, json.dumps([xyz_list, verts_list], allow_nan=False).encode())
     return path
 
 
@@ -588,21 +588,23 @@ def write_freihand_submission(path, xyz_m, verts=None):
 # ---------------------------------------------------------------------------------------------
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
+def _freihand_rows(results, predictions, gt):
+    """pred.json's rows (N, 21, 3) metres: one per published evaluation image, in order, or a
+    ValueError naming the first image without a (finite) prediction."""
+    index = np.asarray(gt["index"]) if gt is not None else np.arange(len(predictions["xyz_mm"]))
+    expected = results.get("num_records", len(index))
+    missing = sorted(set(range(expected)) - set(index.tolist()))
+    if missing:
+        raise ValueError(f"pred.json needs a prediction for each of the {expected} evaluation "
+                         f"images; {len(missing)} could not be read (first: image {missing[0]:08d}); "
+                         "nothing written")
+    order = np.argsort(index, kind="stable")
+    xyz = np.asarray(predictions["xyz_mm"], np.float64)[order] / 1000.0
+    bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)))
+    if len(bad):
+        raise ValueError(f"pred.json: the prediction of evaluation image {int(bad[0]):08d} is not finite "
+                         f"({len(bad)} image(s) in all); nothing written")
+    return xyz
 
 
 def write_report(results, out_dir, *, predictions=None, gt=None, title=None):
@@ -613,16 +615,16 @@ def write_report(results, out_dir, *, predictions=None, gt=None, title=None):
     ``predictions.npz`` (when ``predictions`` are given) and, for FreiHAND with predictions,
     ``pred.json`` for the evaluation server, rows in the order of the evaluation images.
     """
-    import cv2
-
     from lgh_tf import visualize
 
-    os.makedirs(out_dir, exist_ok=True)
+    submission = None
+    if predictions is not None and results.get("dataset") == "freihand":
+        submission = _freihand_rows(results, predictions, gt)  # checked before anything is written
+    files.require_directory(out_dir, "output_dir")
     paths = {}
     title = title or f"{results.get('dataset', '')}: {results.get('protocol', '')}"
     path = os.path.join(out_dir, "results.json")
-    with open(path, "w") as f:
-        json.dump(_jsonable(results), f, indent=2, allow_nan=False)
+    files.write_json(path, files.to_jsonable(results))
     paths["results"] = path
 
     panels = []
@@ -638,14 +640,14 @@ def write_report(results, out_dir, *, predictions=None, gt=None, title=None):
                        [("PCK", r2["thresholds_px"], r2["pck"], r2.get("auc"))]))
     if panels:
         path = os.path.join(out_dir, "pck_curves.png")
-        cv2.imwrite(path, visualize.pck_curves_figure(panels, title)[..., ::-1])
+        files.write_png(path, visualize.pck_curves_figure(panels, title))
         paths["pck_curves"] = path
     if r3:
         per_joint = r3.get("per_joint_mean_epe_mm") or r3.get("pa_per_joint_mean_epe_mm") or {}
         label = "mean error [mm]" + (" (aligned)" if "pa_per_joint_mean_epe_mm" in r3 else "")
         if per_joint:
             path = os.path.join(out_dir, "per_joint_errors.png")
-            cv2.imwrite(path, visualize.per_joint_error_figure(per_joint, label, title)[..., ::-1])
+            files.write_png(path, visualize.per_joint_error_figure(per_joint, label, title))
             paths["per_joint_errors"] = path
 
     if predictions is not None:
@@ -653,17 +655,10 @@ def write_report(results, out_dir, *, predictions=None, gt=None, title=None):
         arrays = {f"pred_{k}": np.asarray(v) for k, v in predictions.items()}
         if gt is not None:
             arrays.update({f"gt_{k}": np.asarray(v) for k, v in gt.items()})
-        np.savez_compressed(path, **arrays)
+        files.save_npz(path, **arrays)
         paths["predictions"] = path
-        if results.get("dataset") == "freihand":
-            index = np.asarray(gt["index"]) if gt is not None else np.arange(len(predictions["xyz_mm"]))
-            order = np.argsort(index, kind="stable")
-            expected = results.get("num_records", len(index))
-            missing = sorted(set(range(expected)) - set(index.tolist()))
-            if missing:
-                raise ValueError(f"pred.json needs a prediction for each of the {expected} evaluation "
-                                 f"images; {len(missing)} could not be read (first: row {missing[0]})")
+        if submission is not None:
             path = os.path.join(out_dir, "pred.json")
-            write_freihand_submission(path, predictions["xyz_mm"][order] / 1000.0)
+            write_freihand_submission(path, submission)
             paths["freihand_submission"] = path
     return paths
