@@ -7,6 +7,7 @@
 flags/<dataset>.cfg holds each data set's defaults and is read before the command line.
 """
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -162,9 +163,7 @@ def _print_train_summary(results, model_dir):
 
 
 def run_groups():
-    import cv2
-
-    from lgh_tf import visualize
+    from lgh_tf import files, visualize
     from lgh_tf.model.io import load_model
 
     if not FLAGS.checkpoint:
@@ -173,9 +172,9 @@ def run_groups():
     groups = model.groups()
     print(visualize.grouping_text(groups))
     out_dir = FLAGS.model_dir or "runs/groups"
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "groups.png")
-    cv2.imwrite(path, visualize.grouping_figure(groups, "Learned joint groups")[..., ::-1])
+    files.require_directory(out_dir, "--model_dir")
+    path = files.write_png(os.path.join(out_dir, "groups.png"),
+                           visualize.grouping_figure(groups, "Learned joint groups"))
     print(f"wrote {path}")
 
 
@@ -291,26 +290,49 @@ def run_export():
         raise app.UsageError(f"--tflite: {error}")
     if variants and FLAGS.export_precision != "float32":
         raise app.UsageError("--tflite needs --export_precision=float32 (TFLite is converted from a float32 export)")
-    model = load_model(FLAGS.checkpoint)
-    try:
+    if FLAGS.export_version is not None and FLAGS.export_version < 0:
+        fail(f"--export_version must be a non-negative integer, got {FLAGS.export_version}")
+    with user_errors():
+        model = load_model(FLAGS.checkpoint)
+
+    def convert_tflite(staging):  # inside the staging directory: the version appears complete
+        tflite.convert_all(staging, variants, representative_samples=FLAGS.representative_samples,
+                           cache_dir=FLAGS.cache_dir)
+
+    with user_errors():
         path = saved_model.export_saved_model(model, FLAGS.export_dir, version=FLAGS.export_version,
                                               fold_batch_norms=FLAGS.fold_batch_norms,
-                                              precision=FLAGS.export_precision)
-    except FileExistsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+                                              precision=FLAGS.export_precision,
+                                              before_publish=convert_tflite if variants else None)
     print(f"SavedModel: {path}")
     info = saved_model.read_export_info(path)
     for name, signature in info["signatures"].items():
         inputs = ", ".join(f"{k} {v['dtype']}{tuple(v['shape'])}" for k, v in signature["inputs"].items())
         outputs = ", ".join(f"{k} {v['dtype']}{tuple(v['shape'])}" for k, v in signature["outputs"].items())
         print(f"  {name}: {inputs} -> {outputs}".replace("None", "N"))
-    paths = tflite.convert_all(path, variants, representative_samples=FLAGS.representative_samples,
-                               cache_dir=FLAGS.cache_dir)
-    for variant, tflite_path in paths.items():
+    for variant, entry in info.get("tflite", {}).items():
+        tflite_path = os.path.join(path, entry["path"])
         print(f"TFLite {variant}: {tflite_path} ({os.path.getsize(tflite_path) / 1e6:.2f} MB)")
     print(f"Serve: docker run -p 8501:8501 --mount type=bind,source={os.path.abspath(FLAGS.export_dir)},"
           f"target=/models/lgh -e MODEL_NAME=lgh -t tensorflow/serving")
+
+
+def fail(message):
+    """The command line's answer to bad input: one line naming it, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Library errors about the user's files and flags (a missing or damaged checkpoint, a bad
+    value) become `error: ...` and exit 2 instead of a traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as error:
+        if type(error).__name__ == "DatasetNotFoundError":
+            raise  # main() prints it and exits 2
+        fail(str(error))
 
 
 def main(argv):

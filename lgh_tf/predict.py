@@ -506,9 +506,15 @@ def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, ro
 
     matrix = hand_result["crop_from_image"]
     uv_crop, depth = hand_result["uv_crop"], hand_result["depth"]
+    if not (np.isfinite(uv_crop).all() and np.isfinite(depth).all()):
+        raise ValueError(f"checkpoint: {predictor.description} predicts non-finite joints for this image "
+                         "(diverged or corrupt weights?); nothing written")
     xyz, root_source = None, None
     if K is not None and scale is not None:
         xyz, root_depth, root_source = lift_hand(uv_crop, depth, matrix, K, scale, root_depth)
+        if not np.isfinite(xyz).all():
+            raise ValueError(f"the 3D lift (Eq. 3) is not finite (root depth {root_depth!r}, scale {scale!r}); "
+                             "nothing written")
         if root_source != "given":
             assumptions["root_depth"] = ("estimated from the scale: the depth at which the predicted middle "
                                          "MCP-PIP bone has that length (Iqbal et al. 2018)")
@@ -575,24 +581,20 @@ def write_outputs(result, out_dir, stem=None):
     """Writes ``<stem>.json``, ``<stem>_skeleton.png`` (the 2D skeleton over the image) and
     ``<stem>_3d.png`` (3D skeleton, or 2.5D from uv + relative depth, two viewpoints) into
     ``out_dir``; returns ``{what: path}``."""
-    import cv2
+    from lgh_tf import files, visualize
 
-    from lgh_tf import visualize
-
-    os.makedirs(out_dir, exist_ok=True)
+    files.require_directory(out_dir, "output_dir")
     if stem is None:
         stem = os.path.splitext(os.path.basename(result["image"]))[0] if result.get("image") else "image"
     paths = {}
     data = {k: v for k, v in result.items() if not k.startswith("_")}
     paths["json"] = os.path.join(out_dir, f"{stem}.json")
-    with open(paths["json"], "w") as f:
-        json.dump(data, f, indent=2, allow_nan=False)
+    files.write_json(paths["json"], data)
 
     uv = np.asarray(result["uv"], np.float64)
     overlay = visualize.draw_skeleton(result["_image"], uv)
     paths["skeleton"] = os.path.join(out_dir, f"{stem}_skeleton.png")
-    if not cv2.imwrite(paths["skeleton"], overlay[..., ::-1]):
-        raise OSError(f"cannot write {paths['skeleton']}")
+    files.write_png(paths["skeleton"], overlay)
 
     if result.get("xyz") is not None:
         points = np.asarray(result["xyz"], np.float64)
@@ -604,8 +606,7 @@ def write_outputs(result, out_dir, stem=None):
             points, "2.5D: uv [px] and relative depth (no 3D: intrinsics/scale unknown)",
             axis_labels=("u [px]", "v [px]", "relative depth [~px]"))
     paths["3d"] = os.path.join(out_dir, f"{stem}_3d.png")
-    if not cv2.imwrite(paths["3d"], figure[..., ::-1]):
-        raise OSError(f"cannot write {paths['3d']}")
+    files.write_png(paths["3d"], figure)
     return paths
 
 

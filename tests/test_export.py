@@ -188,8 +188,11 @@ def test_main_export_mode(exported, tmp_path):
     (tmp_path / "model.config.json").write_text(json.dumps({"model": dataclasses.asdict(model.config)}))
     text = _run([sys.executable, str(REPO / "main.py"), "--mode=export",
                  f"--checkpoint={tmp_path / 'model.weights.h5'}", f"--export_dir={tmp_path / 'lgh'}",
-                 "--export_version=7"]).stdout
+                 "--export_version=7", "--tflite=float32"]).stdout
     assert f"SavedModel: {tmp_path / 'lgh' / '7'}" in text
+    # Converted inside the staging directory, listed at the published path.
+    assert f"TFLite float32: {tmp_path / 'lgh' / '7' / 'tflite' / 'model_float32.tflite'}" in text
+    assert sorted(os.listdir(tmp_path / "lgh")) == ["7"]
     assert f"serving_default: images uint8(N, {SIZE}, {SIZE}, 3) -> depth float32(N, 21)" in text
     assert "predict_xyz: images uint8" in text and "xyz float32(N, 21, 3)" in text
     assert "docker run -p 8501:8501" in text
@@ -323,6 +326,75 @@ def test_bad_inputs_give_clear_errors(exported, loaded):
         exported_model(good, intrinsics=inputs["intrinsics"][:2])
     out = exported_model(good)
     np.testing.assert_allclose(out["uv"], _keras(model, good)["uv"], rtol=0, atol=EXPORT_UV_ATOL)
+
+
+def test_version_is_published_only_when_complete(exported, tmp_path):
+    """A failure (or kill) during the last step, the TFLite conversion, publishes nothing; a killed
+    export's staging directory is removed by the next export, a live process's is left alone."""
+    from lgh_tf.export import export_saved_model, read_export_info
+
+    model = exported[0]
+    base = tmp_path / "lgh"
+    seen = []
+
+    def crash(staging):
+        seen.append(sorted(os.listdir(staging)))
+        raise RuntimeError("killed during the TFLite conversion")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        export_saved_model(model, base, version=1, before_publish=crash)
+    assert "export_info.json" in seen[0] and "saved_model.pb" in seen[0]
+    assert os.listdir(base) == []  # no version 1, no staging directory
+
+    finished = subprocess.run([sys.executable, "-c", "pass"])  # a process id that is gone now
+    assert finished.returncode == 0
+    dead = base / ".tmp-1-999999999"
+    dead.mkdir()
+    (dead / "saved_model.pb").write_bytes(b"half")
+    live = base / f".tmp-5-{os.getppid()}"
+    live.mkdir()
+
+    def add_file(staging):
+        os.makedirs(os.path.join(staging, "tflite"))
+        with open(os.path.join(staging, "tflite", "model_float32.tflite"), "wb") as f:
+            f.write(b"x")
+
+    path = export_saved_model(model, base, version=1, before_publish=add_file)
+    assert os.path.isfile(os.path.join(path, "tflite", "model_float32.tflite"))
+    assert read_export_info(path)["version"] == 1
+    assert sorted(os.listdir(base)) == [".tmp-5-" + str(os.getppid()), "1"]
+
+
+def test_value_checks_in_the_serving_graph(exported, loaded):
+    """NaN or 0..255 floats into predict_float, singular / NaN intrinsics or a non-positive scale
+    into predict_xyz: an InvalidArgumentError naming the input, through the loaded SavedModel."""
+    import tensorflow as tf
+
+    _, _, _, inputs = exported
+    sig = loaded.signatures
+    floats = inputs["float"][:2]
+    out = sig["predict_float"](images=tf.constant(floats))
+    assert np.isfinite(out["uv"].numpy()).all()
+    range_text = r"predict_float: images must be float32 in \[0, 1\] \(RGB / 255\)"
+    for bad in (floats * 255.0, np.where(np.arange(64)[:, None, None] == 5, np.nan, floats), -floats):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=range_text):
+            sig["predict_float"](images=tf.constant(bad.astype(np.float32)))
+
+    good = dict(images=tf.constant(inputs["uint8"][:2]), intrinsics=tf.constant(inputs["intrinsics"][:2]),
+                scale=tf.constant(inputs["scale"][:2]), root_depth=tf.constant(inputs["root_depth"][:2]))
+    assert np.isfinite(sig["predict_xyz"](**good)["xyz"].numpy()).all()
+    singular = inputs["intrinsics"][:2].copy()
+    singular[1] = 0.0
+    not_finite = inputs["intrinsics"][:2].copy()
+    not_finite[0, 0, 0] = np.nan
+    for key, value, text in (
+        ("intrinsics", singular, "intrinsics must be finite, invertible"),
+        ("intrinsics", not_finite, "intrinsics must be finite, invertible"),
+        ("scale", np.array([0.02, np.inf], np.float32), "scale must be finite and positive"),
+        ("root_depth", np.array([0.5, -0.5], np.float32), "root_depth must be finite and positive"),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="predict_xyz: " + text):
+            sig["predict_xyz"](**dict(good, **{key: tf.constant(value)}))
 
 
 def test_saved_model_with_a_random_op_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """lgh_tf.predict and main.py --mode=predict: crop geometry by hand, 3D lift, outputs, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -138,6 +139,28 @@ def test_outputs_are_written(sample_png, tmp_path):
             assert picture is not None and picture.shape[2] == 3
         assert cv2.imread(paths["skeleton"]).shape[:2] == (320, 320)
         assert min(cv2.imread(paths["3d"]).shape[:2]) >= 200
+
+
+def test_non_finite_output_never_half_writes(sample_png, tmp_path):
+    """A non-finite prediction is an error before writing; a failing write keeps the old files."""
+    path, _ = sample_png
+    good = fake_predictor(np.full((21, 2), 30.0) + np.arange(21)[:, None], np.linspace(-1, 1, 21))
+    result = predict.predict_image(good, str(path), verbose=False)
+    paths = predict.write_outputs(result, tmp_path)
+    before = {key: open(p, "rb").read() for key, p in paths.items()}
+
+    broken = fake_predictor(np.full((21, 2), np.nan), np.zeros(21))
+    with pytest.raises(ValueError, match="non-finite joints.*nothing written"):
+        predict.predict_image(broken, str(path), verbose=False)
+    # A result that reaches the writer with a non-finite value (lifted by hand here): the JSON
+    # fails, and the previous run's files stay whole, with no temporary file left behind.
+    result["xyz"] = np.full((21, 3), np.inf).tolist()
+    with pytest.raises(ValueError):
+        predict.write_outputs(result, tmp_path)
+    assert {key: open(p, "rb").read() for key, p in paths.items()} == before
+    json.loads(before["json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        os.path.basename(p) for p in paths.values())
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):

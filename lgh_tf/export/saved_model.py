@@ -33,6 +33,8 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from lgh_tf import files
+
 SIGNATURES = ("serving_default", "predict_float", "predict_xyz")
 # Compute precision of an export: float32, or bfloat16 convolutions (Keras mixed_bfloat16: weights
 # stored as float32, inputs and outputs stay float32) for CPUs with AMX / AVX512-BF16 and GPUs.
@@ -120,6 +122,20 @@ class InferenceModule(tf.Module):
 
     def _serve_float(self, images):
         images = self._checked("predict_float", images, "float32 in [0, 1]")
+        # 0..255 floats or NaN would give confident nonsense: refuse them (the TFLite converter
+        # drops Assert ops, and with them these reductions).
+        finite = tf.math.is_finite(images)
+        low = tf.reduce_min(tf.where(finite, images, 0.0))
+        high = tf.reduce_max(tf.where(finite, images, 0.0))
+        bad = tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int32))
+        check_values = tf.debugging.Assert(
+            tf.logical_and(tf.equal(bad, 0), tf.logical_and(low >= 0.0, high <= 1.0)),
+            ["predict_float: images must be float32 in [0, 1] (RGB / 255); got values from", low, "to", high,
+             "and non-finite values:", bad],
+            name="check_range",
+        )
+        with tf.control_dependencies([check_values]):
+            images = tf.identity(images)
         return self._functions["forward"](images)
 
     def _serve_xyz(self, images, intrinsics, scale, root_depth):
@@ -140,6 +156,22 @@ class InferenceModule(tf.Module):
                 summarize=8, name=f"check_{name}",
             ))
         with tf.control_dependencies(checks):
+            # Eq. 3 inverts K and scales by scale / root_depth: each must be finite, K invertible.
+            finite_k = tf.reduce_all(tf.math.is_finite(intrinsics), axis=[1, 2])
+            determinant = tf.linalg.det(tf.where(tf.math.is_finite(intrinsics), intrinsics, 0.0))
+            values = [tf.debugging.Assert(
+                tf.reduce_all(tf.logical_and(finite_k, tf.abs(determinant) > 1e-6)),
+                ["predict_xyz: intrinsics must be finite, invertible 3x3 camera matrices of the crop; "
+                 "finite per image:", finite_k, "determinants:", determinant],
+                summarize=8, name="check_intrinsics_values",
+            )]
+            for name, tensor in (("scale", scale), ("root_depth", root_depth)):
+                values.append(tf.debugging.Assert(
+                    tf.reduce_all(tf.logical_and(tf.math.is_finite(tensor), tensor > 0.0)),
+                    [f"predict_xyz: {name} must be finite and positive; got", tensor],
+                    summarize=8, name=f"check_{name}_values",
+                ))
+        with tf.control_dependencies(checks + values):
             images, intrinsics, scale, root_depth = (
                 tf.identity(t) for t in (images, intrinsics, scale, root_depth)
             )
@@ -187,7 +219,11 @@ def next_version(export_dir) -> int:
     return max(versions) + 1
 
 
-def export_saved_model(model, export_dir, version=None, fold_batch_norms=True, precision="float32") -> str:
+STAGING = r"\.tmp-(?P<version>\d+)-(?P<pid>\d+)"  # a version being written, by process id
+
+
+def export_saved_model(model, export_dir, version=None, fold_batch_norms=True, precision="float32",
+                       before_publish=None) -> str:
     """Writes ``model`` as a SavedModel to ``export_dir/<version>/`` and returns that path.
 
     With ``fold_batch_norms`` (the default) the graph is that of a copy of ``model`` whose
@@ -199,7 +235,10 @@ def export_saved_model(model, export_dir, version=None, fold_batch_norms=True, p
 
     ``version`` defaults to the next integer after the existing versions (TF Serving serves the
     highest). The version is written into a hidden temporary directory and renamed when complete,
-    so a TF Serving instance watching ``export_dir`` never loads a half-written model. An existing
+    so a TF Serving instance watching ``export_dir`` never loads a half-written model;
+    ``before_publish(staging_dir)`` runs last inside it (the TFLite conversion, so that a version
+    never appears without the files its ``export_info.json`` lists). Staging directories left by a
+    killed export (``.tmp-<version>-<pid>`` of a dead process) are removed first. An existing
     version is never overwritten (``FileExistsError``). ``export_info.json`` inside the version
     directory records the model config, input size, temperature, grouping and signatures.
     """
@@ -210,11 +249,12 @@ def export_saved_model(model, export_dir, version=None, fold_batch_norms=True, p
         version = next_version(export_dir)
     version = int(version)
     if version < 0:
-        raise ValueError(f"version must be a non-negative integer, got {version}")
+        raise ValueError(f"--export_version must be a non-negative integer, got {version}")
     path = os.path.join(export_dir, str(version))
     if os.path.exists(path):
         raise FileExistsError(f"{path} exists; pick another --export_version or remove it")
-    os.makedirs(export_dir, exist_ok=True)
+    files.require_directory(export_dir, "--export_dir")
+    files.remove_stale(export_dir, STAGING)
     staging = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -239,8 +279,9 @@ def export_saved_model(model, export_dir, version=None, fold_batch_norms=True, p
             "the start of every bottleneck residual as one fused scale-and-shift" if fold_batch_norms
             else "as trained (not folded)"
         )
-        with open(os.path.join(staging, EXPORT_INFO), "w") as f:
-            json.dump(info, f, indent=2)
+        files.write_json(os.path.join(staging, EXPORT_INFO), info)
+        if before_publish is not None:
+            before_publish(staging)
         os.rename(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

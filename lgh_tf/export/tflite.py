@@ -35,6 +35,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from lgh_tf import files
+
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 SIGNATURE = "predict_float"
 
@@ -160,8 +162,7 @@ def convert(version_dir, variant, representative_images=None, output_path=None, 
         flatbuffer = _quantize_but_readout(flatbuffer)
     path = output_path or tflite_path(version_dir, variant)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(flatbuffer)
+    files.write_bytes(path, flatbuffer)
     if output_path is None and os.path.exists(info_path):
         with open(info_path) as f:
             info = json.load(f)
@@ -171,8 +172,7 @@ def convert(version_dir, variant, representative_images=None, output_path=None, 
             "converted_from": SIGNATURE,
             "input": "images float32 (N, S, S, 3) in [0, 1]",
         }
-        with open(info_path, "w") as f:
-            json.dump(info, f, indent=2)
+        files.write_json(info_path, info)
     return path
 
 
