@@ -93,6 +93,20 @@ def train_config():
     )
 
 
+def reader_options():
+    """Reader options from the data-set flags, by data set (lgh_tf.data.sources.load_sources)."""
+    import numpy as np
+
+    from lgh_tf.data import stb
+
+    rule = FLAGS.stb_wrist_rule
+    try:
+        stb.palm_to_wrist(np.zeros((21, 3)), rule)  # an unknown rule fails before any data is read
+    except ValueError as error:
+        fail(f"--stb_wrist_rule: {error}")
+    return {"stb": {"camera": FLAGS.stb_camera, "wrist_rule": rule}}
+
+
 def load_sources(split):
     from lgh_tf.data.sources import load_sources as load
 
@@ -103,7 +117,23 @@ def load_sources(split):
         cache_dir=FLAGS.cache_dir,
         seed=FLAGS.seed,
         synthetic_counts={"train": FLAGS.synthetic_train, "test": FLAGS.synthetic_test},
+        reader_options=reader_options(),
     )
+
+
+def labelled_sources(sources):
+    """The (records, weight) sources with at least one labelled sample; a note for the others
+    (FreiHAND as released has no evaluation labels: it is scored by the online server)."""
+    from lgh_tf.data import pipeline
+
+    kept = []
+    for records, weight in sources:
+        if len(pipeline.find_invalid_samples(records, check_images=False)) < len(records):
+            kept.append((records, weight))
+        else:
+            print(f"note: {records.name} has no labelled sample: training without held-out figures "
+                  f"(for FreiHAND, --mode=eval writes pred.json for the evaluation server)")
+    return kept or None
 
 
 def run_train():
@@ -119,9 +149,10 @@ def run_train():
 
         tf.config.experimental.enable_op_determinism()
     model, optim, train = model_config(), optim_config(), train_config()
+    check_directory(train.model_dir, "--model_dir")
     train_sources = load_sources("train")
     try:
-        eval_sources = load_sources("eval")
+        eval_sources = labelled_sources(load_sources("eval"))
     except Exception as error:  # noqa: BLE001  a set without labelled eval split still trains
         logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset, error)
         eval_sources = None
@@ -145,11 +176,13 @@ def run_train():
             train, model_dir=os.path.join(train.model_dir, "pretrain2d"), steps=FLAGS.pretrain_steps
         )
         print(f"Stage 1 (pretrain2d): {FLAGS.pretrain_steps} steps in {stage1_train.model_dir}")
-        _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset)
+        with user_errors():
+            _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset)
         _print_train_summary(stage1, stage1_train.model_dir)
         train = dataclasses.replace(train, init_checkpoint=stage1_train.model_dir)
         print(f"Stage 2 (full, Eq. 10): {train.steps} steps in {train.model_dir}")
-    _, results = loop.train(model, optim, train, make_train_dataset, eval_dataset)
+    with user_errors():
+        _, results = loop.train(model, optim, train, make_train_dataset, eval_dataset)
     _print_train_summary(results, train.model_dir)
 
 
@@ -168,10 +201,12 @@ def run_groups():
 
     if not FLAGS.checkpoint:
         raise app.UsageError("--mode=groups needs --checkpoint")
-    model = load_model(FLAGS.checkpoint)
+    out_dir = FLAGS.model_dir or "runs/groups"
+    check_directory(out_dir, "--model_dir")
+    with user_errors():
+        model = load_model(FLAGS.checkpoint)
     groups = model.groups()
     print(visualize.grouping_text(groups))
-    out_dir = FLAGS.model_dir or "runs/groups"
     files.require_directory(out_dir, "--model_dir")
     path = files.write_png(os.path.join(out_dir, "groups.png"),
                            visualize.grouping_figure(groups, "Learned joint groups"))
@@ -186,10 +221,11 @@ def run_eval():
     if not checkpoints:
         raise app.UsageError("--mode=eval needs --checkpoint (a comma-separated list is an ensemble)")
     out_dir = FLAGS.output_dir or os.path.join("runs", f"eval_{FLAGS.dataset}")
-    try:
+    check_directory(out_dir, "--output_dir")
+    with user_errors():
         records, scales = evaluate.load_eval_records(
             FLAGS.dataset, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir, seed=FLAGS.seed,
-            synthetic_test=FLAGS.synthetic_test,
+            synthetic_test=FLAGS.synthetic_test, reader_options=reader_options(),
         )
         models = evaluate.load_models(checkpoints)
         dataset = evaluate.make_eval_dataset(
@@ -200,11 +236,6 @@ def run_eval():
         results = evaluate.evaluate(FLAGS.dataset, predictions, gt)
         results.update(checkpoints=checkpoints, num_records=len(records))
         paths = evaluate.write_report(results, out_dir, predictions=predictions, gt=gt)
-    except (ValueError, FileNotFoundError) as error:
-        if type(error).__name__ == "DatasetNotFoundError":
-            raise  # main() prints it and exits 2
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     name = "LGH" if len(models) == 1 else f"LGH ensemble of {len(models)}"
     print(f"\n{FLAGS.dataset}: {results['num_samples']} samples, root depth {results['root_depth']}, "
           f"crop: {results['crop']}")
@@ -227,19 +258,17 @@ def run_predict():
     if sum(bool(x) for x in (FLAGS.image, FLAGS.video, FLAGS.images)) != 1:
         raise app.UsageError("--mode=predict needs one of --image, --video or --images")
     out_dir = FLAGS.output_dir or os.path.join("runs", "predict")
+    check_directory(out_dir, "--output_dir")
     options = dict(hand=FLAGS.hand, iterations=FLAGS.search_iterations, min_confidence=FLAGS.min_confidence,
                    field_of_view=FLAGS.field_of_view)
     if FLAGS.video or FLAGS.images:
         return run_predict_video(checkpoints, out_dir, options)
-    try:
+    with user_errors():
         result, paths = predict.run(
             checkpoints, FLAGS.image, out_dir=out_dir, intrinsics=FLAGS.intrinsics or None,
             box=FLAGS.box or None, scale=FLAGS.scale, root_depth=FLAGS.root_depth,
             detections=FLAGS.detections or None, **options,
         )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     confidence = "n/a" if result["confidence"] is None else f"{result['confidence']:.2f}"
     print(f"{len(result['uv'])} joints of {FLAGS.image} ({result['image_size'][0]}x{result['image_size'][1]}): "
           f"{result['hand']} hand, confidence {confidence} ({result['status']}), "
@@ -253,7 +282,7 @@ def run_predict_video(checkpoints, out_dir, options):
 
     if FLAGS.box or FLAGS.root_depth:
         raise app.UsageError("--box and --root_depth are for --image; a video is tracked (--detections gives boxes)")
-    try:
+    with user_errors():
         source = video.open_frames(FLAGS.video or None, FLAGS.images or None, fps=FLAGS.fps,
                                    max_frames=FLAGS.max_frames)
         detections = predict.read_detections(FLAGS.detections) if FLAGS.detections else None
@@ -264,9 +293,6 @@ def run_predict_video(checkpoints, out_dir, options):
         summary = video.run(predictor, source, out_dir, view_3d=FLAGS.view_3d, intrinsics=FLAGS.intrinsics or None,
                             scale=FLAGS.scale, smoothing=FLAGS.smoothing, one_euro=one_euro,
                             detections=detections, **options)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(f"{summary['frames']} frames, a hand in {summary['detected']} ({summary['hands']['right']} right, "
           f"{summary['hands']['left']} left), searched again {summary['relocalised']} times, "
           f"{summary['frames_per_second'] or 0:.2f} frames/s")
@@ -317,6 +343,14 @@ def run_export():
           f"target=/models/lgh -e MODEL_NAME=lgh -t tensorflow/serving")
 
 
+def check_directory(path, flag):
+    """Refuses, before any work, an output directory that cannot be one (a file is in the way)."""
+    from lgh_tf.files import require_directory
+
+    with user_errors():
+        require_directory(path, flag, create=False)
+
+
 def fail(message):
     """The command line's answer to bad input: one line naming it, exit status 2."""
     print(f"error: {message}", file=sys.stderr)
@@ -348,6 +382,11 @@ def main(argv):
     except DatasetNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        if type(error).__name__ != "TrainingDivergedError":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

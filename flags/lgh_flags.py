@@ -10,7 +10,12 @@ MODES = ("train", "eval", "export", "predict", "groups")
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Data set; 'synthetic' needs no download.")
 flags.DEFINE_string("data_dir", "", "Data set directory (default: the data set's documented place).")
-flags.DEFINE_string("cache_dir", "cache", "Where generated data (synthetic hands) and indices go.")
+flags.DEFINE_string("cache_dir", "cache", "Where generated data (synthetic hands) and derived indices (RHD's "
+                    "hand choice) go.")
+flags.DEFINE_enum("stb_camera", "BB_left", ["BB_left", "SK_color"], "STB: Bumblebee2 left images with the _BB "
+                  "labels, or RealSense colour images with the _SK labels (moved into the colour camera).")
+flags.DEFINE_string("stb_wrist_rule", "zb2017", "STB: palm centre -> wrist, one of zb2017 (Zimmermann & Brox), "
+                    "ge2019, yang2020, palm (no conversion) or a number k: wrist = palm + k (palm - middle MCP).")
 flags.DEFINE_string("model_dir", "", "Training output: checkpoints, TensorBoard, config (default runs/<dataset>).")
 
 # Model (ModelConfig).

@@ -123,14 +123,15 @@ def remove_stale(directory, pattern) -> list[str]:
     return removed
 
 
-def require_directory(path, what):
-    """Creates directory ``path`` (and parents); a ValueError naming ``what`` when ``path`` or a
-    parent is a file."""
-    path = os.fspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{what}: {path} is a file, not a directory")
-    try:
+def require_directory(path, what, create=True):
+    """Checks that ``path`` can be a directory (neither it nor an existing parent is a file) and
+    creates it (``create``); a ValueError naming ``what`` and the path otherwise."""
+    path = os.path.abspath(os.fspath(path))
+    existing = path
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{what}: {path} cannot be a directory: {existing} is a file")
+    if create:
         os.makedirs(path, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ValueError(f"{what}: cannot create directory {path} (a part of it is a file)") from None
     return path

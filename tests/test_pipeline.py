@@ -386,6 +386,31 @@ def test_bad_samples_are_counted_skipped_and_named(tmp_path, caplog):
     assert np.isclose(depths[:, None], np.array(good_depths)[None]).any(axis=1).all()
 
 
+def test_png_damaged_in_the_middle_is_counted_and_named(tmp_path, caplog):
+    """Signature and IEND trailer intact, bytes in the image data overwritten: the decoder fails
+    on it, so the up-front check must find it (chunk CRC) and name and count it."""
+    rgb = marker_image(project(hand_xyz(), INTRINSICS), background=20)
+    paths = [str(tmp_path / "good.png"), str(tmp_path / "damaged.png")]
+    for path in paths:
+        write_rgb(path, rgb)
+    data = bytearray((tmp_path / "damaged.png").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(255 - b for b in data[middle:middle + 16])
+    (tmp_path / "damaged.png").write_bytes(bytes(data))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_png(tf.io.read_file(paths[1])).numpy()  # what ignore_errors would drop unnamed
+    records = make_records(paths, [hand_xyz()] * 2)
+    with caplog.at_level(logging.WARNING, logger=pipeline.__name__):
+        valid = pipeline.validate_records(records)
+    assert list(valid.image_path) == paths[:1]
+    problems = pipeline.find_invalid_samples(records)
+    assert list(problems) == [1] and problems[1].startswith("image file corrupt: PNG chunk IDAT at byte ")
+    assert problems[1].endswith("fails its CRC")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(paths[1] in m and "fails its CRC" in m for m in messages)
+    assert any("skipped 1 of 2 samples (1 x image file corrupt)" in m for m in messages)
+
+
 def test_validation_log_is_capped(tmp_path, caplog):
     xyz = hand_xyz()
     records = make_records([str(tmp_path / f"gone_{i}.png") for i in range(30)], [xyz] * 30)

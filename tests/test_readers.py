@@ -355,3 +355,40 @@ def test_registry_load_default_dirs_and_env_override(rhd, tmp_path, monkeypatch)
         registry.load("nyu")
     with pytest.raises(ValueError, match="split"):
         registry.load("rhd", root, "validation")
+
+
+def test_load_sources_honours_cache_dir_and_stb_options(rhd, stb, tmp_path, monkeypatch):
+    """The CLI path (lgh_tf.data.sources, --cache_dir, --stb_camera, --stb_wrist_rule): RHD's
+    hand-choice cache goes to cache_dir, never to the home directory; STB's camera and wrist rule
+    reach the reader."""
+    from lgh_tf.data.sources import load_sources
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    root = rhd[0]
+    [(records, _)] = load_sources("rhd", "train", data_dir=str(root), cache_dir=str(tmp_path / "cache"))
+    assert len(records) and list((tmp_path / "cache").glob("rhd_*.npz"))
+    assert not (tmp_path / "home").exists()
+
+    root, _ = stb
+    default = load_sources("stb", "train", data_dir=str(root))[0][0]
+    [(records, _)] = load_sources("stb", "train", data_dir=str(root),
+                                  reader_options={"stb": {"camera": "SK_color", "wrist_rule": "1.5"}})
+    assert all("SK_color_" in path for path in records.image_path)
+    assert all("BB_left_" in path for path in default.image_path)
+    direct = load_stb(root, "train", camera="SK_color", wrist_rule=1.5)
+    np.testing.assert_array_equal(records.xyz, direct.xyz)
+    assert not np.allclose(records.xyz[:, 0], load_stb(root, "train", camera="SK_color").xyz[:, 0])
+
+
+def test_main_maps_the_stb_flags():
+    import main
+
+    main.FLAGS(["main.py", "--stb_camera=SK_color", "--stb_wrist_rule=ge2019"])
+    try:
+        assert main.reader_options() == {"stb": {"camera": "SK_color", "wrist_rule": "ge2019"}}
+        main.FLAGS.stb_wrist_rule = "elbow"
+        with pytest.raises(SystemExit) as exit_info:
+            main.reader_options()
+        assert exit_info.value.code == 2
+    finally:
+        main.FLAGS.unparse_flags()

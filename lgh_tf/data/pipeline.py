@@ -40,8 +40,8 @@ uses those two TF ops instead.
 Corrupt images
 --------------
 :func:`validate_records` drops (and logs, by path) files that are missing, empty, not PNG/JPEG by
-their magic bytes, or truncated (a PNG without its IEND trailer, a JPEG without an EOI marker near
-its end). As a second line of defence the decode map is followed by
+their magic bytes, truncated (a PNG without its IEND trailer, a JPEG without an EOI marker near
+its end) or, for PNGs, damaged anywhere (every chunk's CRC-32 is checked). As a second line of defence the decode map is followed by
 ``dataset.ignore_errors(log_warning=True)``: an element whose decode still fails is dropped with a
 logged warning instead of stopping training (an in-graph check of the magic bytes and of the PNG
 trailer makes that warning name the path). Elements dropped at that stage are logged but not
@@ -55,6 +55,7 @@ import logging
 import math
 import os
 import random
+import zlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -121,12 +122,33 @@ def _image_file_problem(path: str) -> str | None:
     if head.startswith(_PNG_MAGIC):
         if not tail.endswith(_PNG_TRAILER):
             return "image file truncated: PNG without IEND trailer"
-        return None
+        return _png_chunk_problem(path)
     if head.startswith(_JPEG_MAGIC):
         if _JPEG_EOI not in tail:
             return "image file truncated: JPEG without end-of-image marker"
         return None
     return "image file not PNG/JPEG: unknown magic bytes"
+
+
+def _png_chunk_problem(path: str) -> str | None:
+    """Walks a PNG's chunks and checks each one's CRC-32: a file damaged in the middle (which
+    still has its signature and IEND trailer) is found here, named and counted, instead of
+    failing to decode later. Reads the whole file (zlib.crc32 runs at GB/s)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    position = len(_PNG_MAGIC)
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        end = position + 12 + length
+        kind = data[position + 4:position + 8]
+        if end > len(data):
+            return f"image file corrupt: PNG chunk {kind!r} at byte {position} runs past the end"
+        if zlib.crc32(data[position + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"image file corrupt: PNG chunk {kind.decode('latin-1')} at byte {position} fails its CRC"
+        if kind == b"IEND":
+            return None
+        position = end
+    return "image file corrupt: PNG chunks do not end with IEND"
 
 
 def _label_problem(uv: np.ndarray, xyz: np.ndarray, intrinsics: np.ndarray) -> str | None:

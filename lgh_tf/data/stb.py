@@ -121,6 +121,11 @@ def sk_depth_to_color(xyz_depth: np.ndarray) -> np.ndarray:
 def palm_to_wrist(xyz: np.ndarray, rule: str | float = "zb2017") -> np.ndarray:
     """Replace joint 0 (palm centre, OUR order, (..., 21, 3)) by a wrist estimate; see module doc."""
     xyz = np.array(xyz, dtype=np.float64)
+    if isinstance(rule, str) and rule not in WRIST_RULES:
+        try:
+            rule = float(rule)  # "1.5" from the command line
+        except ValueError:
+            pass
     if isinstance(rule, (int, float)) and not isinstance(rule, bool):
         anchor, s = MIDDLE_MCP, 1.0 + float(rule)
     else:

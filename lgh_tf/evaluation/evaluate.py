@@ -97,11 +97,13 @@ FREIHAND_FROM_OURS = (0,) + tuple(
 # ---------------------------------------------------------------------------------------------
 
 
-def load_eval_records(dataset, *, data_dir="", cache_dir="cache", seed=0, synthetic_test=None):
+def load_eval_records(dataset, *, data_dir="", cache_dir="cache", seed=0, synthetic_test=None,
+                      reader_options=None):
     """(Records, scales) of a data set's evaluation split.
 
     ``scales`` is None, or (N,) hand scales in metres given by the data set itself (FreiHAND's
     ``evaluation_scale.json``, needed when its evaluation labels are not published).
+    ``reader_options`` as in ``lgh_tf.data.sources.load_sources``.
     """
     from lgh_tf.data.sources import COMBINED, load_sources
 
@@ -112,7 +114,7 @@ def load_eval_records(dataset, *, data_dir="", cache_dir="cache", seed=0, synthe
         raise ValueError(f"unknown data set {dataset!r}; one of {sorted(PROTOCOLS)}")
     counts = {"test": synthetic_test} if synthetic_test else None
     [(records, _)] = load_sources(dataset, "eval", data_dir=data_dir, cache_dir=cache_dir, seed=seed,
-                                  synthetic_counts=counts)
+                                  synthetic_counts=counts, reader_options=reader_options)
     scales = None
     if dataset == "freihand":
         scales = _freihand_scales(records, data_dir)

@@ -18,9 +18,10 @@ import tensorflow as tf
 from absl import logging
 
 from lgh_tf.config import ModelConfig
+from lgh_tf.model.io import first_line, restore_checkpoint
 from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.training.task import HandPoseTask, OptimConfig
-from lgh_tf import visualize
+from lgh_tf import files, visualize
 
 
 @dataclasses.dataclass
@@ -70,13 +71,54 @@ def restore_network_weights(network, path):
         if latest is None:
             raise FileNotFoundError(f"no checkpoint in directory {path!r}")
         path = latest
-    checkpoint = tf.train.Checkpoint(network=network.checkpoint_variables())
-    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+    restore_checkpoint(network, path)
     return path
 
 
+class TrainingDivergedError(RuntimeError):
+    """The loss or a weight became NaN or infinite; nothing non-finite was saved."""
+
+
+def non_finite_variables(variables):
+    """Names of the floating-point variables in ``{name: variable}`` holding NaN or inf."""
+    bad = []
+    for name, variable in variables.items():
+        value = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            bad.append(name)
+    return bad
+
+
+def checkpoint_variables(task):
+    """{name: variable} of everything ``make_checkpoint`` saves (network and optimizer slots)."""
+    names = {f"network/{k}": v for k, v in task.network.checkpoint_variables().items()}
+    for group, optimizer in task.optimizers.items():
+        names.update({f"optimizer_{group}/{v.path}": v for v in optimizer.variables})
+    return names
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops the run at the first step whose loss is NaN or inf (the next checkpoint would hold
+    the diverged weights): raises TrainingDivergedError naming the step."""
+
+    def __init__(self, task, last_good):
+        super().__init__()
+        self.task = task
+        self.last_good = last_good
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(np.asarray(loss))):
+            step = int(self.task.step.numpy())
+            raise TrainingDivergedError(
+                f"training diverged at step {step}: the loss is {float(np.asarray(loss))}; nothing was saved "
+                f"after {self.last_good()} (lower the learning rates, then resume from it)")
+
+
 class CheckpointCallback(keras.callbacks.Callback):
-    """Saves at the end of every Keras epoch (= every ``checkpoint_every`` steps), numbered by step."""
+    """Saves at the end of every Keras epoch (= every ``checkpoint_every`` steps), numbered by step,
+    after checking that every saved value is finite (a diverged state is never written, so
+    ``max_to_keep`` rotation cannot push the last good checkpoint out)."""
 
     def __init__(self, manager, task):
         super().__init__()
@@ -85,8 +127,44 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.task.step.numpy())
+        bad = non_finite_variables(checkpoint_variables(self.task))
+        if bad:
+            raise TrainingDivergedError(
+                f"training diverged by step {step}: {len(bad)} variable(s) hold NaN or inf (first: {bad[0]}); "
+                f"no checkpoint written, the last one is {self.manager.latest_checkpoint} (lower the "
+                "learning rates, then resume from it)")
         path = self.manager.save(checkpoint_number=step)
         logging.info("step %d: checkpoint %s", step, path)
+
+
+# What a resumed run must share with the run that wrote its checkpoints (anything else, such as
+# the number of steps or the learning rates, may change between runs).
+RESUME_FIXED = {"model": None, "optim": ("stage",), "train": ("batch_size", "checkpoint_every", "seed")}
+
+
+def config_differences(stored, current):
+    """["section.key: stored -> current", ...] for the RESUME_FIXED entries that differ."""
+    current = json.loads(json.dumps(current))  # tuples -> lists, as stored
+    differences = []
+    for section, keys in RESUME_FIXED.items():
+        old, new = stored.get(section, {}), current.get(section, {})
+        for key in keys or sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                differences.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return differences
+
+
+def read_run_config(model_dir):
+    """The ``config.json`` of a training directory (a ValueError naming it when unreadable)."""
+    path = os.path.join(model_dir, "config.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it is empty or damaged") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"{path} is not a training config (no 'model' section)")
+    return data
 
 
 class GroupingCallback(keras.callbacks.Callback):
@@ -134,30 +212,42 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
     Returns a dict with the step reached and the held-out figures before and after.
     """
     c = train_config
-    os.makedirs(c.model_dir, exist_ok=True)
+    files.require_directory(c.model_dir, "--model_dir")
+    checkpoint_dir = os.path.join(c.model_dir, "checkpoints")
+    for path in files.remove_stale(checkpoint_dir, r"ckpt-\d+_temp"):  # a save cut short by a kill
+        logging.info("removed the partial checkpoint %s", path)
+    config = {
+        "model": dataclasses.asdict(model_config),
+        "optim": dataclasses.asdict(optim),
+        "train": dataclasses.asdict(c),
+    }
+    if tf.train.latest_checkpoint(checkpoint_dir):  # a resume: refuse to mix two runs
+        differences = config_differences(read_run_config(c.model_dir), config)
+        if differences:
+            raise ValueError(
+                f"{c.model_dir} holds a run with other settings; resuming would mix them: "
+                + "; ".join(differences) + ". Resume with the original flags or use another --model_dir")
     strategy = make_strategy(c.strategy)
     with strategy.scope():
         task = build_task(model_config, optim, c)
         checkpoint = make_checkpoint(task)
-    manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(c.model_dir, "checkpoints"), max_to_keep=c.keep_checkpoints
-    )
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=c.keep_checkpoints)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # IndexError: short .data
+            raise ValueError(
+                f"cannot resume from {manager.latest_checkpoint} (.index / .data files truncated or "
+                f"damaged?): {first_line(error)}") from None
+        # The checkpoint holds the learning rates it was trained with; a resume uses this run's
+        # (e.g. lower ones after a divergence).
+        for group, optimizer in task.optimizers.items():
+            optimizer.learning_rate = task._learning_rate(group)
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
     elif c.init_checkpoint:
         used = restore_network_weights(task.network, c.init_checkpoint)
         logging.info("initialised the network from %s", used)
-    with open(os.path.join(c.model_dir, "config.json"), "w") as f:
-        json.dump(
-            {
-                "model": dataclasses.asdict(model_config),
-                "optim": dataclasses.asdict(optim),
-                "train": dataclasses.asdict(c),
-            },
-            f,
-            indent=2,
-        )
+    files.write_json(os.path.join(c.model_dir, "config.json"), files.to_jsonable(config))  # inf -> null
 
     start_step = int(task.step.numpy())
     if start_step % c.checkpoint_every:
@@ -174,6 +264,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
         dataset = make_train_dataset(start_step * c.batch_size)
         log_dir = os.path.join(c.model_dir, "tensorboard")
         callbacks = [
+            NonFiniteGuard(task, lambda: manager.latest_checkpoint or "no checkpoint yet"),
             CheckpointCallback(manager, task),
             keras.callbacks.TensorBoard(log_dir, update_freq=1, write_graph=False),
             GroupingCallback(task, log_dir),
@@ -192,9 +283,9 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
     results["groups"] = task.network.groups()
     if eval_dataset is not None:
         results["after"] = _evaluate(task, eval_dataset, c)
-    with open(os.path.join(c.model_dir, "train_results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    files.write_json(os.path.join(c.model_dir, "train_results.json"), files.to_jsonable(results))
     return task, results
+
 
 
 def _evaluate(task, eval_dataset, c):
