@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lgh_tf import files
 from lgh_tf.data import registry
 
 logger = logging.getLogger(__name__)
@@ -224,8 +225,7 @@ def _write_cache(cache_file: Path, counts: dict[int, tuple[int, int]]) -> None:
     pixels = np.array([counts[i] for i in ids], dtype=np.int64).reshape(-1, 2)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(cache_file.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, ids=ids, left=pixels[:, 0], right=pixels[:, 1])
-        os.replace(tmp, cache_file)
+        with files.atomic_path(cache_file) as temporary, open(temporary, "wb") as f:
+            np.savez(f, ids=ids, left=pixels[:, 0], right=pixels[:, 1])
     except OSError as error:
         logger.warning("rhd: could not write hand-choice cache %s (%s)", cache_file, error)

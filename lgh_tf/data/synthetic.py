@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 from absl import logging
 
-from lgh_tf import geometry
+from lgh_tf import files, geometry
 from lgh_tf.data import schema
 
 # Bump whenever the generator changes what it draws: it is part of the cache directory name.
@@ -678,19 +678,11 @@ def _image_name(index: int) -> str:
     return f"{index:06d}.png"
 
 
-def _write_png(path: str, image_rgb: np.ndarray) -> None:
-    """Writes an RGB image through cv2 (which expects BGR), atomically."""
-    temporary = path[: -len(".png")] + ".tmp.png"
-    if not cv2.imwrite(temporary, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cv2.imwrite failed for {temporary}")
-    os.replace(temporary, path)
-
-
 def _generate_one(job) -> dict:
     """Renders one sample, writes its PNG, returns its annotations (a multiprocessing task)."""
     directory, split, seed, index, image_size = job
     sample = render_sample(seed, index, image_size, split)
-    _write_png(os.path.join(directory, _image_name(index)), sample["image"])
+    files.write_png(os.path.join(directory, _image_name(index)), sample["image"])
     return {key: sample[key] for key in ("uv", "xyz", "K", "visible", "flip")}
 
 
@@ -730,9 +722,8 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
     annotations = {key: np.stack([r[key] for r in results]) for key in results[0]}
     metadata = dict(version=GENERATOR_VERSION, seed=seed, split=split, image_size=image_size,
                     num_samples=num_samples)
-    temporary = os.path.join(directory, "annotations.tmp.npz")
-    np.savez(temporary, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
-    os.replace(temporary, os.path.join(directory, ANNOTATIONS_FILE))
+    with files.atomic_path(os.path.join(directory, ANNOTATIONS_FILE)) as temporary, open(temporary, "wb") as f:
+        np.savez(f, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
     elapsed = time.perf_counter() - start
     logging.info("Generated %d samples in %.1f s (%.0f samples/s).", num_samples, elapsed,
                  num_samples / max(elapsed, 1e-9))
