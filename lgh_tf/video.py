@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from lgh_tf import geometry, localize
+from lgh_tf import files, geometry, localize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 30.0
@@ -399,8 +399,7 @@ def run(predictor, source, out_dir, *, view_3d=False, progress=True, **options):
     elapsed = time.perf_counter() - start
     if tiles:
         chosen = [tiles[int(round(k))] for k in np.linspace(0, len(tiles) - 1, min(len(tiles), CONTACT_SHEET_FRAMES))]
-        if not cv2.imwrite(paths["contact_sheet"], contact_sheet(chosen)[..., ::-1]):
-            raise OSError(f"cannot write {paths['contact_sheet']}")
+        files.write_png(paths["contact_sheet"], contact_sheet(chosen))
     else:
         del paths["contact_sheet"]
     one_euro = options.get("one_euro", OneEuroConfig())
@@ -412,8 +411,5 @@ def run(predictor, source, out_dir, *, view_3d=False, progress=True, **options):
         "smoothing": dataclasses.asdict(one_euro) if options.get("smoothing", True) else None,
         "assumptions": assumptions, "paths": paths,
     }
-    temporary = os.path.join(out_dir, f".{stem}_summary.json.tmp")
-    with open(temporary, "w") as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
-    os.replace(temporary, paths["summary"])
+    files.write_json(paths["summary"], summary)
     return summary

@@ -41,11 +41,12 @@ Corrupt images
 --------------
 :func:`validate_records` drops (and logs, by path) files that are missing, empty, not PNG/JPEG by
 their magic bytes, truncated (a PNG without its IEND trailer, a JPEG without an EOI marker near
-its end) or, for PNGs, damaged anywhere (every chunk's CRC-32 is checked). As a second line of defence the decode map is followed by
-``dataset.ignore_errors(log_warning=True)``: an element whose decode still fails is dropped with a
-logged warning instead of stopping training (an in-graph check of the magic bytes and of the PNG
-trailer makes that warning name the path). Elements dropped at that stage are logged but not
-counted; everything the up-front check can see is counted by :func:`validate_records`.
+its end) or, for PNGs, damaged anywhere (every chunk's CRC-32 is checked). As a second line of
+defence the decode map is followed by ``dataset.ignore_errors(log_warning=True)``: an element
+whose decode still fails is dropped with a logged warning instead of stopping training (an
+in-graph check of the magic bytes and of the PNG trailer makes that warning name the path).
+Elements dropped at that stage are logged but not counted; everything the up-front check can see
+is counted by :func:`validate_records`.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from lgh_tf import files, visualize
 from lgh_tf.config import ModelConfig
 from lgh_tf.model.io import first_line, restore_checkpoint
 from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.training.task import HandPoseTask, OptimConfig
-from lgh_tf import files, visualize
 
 
 @dataclasses.dataclass
