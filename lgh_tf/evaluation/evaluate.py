@@ -568,10 +568,7 @@ def write_freihand_submission(path, xyz_m, verts=None):
     xyz = np.asarray(xyz_m, np.float64)
     if xyz.ndim != 3 or xyz.shape[1:] != (schema.NUM_JOINTS, 3):
         raise ValueError(f"xyz_m must have shape (N, 21, 3), got {xyz.shape}")
-    bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)))
-    if len(bad):
-        raise ValueError(f"pred.json: the prediction of evaluation image {int(bad[0]):08d} (row {int(bad[0])}) "
-                         f"is not finite ({len(bad)} row(s) in all); nothing written")
+    _check_finite_rows(xyz)
     xyz_list = to_freihand_order(xyz).tolist()
     if verts is None:
         zeros = [[0.0, 0.0, 0.0] for _ in range(FREIHAND_NUM_VERTS)]
@@ -602,11 +599,15 @@ def _freihand_rows(results, predictions, gt):
                          "nothing written")
     order = np.argsort(index, kind="stable")
     xyz = np.asarray(predictions["xyz_mm"], np.float64)[order] / 1000.0
+    _check_finite_rows(xyz)
+    return xyz
+
+
+def _check_finite_rows(xyz):
     bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)))
     if len(bad):
         raise ValueError(f"pred.json: the prediction of evaluation image {int(bad[0]):08d} is not finite "
                          f"({len(bad)} image(s) in all); nothing written")
-    return xyz
 
 
 def write_report(results, out_dir, *, predictions=None, gt=None, title=None):
