@@ -66,6 +66,7 @@ def optim_config():
         lr_selector=FLAGS.lr_selector,
         lr_fusion=FLAGS.lr_fusion,
         lr_rest=FLAGS.lr_rest,
+        lr_decay_steps=FLAGS.steps if FLAGS.lr_decay == "cosine" else 0,
         temperature=TemperatureSchedule(
             FLAGS.temperature_initial,
             FLAGS.temperature_decrement,
@@ -115,7 +116,7 @@ def load_sources(split):
         split,
         data_dir=FLAGS.data_dir,
         cache_dir=FLAGS.cache_dir,
-        seed=FLAGS.seed,
+        seed=FLAGS.synthetic_seed,
         synthetic_counts={"train": FLAGS.synthetic_train, "test": FLAGS.synthetic_test},
         reader_options=reader_options(),
     )
@@ -171,7 +172,9 @@ def run_train():
         )
     if optim.stage == "full" and FLAGS.pretrain_steps > 0 and not train.init_checkpoint:
         # The paper's stage 1: the hourglass alone on 2D joints, then stage 2 starts from it.
-        stage1_optim = dataclasses.replace(optim, stage="pretrain2d")
+        stage1_optim = dataclasses.replace(
+            optim, stage="pretrain2d", lr_decay_steps=FLAGS.pretrain_steps if optim.lr_decay_steps else 0
+        )
         stage1_train = dataclasses.replace(
             train, model_dir=os.path.join(train.model_dir, "pretrain2d"), steps=FLAGS.pretrain_steps
         )
@@ -224,7 +227,7 @@ def run_eval():
     check_directory(out_dir, "--output_dir")
     with user_errors():
         records, scales = evaluate.load_eval_records(
-            FLAGS.dataset, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir, seed=FLAGS.seed,
+            FLAGS.dataset, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir, seed=FLAGS.synthetic_seed,
             synthetic_test=FLAGS.synthetic_test, reader_options=reader_options(),
         )
         models = evaluate.load_models(checkpoints)

@@ -34,6 +34,8 @@ flags.DEFINE_float("lr_pretrain", 1e-3, "Adam learning rate of stage pretrain2d.
 flags.DEFINE_float("lr_selector", 1e-1, "Adam learning rate of the selector logits theta.")
 flags.DEFINE_float("lr_fusion", 1e-2, "Adam learning rate of the fusion layers.")
 flags.DEFINE_float("lr_rest", 1e-4, "Adam learning rate of everything else.")
+flags.DEFINE_enum("lr_decay", "none", ["none", "cosine"], "none: constant learning rates (the paper's); cosine: "
+                  "each rate decays to 0 over the stage's steps (--steps, --pretrain_steps for stage 1).")
 flags.DEFINE_float("temperature_initial", 5.0, "tau at step 0.")
 flags.DEFINE_float("temperature_decrement", 0.1, "tau falls by this much ...")
 flags.DEFINE_integer("temperature_every", 1000, "... every this many steps ...")
@@ -57,6 +59,8 @@ flags.DEFINE_string("init_checkpoint", "", "Stage-1 checkpoint (prefix or direct
 # Synthetic data set.
 flags.DEFINE_integer("synthetic_train", 4000, "Synthetic training samples.")
 flags.DEFINE_integer("synthetic_test", 500, "Synthetic held-out samples.")
+flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated synthetic hands (both splits); --seed varies the "
+                     "training (initial weights, data order, augmentation, selector draws) on the same data.")
 
 # Inference modes.
 flags.DEFINE_string("checkpoint", "", "Model to load: a training checkpoint (directory or prefix), "

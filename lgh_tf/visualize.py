@@ -222,3 +222,74 @@ def skeleton_3d_figure(points, title="", axis_labels=("x", "y", "z"),
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure_to_array(figure)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training curves
+# ---------------------------------------------------------------------------------------------
+
+def _smooth(values, weight=0.9):
+    """Exponential moving average (TensorBoard's smoothing), NaN-tolerant."""
+    smoothed, last = [], None
+    for value in values:
+        if np.isfinite(value):
+            last = value if last is None else weight * last + (1.0 - weight) * value
+        smoothed.append(np.nan if last is None else last)
+    return np.asarray(smoothed)
+
+
+def learning_curves_figure(history, title="", targets=None):
+    """Loss terms, 2D and 3D error (training and held-out) and tau against the step. RGB uint8.
+
+    ``history``: ``{"train": {"step": [...], name: [...]}, "eval": {"step": [...], name: [...]}}``
+    with per-step training values (loss, loss_xy, loss_z, error_2d_px, error_3d_mm, temperature) and
+    held-out figures at a few steps. ``targets``: optional ``{"error_2d_px": px, "error_3d_mm": mm}``
+    drawn as dashed lines.
+    """
+    train, held_out = history.get("train", {}), history.get("eval", {})
+    targets = targets or {}
+    panels = [("loss terms (training)", "loss")]
+    panels += [(f"{label}", key) for key, label in (("error_2d_px", "2D error [px]"),
+                                                       ("error_3d_mm", "3D error [mm]"))
+               if key in train or key in held_out]
+    if "temperature" in train:
+        panels.append(("tau (Eq. 8)", "temperature"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.6), dpi=100,
+                                squeeze=False)
+    train_steps = np.asarray(train.get("step", []), float)
+    for axis, (panel_title, key) in zip(axes[0], panels):
+        if key == "loss":
+            for name, label in (("loss", "loss"), ("loss_xy", "XY term [mm]"),
+                                ("loss_z", "Z term [mm], before beta")):
+                if name in train and len(train[name]):
+                    values = np.asarray(train[name], float)
+                    line, = axis.plot(train_steps, values, alpha=0.25, linewidth=0.8)
+                    axis.plot(train_steps, _smooth(values), color=line.get_color(), label=label)
+            if np.nanmin(np.asarray(train.get("loss", [1.0]), float)) > 0:
+                axis.set_yscale("log")
+        elif key == "temperature":
+            axis.plot(train_steps, np.asarray(train[key], float), color="black")
+        else:
+            if key in train and len(train[key]):
+                values = np.asarray(train[key], float)
+                axis.plot(train_steps, values, color="#1f77b4", alpha=0.25, linewidth=0.8)
+                axis.plot(train_steps, _smooth(values), color="#1f77b4", label="training (batch)")
+            if key in held_out and len(held_out[key]):
+                steps = np.asarray(held_out["step"], float)
+                values = np.asarray(held_out[key], float)
+                axis.plot(steps, values, "o-", color="#d62728", label="held-out")
+                axis.annotate(f"{values[-1]:.1f}", (steps[-1], values[-1]), xytext=(4, 4),
+                              textcoords="offset points", fontsize=8, color="#d62728")
+            if key in targets:
+                axis.axhline(targets[key], color="#2ca02c", linestyle="--", linewidth=1,
+                             label=f"target {targets[key]:g}")
+            axis.set_ylim(bottom=0)
+        axis.set_xlabel("step", fontsize=9)
+        axis.set_title(panel_title, fontsize=10)
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure_to_array(figure)

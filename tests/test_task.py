@@ -79,6 +79,19 @@ def test_one_step_moves_each_group_by_its_own_learning_rate():
     assert int(task.step.numpy()) == 1
 
 
+def test_cosine_decay_lowers_every_rate_over_the_stage():
+    """lr_decay_steps=4: after 2 of 4 steps every group's rate is half its value (cosine)."""
+    network = LearnableGroupsNet(small_config()).build_for_input()
+    task = HandPoseTask(network, OptimConfig(lr_decay_steps=4))
+    task.compile()
+    for _ in range(2):
+        task.train_step(make_batch())
+    rates = {"selector": 1e-1, "fusion": 1e-2, "rest": 1e-4}
+    for group, rate in rates.items():
+        assert float(task.optimizers[group].learning_rate) == pytest.approx(
+            rate * 0.5 * (1 + np.cos(np.pi * 2 / 4)), rel=1e-5), group
+
+
 def test_pretrain2d_trains_only_the_hourglass():
     network = LearnableGroupsNet(small_config()).build_for_input()
     task = HandPoseTask(network, OptimConfig(stage="pretrain2d"))

@@ -180,10 +180,7 @@ class GroupingCallback(keras.callbacks.Callback):
         step = int(self.task.step.numpy())
         groups = network.groups()
         tau = float(network.temperature.numpy())
-        probabilities = None
-        if network.selector.fixed_groups is None and network.config.num_groups > 1:
-            probabilities = network.selector(tf.constant(tau), mode="soft").numpy()
-        image = visualize.grouping_figure(groups, f"step {step}, tau {tau:.2f}", probabilities)
+        image = grouping_picture(network, f"step {step}, tau {tau:.2f}")
         with self.writer.as_default(step=step):
             tf.summary.image("grouping", image[None])
             tf.summary.text("grouping", visualize.grouping_text(groups))
@@ -192,6 +189,92 @@ class GroupingCallback(keras.callbacks.Callback):
                 tf.summary.scalar(f"group_of_joint/{joint:02d}", int(group))
         self.writer.flush()
         logging.info("step %d groups: %s", step, groups)
+
+
+class LearningCurvesCallback(keras.callbacks.Callback):
+    """``learning_curves.json`` and ``learning_curves.png`` in the model directory: every step's
+    training terms and tau, and the held-out figures (Keras' ``val_*`` logs) at every checkpoint.
+
+    Keras logs the running mean of each term over the current epoch; the value of step n is
+    recovered from two consecutive means (n m_n - (n - 1) m_(n-1)). Both files are rewritten
+    (atomically) at every checkpoint, so a stopped run still shows its curves, and a resumed run
+    continues the curves of the steps it kept.
+    """
+
+    def __init__(self, task, model_dir, history, title=""):
+        super().__init__()
+        self.task = task
+        self.model_dir = model_dir
+        self.history = history
+        self.title = title
+        self._means = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._means = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        train = self.history["train"]
+        n = batch + 1  # the Keras batch index restarts at 0 with every epoch
+        train.setdefault("step", []).append(int(self.task.step.numpy()))
+        for name, mean in (logs or {}).items():
+            mean = float(np.asarray(mean))
+            value = mean if name == "temperature" else n * mean - (n - 1) * self._means.get(name, 0.0)
+            self._means[name] = mean
+            train.setdefault(name, []).append(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        held_out = {k[len("val_"):]: float(np.asarray(v)) for k, v in (logs or {}).items()
+                    if k.startswith("val_")}
+        if held_out:
+            add_held_out(self.history, int(self.task.step.numpy()), held_out)
+        write_learning_curves(self.model_dir, self.history, self.title)
+
+
+def read_history(model_dir, start_step):
+    """The curves a previous run of ``model_dir`` wrote, cut at ``start_step`` (the resume point)."""
+    path = os.path.join(model_dir, "learning_curves.json")
+    history = {"train": {}, "eval": {}}
+    if start_step and os.path.exists(path):
+        with open(path) as f:
+            history = json.load(f)
+        for part in history.values():
+            keep = [i for i, step in enumerate(part.get("step", [])) if step <= start_step]
+            for name in part:
+                part[name] = [part[name][i] for i in keep]
+    return history
+
+
+def add_held_out(history, step, figures):
+    """Appends one held-out point (``{"error_2d_px": ..., ...}``) unless ``step`` has one already."""
+    held_out = history["eval"]
+    if step in held_out.get("step", []):
+        return
+    held_out.setdefault("step", []).append(step)
+    for name, value in figures.items():
+        if name not in ("step", "temperature"):  # tau is a training quantity
+            held_out.setdefault(name, []).append(float(value))
+
+
+def write_learning_curves(model_dir, history, title=""):
+    """learning_curves.json and learning_curves.png, each written to a temporary name and renamed."""
+    files.write_json(os.path.join(model_dir, "learning_curves.json"), files.to_jsonable(history), indent=None)
+    picture = visualize.learning_curves_figure(history, title)
+    return files.write_png(os.path.join(model_dir, "learning_curves.png"), picture)
+
+
+def grouping_picture(network, title):
+    """The network's hard grouping (paper Fig. 4 style), each joint labelled with its largest
+    soft weight softmax(theta / tau) when the grouping is learned. RGB uint8."""
+    probabilities = None
+    if network.selector.fixed_groups is None and network.config.num_groups > 1:
+        tau = tf.convert_to_tensor(network.temperature)
+        probabilities = network.selector(tau, mode="soft").numpy()
+    return visualize.grouping_figure(network.groups(), title, probabilities)
+
+
+def write_grouping_picture(network, model_dir, title):
+    """groups.png in ``model_dir`` (written to a temporary name and renamed)."""
+    return files.write_png(os.path.join(model_dir, "groups.png"), grouping_picture(network, title))
 
 
 def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig):
@@ -256,8 +339,13 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
             "resume with the flags of the original run"
         )
     results = {"start_step": start_step}
+    history = read_history(c.model_dir, start_step)
+    title = f"{os.path.basename(os.path.normpath(c.model_dir))}: stage {optim.stage}"
+    held_out = None
     if eval_dataset is not None:
         results["before"] = _evaluate(task, eval_dataset, c)
+        add_held_out(history, start_step, results["before"])
+        held_out = eval_dataset.take(c.eval_batches)
     total_epochs = -(-c.steps // c.checkpoint_every)
     initial_epoch = start_step // c.checkpoint_every
     if initial_epoch < total_epochs:
@@ -268,6 +356,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
             CheckpointCallback(manager, task),
             keras.callbacks.TensorBoard(log_dir, update_freq=1, write_graph=False),
             GroupingCallback(task, log_dir),
+            LearningCurvesCallback(task, c.model_dir, history, title),
         ]
         task.fit(
             dataset,
@@ -275,6 +364,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
             initial_epoch=initial_epoch,
             steps_per_epoch=c.checkpoint_every,
             callbacks=callbacks,
+            validation_data=held_out,  # held-out figures at every checkpoint (val_* logs)
             verbose=c.verbose,
             shuffle=False,  # the pipeline shuffles, reproducibly
         )
@@ -283,6 +373,12 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
     results["groups"] = task.network.groups()
     if eval_dataset is not None:
         results["after"] = _evaluate(task, eval_dataset, c)
+        add_held_out(history, results["step"], results["after"])
+    results["learning_curves"] = write_learning_curves(c.model_dir, history, title)
+    if optim.stage == "full":
+        results["groups_picture"] = write_grouping_picture(
+            task.network, c.model_dir, f"groups at step {results['step']}"
+        )
     files.write_json(os.path.join(c.model_dir, "train_results.json"), files.to_jsonable(results))
     return task, results
 

@@ -36,6 +36,9 @@ class OptimConfig:
     lr_selector: float = 1e-1
     lr_fusion: float = 1e-2
     lr_rest: float = 1e-4
+    # > 0: every learning rate follows a cosine from its value down to 0 over this many steps of the
+    # stage (short runs end better with a decayed rate); 0: constant rates, as the paper states.
+    lr_decay_steps: int = 0
     temperature: TemperatureSchedule = dataclasses.field(default_factory=TemperatureSchedule)
 
 
@@ -102,7 +105,10 @@ class HandPoseTask(keras.Model):
             self.network.build_for_input()
         self.optimizers = {}
         for group, variables in self.trainable_groups().items():
-            optimizer = keras.optimizers.Adam(self._learning_rate(group), name=f"adam_{group}")
+            rate = self._learning_rate(group)
+            if self.optim.lr_decay_steps > 0:
+                rate = keras.optimizers.schedules.CosineDecay(rate, self.optim.lr_decay_steps)
+            optimizer = keras.optimizers.Adam(rate, name=f"adam_{group}")
             optimizer.build(variables)
             self.optimizers[group] = optimizer
         main = self.optimizers.get("rest") or next(iter(self.optimizers.values()))

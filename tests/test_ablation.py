@@ -1,0 +1,75 @@
+"""tools/ablation.py and the adjusted Rand index it reports."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from conftest import REPO
+from lgh_tf.evaluation.grouping import adjusted_rand_index
+from lgh_tf.visualize import groups_to_assignment
+
+sys.path.insert(0, str(REPO / "tools"))
+import ablation  # noqa: E402
+
+
+def test_adjusted_rand_index_hand_computed():
+    # Contingency [[2, 1, 0], [0, 1, 2]]: index 2, rows 3 + 3 = 6, columns 1 + 1 + 1 = 3 pairs,
+    # E = 6 * 3 / C(6, 2) = 1.2, M = 4.5 -> (2 - 1.2) / (4.5 - 1.2) = 8 / 33.
+    assert adjusted_rand_index([0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 2, 2]) == pytest.approx(8 / 33)
+    # scikit-learn's documented example: 0.57 (= 4 / 7).
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 0, 1, 2]) == pytest.approx(4 / 7)
+    # The group numbering does not matter; a symmetric measure.
+    assert adjusted_rand_index([0, 0, 1, 1, 2], [2, 2, 0, 0, 1]) == 1.0
+    assert adjusted_rand_index([0, 1, 1, 2], [1, 1, 0, 2]) == adjusted_rand_index([1, 1, 0, 2], [0, 1, 1, 2])
+    # Worse than chance is negative: every pair together in one labeling is apart in the other.
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(-0.5)
+    assert adjusted_rand_index([5, 5, 5], [1, 1, 1]) == 1.0  # both trivial and equal
+    with pytest.raises(ValueError, match="same length"):
+        adjusted_rand_index([0, 1], [0, 1, 2])
+
+
+def test_budget_scales_steps_in_whole_checkpoint_intervals():
+    assert ablation.scaled_steps(1.0, 300, 400, 100) == ((300, 100), (400, 100))
+    assert ablation.scaled_steps(10.0, 300, 400, 100) == ((3000, 100), (4000, 100))
+    assert ablation.scaled_steps(0.25, 300, 400, 100) == ((75, 75), (100, 100))
+    assert ablation.scaled_steps(0.3, 300, 450, 100) == ((90, 90), (200, 100))  # 135 -> 2 intervals
+    assert ablation.scaled_steps(0.001, 300, 400, 100) == ((0, 1), (1, 1))  # no stage 1, >= 1 step
+
+
+@pytest.mark.slow
+def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path):
+    tiny = ["--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
+            "--batch_size=2", "--synthetic_train=16", "--synthetic_test=4", "--eval_batches=1"]
+    command = [sys.executable, str(REPO / "tools" / "ablation.py"), f"--out_dir={tmp_path / 'ab'}",
+               "--configs=k1,learned_fusion", "--seeds=2", "--pretrain_steps=1", "--steps=2",
+               f"--cache_dir={tmp_path / 'cache'}", "--", *tiny]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "[4/4]" in result.stdout
+    out = tmp_path / "ab"
+    table = (out / "ablation.md").read_text()
+    assert "| Manual | Learned | Fea. Fuse | Mean EPE [mm] | Median EPE [mm] | AUC [20-50]" in table
+    assert "| - | - | - |" in table and "| - | ✓ | ✓ |" in table and "| Baseline |" in table
+    assert " ± " in table  # two seeds: mean ± std
+    report = json.loads((out / "ablation.json").read_text())
+    assert [(r["config"], r["seed"]) for r in report["runs"]] == [
+        ("k1", 0), ("learned_fusion", 0), ("k1", 1), ("learned_fusion", 1)]
+    learned = [r["groups"] for r in report["runs"] if r["config"] == "learned_fusion"]
+    expected = adjusted_rand_index(*(groups_to_assignment(g) for g in learned))
+    assert f"| learned_fusion | {expected:.3f} | 1 |" in table
+    picture = cv2.imread(str(out / "groups.png"))
+    tile = cv2.imread(str(out / "k1_s0" / "groups.png"))
+    assert picture.shape[0] >= 2 * 400 and picture.shape[1] >= 2 * 400  # 2 configs x 2 seeds
+    assert tile is not None and (out / "k1_s0" / "learning_curves.png").exists()
+    for seed in (0, 1):  # stage 1 once per seed, shared by the configurations
+        assert json.loads((out / f"pretrain2d_s{seed}" / "train_results.json").read_text())["step"] == 1
+
+    # Run again: everything is finished, so nothing trains or evaluates again.
+    logs = {p: p.read_text() for p in out.glob("*.log")}
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.read_text() for p in out.glob("*.log")} == logs  # no command ran
+    assert (out / "ablation.md").read_text() == table

@@ -1,0 +1,277 @@
+"""The paper's ablation (Tables 2 and 3) on the embedded synthetic hands, in one command.
+
+Trains every configuration on the same data (the synthetic set of ``--synthetic_seed``) with the
+same budget, for each of ``--seeds`` training seeds (initial weights, data order, augmentation,
+selector draws), then evaluates each run with the data set's protocol (``main.py --mode=eval``):
+
+    k1              baseline: no groups (K = 1)                    Table 2 row 1, Table 3 'Baseline'
+    manual          thumb / index / other fingers, no fusion       Table 2 row 2
+    manual_fusion   the same with feature fusion (Eq. 9)           Table 2 row 3 (not run by default)
+    learned         learned K = 3, no fusion                       Table 2 row 4, Table 3 '3'
+    learned_fusion  learned K = 3 with fusion (the full method)    Table 2 row 5
+    k2, k4, k5      learned K = 2, 4, 5, no fusion                 Table 3
+
+Stage 1 (the hourglass on 2D joints) does not depend on the configuration, so it runs once per
+seed (``<out_dir>/pretrain2d_s<seed>``) and every configuration of that seed starts from it.
+Every run lives in ``<out_dir>/<config>_s<seed>`` and is resumable: a finished run (its
+``train_results.json`` at the requested step) and a finished evaluation are skipped, an interrupted
+one resumes from its last checkpoint. Written into ``<out_dir>``:
+
+    ablation.md          Tables 2 and 3 (mean / median 3D EPE, AUC 20-50, 2D EPE; mean +- std over
+                         seeds), the adjusted Rand index of the learned groups between seeds, the
+                         learned groups of every run
+    ablation.json        every figure of every run
+    groups.png           every run's final grouping, one row per configuration, one column per seed
+
+    python tools/ablation.py                                   # CPU: the quickstart's budget
+    python tools/ablation.py --budget=10 --seeds=3             # GPU: 10x the steps
+    python tools/ablation.py --configs=k1,learned_fusion -- --batch_size=32   # flags after -- go to main.py
+
+``--budget`` multiplies the steps (``--pretrain_steps`` and ``--steps``, by default those of
+``flags/synthetic.cfg``); every other flag of the runs is ``flags/synthetic.cfg``'s or given after ``--``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+# name -> (main.py flags, Table 2 marks (manual, learned, fusion) or None, Table 3 row or None)
+CONFIGS = {
+    "k1": (["--num_groups=1", "--nofusion"], ("-", "-", "-"), "Baseline"),
+    "manual": (["--grouping=manual", "--num_groups=3", "--nofusion"], ("✓", "-", "-"), None),
+    "manual_fusion": (["--grouping=manual", "--num_groups=3", "--fusion"], ("✓", "-", "✓"), None),
+    "learned": (["--grouping=learned", "--num_groups=3", "--nofusion"], ("-", "✓", "-"), "3"),
+    "learned_fusion": (["--grouping=learned", "--num_groups=3", "--fusion"], ("-", "✓", "✓"), None),
+    "k2": (["--grouping=learned", "--num_groups=2", "--nofusion"], None, "2"),
+    "k4": (["--grouping=learned", "--num_groups=4", "--nofusion"], None, "4"),
+    "k5": (["--grouping=learned", "--num_groups=5", "--nofusion"], None, "5"),
+}
+DEFAULT_CONFIGS = ("k1", "manual", "learned", "learned_fusion", "k2", "k4", "k5")
+FIGURES = (("mean_epe_mm", "Mean EPE [mm]"), ("median_epe_mm", "Median EPE [mm]"),
+           ("auc_20_50", "AUC [20-50]"), ("epe_2d_px", "2D EPE [px]"))
+
+
+def synthetic_defaults():
+    """{flag: value} of flags/synthetic.cfg (the quickstart's budget)."""
+    values = {}
+    with open(os.path.join(REPO, "flags", "synthetic.cfg")) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("--") and "=" in line:
+                name, value = line[2:].split("=", 1)
+                values[name] = value
+    return values
+
+
+def scaled_steps(budget, stage1, stage2, every):
+    """((stage-1 steps, its checkpoint interval), (stage-2 steps, its interval)) at ``budget`` x.
+
+    Each stage runs whole checkpoint intervals (at most ``every`` steps), so that an interrupted
+    run resumes at a checkpoint; stage 1 is skipped when it scales to 0 steps.
+    """
+    scaled = []
+    for steps, least in ((stage1, 0), (stage2, 1)):
+        steps = max(least, round(steps * budget))
+        interval = max(1, min(every, steps))
+        scaled.append((-(-steps // interval) * interval, interval))
+    return tuple(scaled)
+
+
+def _finished(model_dir, steps):
+    path = os.path.join(model_dir, "train_results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    return results if results.get("step") == steps else None
+
+
+def _run(command, log_path):
+    """Runs ``command`` with its output appended to ``log_path``; exits naming the log on failure."""
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if code:
+        sys.exit(f"error: {' '.join(command[1:3])} ... failed with exit status {code}; see {log_path}")
+
+
+def train_and_evaluate(name, seed, args, extra, steps):
+    """Trains (or resumes) and evaluates one run; returns its record for the tables."""
+    (stage1_steps, stage1_every), (stage2_steps, stage2_every) = steps
+    main = [sys.executable, os.path.join(REPO, "main.py")]
+    common = [f"--cache_dir={args.cache_dir}", f"--synthetic_seed={args.synthetic_seed}",
+              f"--seed={seed}"] + extra
+    stage1_dir = os.path.join(args.out_dir, f"pretrain2d_s{seed}")
+    model_dir = os.path.join(args.out_dir, f"{name}_s{seed}")
+    log_path = os.path.join(args.out_dir, f"{name}_s{seed}.log")
+    if stage1_steps and not _finished(stage1_dir, stage1_steps):
+        _run(main + ["--mode=train", "--stage=pretrain2d", f"--model_dir={stage1_dir}",
+                     f"--steps={stage1_steps}", f"--checkpoint_every={stage1_every}"] + common, os.path.join(args.out_dir, f"pretrain2d_s{seed}.log"))
+    results = _finished(model_dir, stage2_steps)
+    eval_dir = os.path.join(model_dir, "eval")
+    if results is None:
+        init = [f"--init_checkpoint={stage1_dir}"] if stage1_steps else ["--pretrain_steps=0"]
+        _run(main + ["--mode=train", f"--model_dir={model_dir}", f"--steps={stage2_steps}",
+                     f"--checkpoint_every={stage2_every}"] + CONFIGS[name][0] + init + common, log_path)
+        results = _finished(model_dir, stage2_steps)
+        if os.path.exists(os.path.join(eval_dir, "results.json")):
+            os.remove(os.path.join(eval_dir, "results.json"))  # evaluated an earlier checkpoint
+    if not os.path.exists(os.path.join(eval_dir, "results.json")):
+        _run(main + ["--mode=eval", "--dataset=synthetic", f"--checkpoint={model_dir}",
+                     f"--output_dir={eval_dir}"] + common, log_path)
+    with open(os.path.join(eval_dir, "results.json")) as f:
+        evaluation = json.load(f)
+    figures = {key: evaluation["3d"][key] for key in ("mean_epe_mm", "median_epe_mm", "auc_20_50")}
+    figures["epe_2d_px"] = (evaluation.get("2d") or {}).get("mean_epe_px")
+    return {"config": name, "seed": seed, "groups": results["groups"], "figures": figures,
+            "model_dir": model_dir}
+
+
+def _cell(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    import numpy as np
+
+    digits = 3
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def _figures(runs, name):
+    return {key: [r["figures"][key] for r in runs if r["config"] == name] for key, _ in FIGURES}
+
+
+def seed_agreement(runs, name):
+    """Mean adjusted Rand index of ``name``'s learned groups over all pairs of seeds (None if < 2)."""
+    from lgh_tf.evaluation.grouping import adjusted_rand_index
+    from lgh_tf.visualize import groups_to_assignment
+
+    labels = [groups_to_assignment(r["groups"]) for r in runs if r["config"] == name]
+    pairs = [adjusted_rand_index(a, b) for a, b in itertools.combinations(labels, 2)]
+    return (sum(pairs) / len(pairs), len(pairs)) if pairs else None
+
+
+def markdown(runs, args, steps):
+    """ablation.md: Tables 2 and 3 in the paper's layout, mean +- std over seeds."""
+    names = [n for n in CONFIGS if any(r["config"] == n for r in runs)]
+    seeds = sorted({r["seed"] for r in runs})
+    header = " | ".join(label for _, label in FIGURES)
+    lines = [
+        "# Ablation on the synthetic hands",
+        "",
+        f"Stage 1 {steps[0][0]} steps, stage 2 {steps[1][0]} steps (budget {args.budget:g} x "
+        f"flags/synthetic.cfg), seeds {seeds}, data seed {args.synthetic_seed}. "
+        "Figures: mean ± sample standard deviation over seeds; 3D with the RHD/STB protocol "
+        "(ground-truth root depth and scale), 2D in original-image pixels.",
+        "",
+        "## Table 2: grouping and feature fusion",
+        "",
+        f"| Manual | Learned | Fea. Fuse | {header} |",
+        "|---|---|---|" + "---|" * len(FIGURES),
+    ]
+    for name in names:
+        marks = CONFIGS[name][1]
+        if marks:
+            cells = " | ".join(_cell(v) for v in _figures(runs, name).values())
+            lines.append(f"| {' | '.join(marks)} | {cells} |")
+    lines += ["", "## Table 3: number of groups (learned, no fusion)", "",
+              f"| #Group | {header} |", "|---|" + "---|" * len(FIGURES)]
+    rows = sorted((CONFIGS[n][2], n) for n in names if CONFIGS[n][2])
+    rows.sort(key=lambda row: (row[0] != "Baseline", row[0]))
+    for label, name in rows:
+        cells = " | ".join(_cell(v) for v in _figures(runs, name).values())
+        lines.append(f"| {label} | {cells} |")
+    lines += ["", "## Do the seeds learn the same groups?", "",
+              "Adjusted Rand index of the final hard groupings between seeds (1: the same partition, "
+              "~0: no more alike than chance), mean over pairs of seeds.", "",
+              "| configuration | ARI | pairs |", "|---|---|---|"]
+    for name in names:
+        if name.startswith(("learned", "k")) and name != "k1":
+            agreement = seed_agreement(runs, name)
+            cells = "n/a (one seed) | 0" if agreement is None else f"{agreement[0]:.3f} | {agreement[1]}"
+            lines.append(f"| {name} | {cells} |")
+    lines += ["", "## Groups of every run", "", "| run | groups |", "|---|---|"]
+    for run in runs:
+        lines.append(f"| {run['config']} seed {run['seed']} | {run['groups']} |")
+    lines += ["", "Every run's groups: `groups.png`."]
+    return "\n".join(lines) + "\n"
+
+
+def groups_picture(runs):
+    """One grouping figure per run: a row per configuration, a column per seed. RGB uint8."""
+    import numpy as np
+
+    from lgh_tf import visualize
+
+    names = [n for n in CONFIGS if any(r["config"] == n for r in runs)]
+    seeds = sorted({r["seed"] for r in runs})
+    tiles = {(r["config"], r["seed"]): visualize.grouping_figure(r["groups"], f"{r['config']}, seed {r['seed']}")
+             for r in runs}
+    blank = np.full_like(next(iter(tiles.values())), 255)
+    rows = [np.concatenate([tiles.get((n, s), blank) for s in seeds], axis=1) for n in names]
+    return np.concatenate(rows, axis=0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out_dir", default="runs/ablation")
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                        help=f"comma-separated, from {', '.join(CONFIGS)} (or 'all')")
+    parser.add_argument("--seeds", type=int, default=2, help="training seeds per configuration")
+    parser.add_argument("--budget", type=float, default=1.0, help="multiplies --pretrain_steps and --steps")
+    defaults = synthetic_defaults()
+    parser.add_argument("--pretrain_steps", type=int, default=int(defaults.get("pretrain_steps", 0)),
+                        help="stage-1 steps at budget 1 (default: flags/synthetic.cfg's)")
+    parser.add_argument("--steps", type=int, default=int(defaults["steps"]),
+                        help="stage-2 steps at budget 1 (default: flags/synthetic.cfg's)")
+    parser.add_argument("--checkpoint_every", type=int, default=int(defaults.get("checkpoint_every", 100)))
+    parser.add_argument("--synthetic_seed", type=int, default=0, help="the data (same for every run)")
+    parser.add_argument("--cache_dir", default="cache")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    names = list(CONFIGS) if args.configs == "all" else [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or not names:
+        parser.error(f"--configs: unknown {unknown}; choose from {', '.join(CONFIGS)}")
+    if args.seeds < 1 or args.budget <= 0:
+        parser.error("--seeds must be >= 1 and --budget > 0")
+    os.makedirs(args.out_dir, exist_ok=True)
+    steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every)
+    jobs = [(name, seed) for seed in range(args.seeds) for name in names]
+    print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
+          f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
+    runs, started = [], time.time()
+    for done, (name, seed) in enumerate(jobs):
+        begin = time.time()
+        runs.append(train_and_evaluate(name, seed, args, extra, steps))
+        elapsed = time.time() - started
+        eta = elapsed / (done + 1) * (len(jobs) - done - 1)
+        figures = runs[-1]["figures"]
+        print(f"[{done + 1}/{len(jobs)}] {name} seed {seed}: mean EPE {figures['mean_epe_mm']:.2f} mm, "
+              f"groups {runs[-1]['groups']} ({time.time() - begin:.0f} s; about {eta / 60:.0f} min left)",
+              flush=True)
+    from lgh_tf import files
+
+    files.write_bytes(os.path.join(args.out_dir, "ablation.md"), markdown(runs, args, steps).encode())
+    files.write_json(os.path.join(args.out_dir, "ablation.json"),
+                     {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget, "runs": runs})
+    files.write_png(os.path.join(args.out_dir, "groups.png"), groups_picture(runs))
+    print(f"wrote {os.path.join(args.out_dir, 'ablation.md')}, ablation.json and groups.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
