@@ -265,8 +265,9 @@ def learning_curves_figure(history, title="", targets=None):
                     values = np.asarray(train[name], float)
                     line, = axis.plot(train_steps, values, alpha=0.25, linewidth=0.8)
                     axis.plot(train_steps, _smooth(values), color=line.get_color(), label=label)
-            if np.nanmin(np.asarray(train.get("loss", [1.0]), float)) > 0:
-                axis.set_yscale("log")
+            loss = np.asarray(train.get("loss", [1.0]), float)
+            if np.nanmin(loss) > 0 and np.nanmax(loss) > 20 * np.nanmin(loss):
+                axis.set_yscale("log")  # Eq. 10 falls by orders of magnitude; stage 1 does not
         elif key == "temperature":
             axis.plot(train_steps, np.asarray(train[key], float), color="black")
         else:

@@ -65,6 +65,7 @@ def test_pretraining_run_draws_2d_curves_without_groups(tmp_path):
     history = json.loads((tmp_path / "learning_curves.json").read_text())
     assert set(history["eval"]) == {"step", "loss", "error_2d_px"}
     assert "error_2d_px" in history["train"] and "error_3d_mm" not in history["train"]
+    assert "temperature" not in history["train"]  # no selector is trained in stage 1
     _picture(tmp_path / "learning_curves.png")
     assert not (tmp_path / "groups.png").exists()  # stage 1 trains no grouping
 
@@ -74,6 +75,7 @@ def test_per_step_values_are_recovered_from_running_means(tmp_path):
 
     class FakeTask:
         step = tf.Variable(0, dtype=tf.int64)
+        optim = OptimConfig()
 
     history = {"train": {}, "eval": {}}
     callback = loop.LearningCurvesCallback(FakeTask(), str(tmp_path), history)

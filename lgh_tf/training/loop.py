@@ -217,6 +217,8 @@ class LearningCurvesCallback(keras.callbacks.Callback):
         n = batch + 1  # the Keras batch index restarts at 0 with every epoch
         train.setdefault("step", []).append(int(self.task.step.numpy()))
         for name, mean in (logs or {}).items():
+            if name == "temperature" and self.task.optim.stage == "pretrain2d":
+                continue  # stage 1 trains no selector: tau is irrelevant there
             mean = float(np.asarray(mean))
             value = mean if name == "temperature" else n * mean - (n - 1) * self._means.get(name, 0.0)
             self._means[name] = mean
@@ -340,7 +342,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
         )
     results = {"start_step": start_step}
     history = read_history(c.model_dir, start_step)
-    title = f"{os.path.basename(os.path.normpath(c.model_dir))}: stage {optim.stage}"
+    title = f"{c.model_dir}: stage {optim.stage}, {c.steps} steps"
     held_out = None
     if eval_dataset is not None:
         results["before"] = _evaluate(task, eval_dataset, c)
