@@ -91,6 +91,7 @@ def train_config():
         mixed_precision=FLAGS.mixed_precision,
         strategy=FLAGS.strategy,
         init_checkpoint=FLAGS.init_checkpoint,
+        init_backbone_only=FLAGS.init_backbone_only,
     )
 
 

@@ -55,6 +55,8 @@ flags.DEFINE_integer("pretrain_steps", 0, "With --stage=full and no --init_check
                      "on 2D joints for this many steps (stage 1, in <model_dir>/pretrain2d), then train stage 2 from it.")
 flags.DEFINE_boolean("deterministic", False, "tf.config.experimental.enable_op_determinism(): bitwise-repeatable runs.")
 flags.DEFINE_string("init_checkpoint", "", "Stage-1 checkpoint (prefix or directory) to start stage 'full' from.")
+flags.DEFINE_boolean("init_backbone_only", False, "Take only the hourglass from --init_checkpoint (all that stage 1 "
+                     "trains), e.g. a stage-1 run made with another --num_groups or --fusion.")
 
 # Synthetic data set.
 flags.DEFINE_integer("synthetic_train", 4000, "Synthetic training samples.")

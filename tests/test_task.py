@@ -165,6 +165,24 @@ def test_stage2_starts_from_a_stage1_checkpoint(tmp_path):
         restore_network_weights(fresh, str(tmp_path / "empty"))
 
 
+def test_backbone_only_restores_a_stage1_checkpoint_of_another_configuration(tmp_path):
+    """tools/ablation.py shares stage 1 between K = 1 and K = 3: only the hourglass is taken."""
+    from lgh_tf.training.loop import make_checkpoint, restore_network_weights
+
+    stage1 = HandPoseTask(LearnableGroupsNet(small_config()).build_for_input(), OptimConfig(stage="pretrain2d"))
+    stage1.compile()
+    tf.train.CheckpointManager(make_checkpoint(stage1), str(tmp_path / "checkpoints"), 1).save()
+    k1 = LearnableGroupsNet(small_config(num_groups=1, fusion=False)).build_for_input()
+    with pytest.raises(ValueError, match="theta"):  # the K = 3 selector does not fit K = 1
+        restore_network_weights(k1, str(tmp_path))
+    restore_network_weights(k1, str(tmp_path), backbone_only=True)
+    trained = stage1.network.checkpoint_variables()
+    restored = {n: v for n, v in k1.checkpoint_variables().items() if n.startswith("backbone/")}
+    assert len(restored) > 100
+    for name, variable in restored.items():
+        np.testing.assert_array_equal(variable.numpy(), trained[name].numpy(), err_msg=name)
+
+
 def test_mixed_bfloat16_train_step_keeps_float32_outputs_and_variables():
     import keras
 

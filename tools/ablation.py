@@ -120,7 +120,8 @@ def train_and_evaluate(name, seed, args, extra, steps):
     results = _finished(model_dir, stage2_steps)
     eval_dir = os.path.join(model_dir, "eval")
     if results is None:
-        init = [f"--init_checkpoint={stage1_dir}"] if stage1_steps else ["--pretrain_steps=0"]
+        init = ([f"--init_checkpoint={stage1_dir}", "--init_backbone_only"] if stage1_steps
+                else ["--pretrain_steps=0"])
         _run(main + ["--mode=train", f"--model_dir={model_dir}", f"--steps={stage2_steps}",
                      f"--checkpoint_every={stage2_every}"] + CONFIGS[name][0] + init + common, log_path)
         results = _finished(model_dir, stage2_steps)

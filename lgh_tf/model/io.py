@@ -87,9 +87,10 @@ def _unescape(name):
     return re.sub(r"\.(S|\.)", lambda m: "/" if m.group(1) == "S" else ".", name)
 
 
-def restore_checkpoint(model, prefix, section="network"):
+def restore_checkpoint(model, prefix, section="network", only=""):
     """Restores ``model`` from the ``section`` of a training checkpoint, exactly: every stored
-    network weight used, every model weight filled (optimizer slots and the step are left)."""
+    network weight used, every model weight filled (optimizer slots and the step are left).
+    ``only``: restrict both sides to the weights whose names start with it (e.g. "backbone/")."""
     suffix = "/.ATTRIBUTES/VARIABLE_VALUE"
     try:
         stored = {name[len(section) + 1: -len(suffix)]: tuple(shape)
@@ -98,7 +99,8 @@ def restore_checkpoint(model, prefix, section="network"):
     except (tf.errors.OpError, ValueError) as error:
         raise CheckpointError(f"cannot read checkpoint {prefix}.index (truncated or damaged?): "
                               f"{first_line(error)}") from None
-    variables = model.checkpoint_variables()
+    stored = {k: shape for k, shape in stored.items() if _unescape(k).startswith(only)}
+    variables = {name: v for name, v in model.checkpoint_variables().items() if name.startswith(only)}
     expected = {_escape(name): tuple(v.shape) for name, v in variables.items()}
     shapes = [f"{_unescape(k)} {stored[k]} vs {expected[k]}" for k in set(stored) & set(expected)
               if stored[k] != expected[k]]

@@ -37,6 +37,7 @@ class TrainConfig:
     mixed_precision: bool = False  # mixed_bfloat16
     strategy: str = "default"  # default | mirrored | multi_worker
     init_checkpoint: str = ""  # a stage-1 (pretrain2d) checkpoint to start stage "full" from
+    init_backbone_only: bool = False  # take only the hourglass from init_checkpoint
     verbose: int = 1
 
 
@@ -58,11 +59,12 @@ def make_checkpoint(task):
     return tf.train.Checkpoint(**objects)
 
 
-def restore_network_weights(network, path):
+def restore_network_weights(network, path, backbone_only=False):
     """Loads only the network's weights from a training checkpoint (e.g. stage 1 into stage 2).
 
     ``path`` is a checkpoint prefix, a directory holding checkpoints (the latest is taken), or a
-    training ``model_dir`` (its ``checkpoints/`` directory).
+    training ``model_dir`` (its ``checkpoints/`` directory). ``backbone_only``: only the hourglass
+    (all that stage 1 trains), so a stage-1 run of another configuration (K, fusion) can be used.
     """
     if os.path.isdir(os.path.join(path, "checkpoints")):
         path = os.path.join(path, "checkpoints")
@@ -71,7 +73,7 @@ def restore_network_weights(network, path):
         if latest is None:
             raise FileNotFoundError(f"no checkpoint in directory {path!r}")
         path = latest
-    restore_checkpoint(network, path)
+    restore_checkpoint(network, path, only="backbone/" if backbone_only else "")
     return path
 
 
@@ -330,7 +332,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
             optimizer.learning_rate = task._learning_rate(group)
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
     elif c.init_checkpoint:
-        used = restore_network_weights(task.network, c.init_checkpoint)
+        used = restore_network_weights(task.network, c.init_checkpoint, c.init_backbone_only)
         logging.info("initialised the network from %s", used)
     files.write_json(os.path.join(c.model_dir, "config.json"), files.to_jsonable(config))  # inf -> null
 
