@@ -79,6 +79,15 @@ def test_one_step_moves_each_group_by_its_own_learning_rate():
     assert int(task.step.numpy()) == 1
 
 
+def test_k1_baseline_trains_without_the_selector():
+    """K = 1 (the paper's baseline): theta has no effect, so it is not trained (no gradient)."""
+    network = LearnableGroupsNet(small_config(num_groups=1, fusion=False)).build_for_input()
+    task = HandPoseTask(network, OptimConfig())
+    task.compile()
+    assert set(task.trainable_groups()) == {"rest"}
+    assert np.isfinite(float(task.train_step(make_batch())["loss"]))
+
+
 def test_cosine_decay_lowers_every_rate_over_the_stage():
     """lr_decay_steps=4: after 2 of 4 steps every group's rate is half its value (cosine)."""
     network = LearnableGroupsNet(small_config()).build_for_input()

@@ -87,11 +87,10 @@ class HandPoseTask(keras.Model):
         """{group name: variables} trained in this stage."""
         if self.optim.stage == "pretrain2d":
             return {"backbone": list(self.network.backbone.trainable_variables)}
-        return {
-            name: variables
-            for name, variables in group_variables(self.network.trainable_variables).items()
-            if variables
-        }
+        groups = group_variables(self.network.trainable_variables)
+        if self.network.config.num_groups == 1:
+            groups.pop("selector")  # K = 1: S is all ones, theta gets no gradient (Keras refuses it)
+        return {name: variables for name, variables in groups.items() if variables}
 
     def _learning_rate(self, group):
         o = self.optim
