@@ -6,8 +6,8 @@ import sys
 
 import cv2
 import pytest
-
 from conftest import REPO
+
 from lgh_tf.evaluation.grouping import adjusted_rand_index
 from lgh_tf.visualize import groups_to_assignment
 

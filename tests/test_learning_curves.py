@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import small_config
 from test_task import make_batch
+
 from lgh_tf.training import loop
 from lgh_tf.training.schedules import TemperatureSchedule
 from lgh_tf.training.task import OptimConfig
@@ -23,7 +23,8 @@ def _train(model_dir, steps, stage="full"):
             lambda *xs: tf.stack(xs)[i], *batches))
 
     held_out = tf.data.Dataset.from_tensors(make_batch(seed=7)).repeat(2)
-    optim = OptimConfig(stage=stage, temperature=TemperatureSchedule(5.0, 1.0, 1, 0.1))
+    # With a cosine decay of the rates, which a resumed run continues.
+    optim = OptimConfig(stage=stage, temperature=TemperatureSchedule(5.0, 1.0, 1, 0.1), lr_decay_steps=6)
     train = loop.TrainConfig(model_dir=str(model_dir), steps=steps, batch_size=2,
                              checkpoint_every=2, eval_batches=2, verbose=0)
     return loop.train(small_config(), optim, train, make_train_dataset, held_out)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import small_config
+
 from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.training.schedules import TemperatureSchedule
 from lgh_tf.training.task import HandPoseTask, OptimConfig, group_variables

@@ -116,7 +116,8 @@ def train_and_evaluate(name, seed, args, extra, steps):
     log_path = os.path.join(args.out_dir, f"{name}_s{seed}.log")
     if stage1_steps and not _finished(stage1_dir, stage1_steps):
         _run(main + ["--mode=train", "--stage=pretrain2d", f"--model_dir={stage1_dir}",
-                     f"--steps={stage1_steps}", f"--checkpoint_every={stage1_every}"] + common, os.path.join(args.out_dir, f"pretrain2d_s{seed}.log"))
+                     f"--steps={stage1_steps}", f"--checkpoint_every={stage1_every}"] + common,
+             os.path.join(args.out_dir, f"pretrain2d_s{seed}.log"))
     results = _finished(model_dir, stage2_steps)
     eval_dir = os.path.join(model_dir, "eval")
     if results is None:

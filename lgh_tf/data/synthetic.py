@@ -2,7 +2,8 @@
 
 Every sample is a kinematic hand skeleton (metres, RHD joint order, see ``schema``) with sampled
 joint angles, a random 3D orientation (back or palm towards the camera within VIEW_CONE_DEGREES,
-any in-plane rotation) and a depth of 0.3-0.7 m, projected with a pinhole camera and drawn as shaded, anti-aliased capsules (one colour per finger, one for the palm) over a
+any in-plane rotation) and a depth of 0.3-0.7 m, projected with a pinhole camera and drawn as
+shaded, anti-aliased capsules (one colour per finger, one for the palm) over a
 cluttered background, far-to-near so that near parts occlude far ones. The pose is therefore
 recoverable from the pixels, which makes the set useful for smoke tests and small training runs
 without downloading anything.

@@ -140,8 +140,11 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 
 # What a resumed run must share with the run that wrote its checkpoints (anything else, such as
-# the number of steps or the learning rates, may change between runs).
-RESUME_FIXED = {"model": None, "optim": ("stage",), "train": ("batch_size", "checkpoint_every", "seed")}
+# the number of steps or the learning rates, may change between runs). A cosine decay's length is
+# fixed: it changes the optimizer's state (a schedule instead of a rate variable) and its course.
+RESUME_FIXED = {
+    "model": None, "optim": ("stage", "lr_decay_steps"), "train": ("batch_size", "checkpoint_every", "seed"),
+}
 
 
 def config_differences(stored, current):
@@ -329,7 +332,7 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
         # The checkpoint holds the learning rates it was trained with; a resume uses this run's
         # (e.g. lower ones after a divergence).
         for group, optimizer in task.optimizers.items():
-            optimizer.learning_rate = task._learning_rate(group)
+            optimizer.learning_rate = task.scheduled_rate(group)
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
     elif c.init_checkpoint:
         used = restore_network_weights(task.network, c.init_checkpoint, c.init_backbone_only)

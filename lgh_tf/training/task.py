@@ -98,16 +98,21 @@ class HandPoseTask(keras.Model):
             group, o.lr_rest
         )
 
+    def scheduled_rate(self, group):
+        """The group's learning rate, or its cosine decay over ``lr_decay_steps`` (a Keras schedule
+        of the optimizer's own step, so a resumed run continues it)."""
+        rate = self._learning_rate(group)
+        if self.optim.lr_decay_steps > 0:
+            rate = keras.optimizers.schedules.CosineDecay(rate, self.optim.lr_decay_steps)
+        return rate
+
     def compile(self, **kwargs):
         """Creates one Adam per variable group (built now, so every slot exists before tracing)."""
         if not self.network.built:
             self.network.build_for_input()
         self.optimizers = {}
         for group, variables in self.trainable_groups().items():
-            rate = self._learning_rate(group)
-            if self.optim.lr_decay_steps > 0:
-                rate = keras.optimizers.schedules.CosineDecay(rate, self.optim.lr_decay_steps)
-            optimizer = keras.optimizers.Adam(rate, name=f"adam_{group}")
+            optimizer = keras.optimizers.Adam(self.scheduled_rate(group), name=f"adam_{group}")
             optimizer.build(variables)
             self.optimizers[group] = optimizer
         main = self.optimizers.get("rest") or next(iter(self.optimizers.values()))
