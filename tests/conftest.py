@@ -1,5 +1,11 @@
-"""Shared test setup: quiet TensorFlow, locate ../shared, small model configs."""
+"""Shared test setup: quiet TensorFlow, locate ../shared, small model configs, main.py in process,
+and one tiny trained run for every test that needs a checkpoint."""
 
+import contextlib
+import dataclasses
+import importlib.util
+import io
+import logging
 import os
 import pathlib
 
@@ -10,6 +16,15 @@ import pytest  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
+
+# A 2-step run of a tiny network (64x64) on synthetic hands: a real training directory (checkpoint,
+# config, TensorBoard) for eval, predict, export and groups. --model_dir and --cache_dir come apart.
+TINY_TRAIN = (
+    "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
+    "--batch_size=2", "--steps=2", "--checkpoint_every=2", "--synthetic_train=24",
+    "--synthetic_test=8", "--eval_batches=1", "--temperature_every=2", "--temperature_decrement=1",
+    "--pretrain_steps=0",
+)
 
 
 def small_config(**overrides):
@@ -22,6 +37,65 @@ def small_config(**overrides):
     )
     values.update(overrides)
     return ModelConfig(**values)
+
+
+def load_tool(name):
+    """tools/<name>.py as a module (tools/ holds scripts, not a package), to call its main() here."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclasses.dataclass
+class MainResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(*args, check=True):
+    """``python main.py ARGS`` in this process (no second TensorFlow start-up): the same flag
+    parsing (flags/<dataset>.cfg first), exit status, stdout, and stderr with the log lines.
+    ``check``: assert exit status 0."""
+    from absl import app, flags
+
+    import main
+
+    argv = main.with_dataset_flagfile(["main.py", *map(str, args)])
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    flags.FLAGS.unparse_flags()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main.main(flags.FLAGS(argv))
+            except app.UsageError as error:  # app.run prints the message and exits 1
+                print(f"FATAL Flags parsing error: {error}", file=stderr)
+                code = 1
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        flags.FLAGS.unparse_flags()
+        root.removeHandler(handler)
+        root.setLevel(level)
+    result = MainResult(code or 0, stdout.getvalue(), stderr.getvalue())
+    if check:
+        assert result.returncode == 0, f"main.py {' '.join(map(str, args))}:\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """(model_dir, cache_dir) of one ``main.py --mode=train`` run of ``TINY_TRAIN``, shared by the
+    session: eval, export and groups read it; nothing may write into it."""
+    root = tmp_path_factory.mktemp("trained")
+    model_dir, cache = root / "run", root / "cache"
+    run_main("--mode=train", f"--model_dir={model_dir}", f"--cache_dir={cache}", *TINY_TRAIN)
+    return model_dir, cache
 
 
 @pytest.fixture(scope="session")
