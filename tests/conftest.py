@@ -1,5 +1,5 @@
 """Shared test setup: quiet TensorFlow, locate ../shared, small model configs, main.py in process,
-and one tiny trained run for every test that needs a checkpoint."""
+and the one tiny training run that every test needing a trained checkpoint reads."""
 
 import contextlib
 import dataclasses
@@ -17,8 +17,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
 
-# A 2-step run of a tiny network (64x64) on synthetic hands: a real training directory (checkpoint,
-# config, TensorBoard) for eval, predict, export and groups. --model_dir and --cache_dir come apart.
+# A 2-step training run of a tiny network (64x64): with --dataset=stb and --data_dir it reads the tiny
+# STB fixture (fixtures_datasets.write_stb); --model_dir and --cache_dir come apart.
 TINY_TRAIN = (
     "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
     "--batch_size=2", "--steps=2", "--checkpoint_every=2", "--synthetic_train=24",
@@ -88,14 +88,26 @@ def run_main(*args, check=True):
     return result
 
 
+@dataclasses.dataclass
+class TrainedRun:
+    model_dir: pathlib.Path
+    cache_dir: pathlib.Path
+    result: MainResult  # what main.py printed
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """(model_dir, cache_dir) of one ``main.py --mode=train`` run of ``TINY_TRAIN``, shared by the
-    session: eval, export and groups read it; nothing may write into it."""
+    """The session's one training run: ``main.py --mode=train --dataset=stb`` of ``TINY_TRAIN`` on the
+    tiny STB fixture (its B1 sequence is the held-out split). test_main_train checks the run itself;
+    eval, predict and groups read its training directory, which nothing may write into."""
+    from fixtures_datasets import write_stb
+
     root = tmp_path_factory.mktemp("trained")
+    write_stb(root / "STB", frames=2)
     model_dir, cache = root / "run", root / "cache"
-    run_main("--mode=train", f"--model_dir={model_dir}", f"--cache_dir={cache}", *TINY_TRAIN)
-    return model_dir, cache
+    result = run_main("--mode=train", "--dataset=stb", f"--data_dir={root / 'STB'}", f"--model_dir={model_dir}",
+                      f"--cache_dir={cache}", *TINY_TRAIN)
+    return TrainedRun(model_dir, cache, result)
 
 
 @pytest.fixture(scope="session")

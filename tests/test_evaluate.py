@@ -41,7 +41,7 @@ def oracle(dataset, xyz_by_index):
 
 
 def test_main_eval_synthetic_and_ensemble(trained_run, tmp_path):
-    model_dir, cache = trained_run
+    model_dir, cache = trained_run.model_dir, tmp_path / "cache"
     out = tmp_path / "eval"
     result = run_main("--mode=eval", "--dataset=synthetic", f"--checkpoint={model_dir}",
                       f"--cache_dir={cache}", "--synthetic_test=8", "--batch_size=4",

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, TINY_TRAIN, run_main
+from conftest import REPO, run_main
 
 TINY = [
     "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
@@ -97,19 +97,16 @@ def test_missing_real_dataset_stops_at_once(tmp_path):
     assert not (tmp_path / "run").exists()  # stopped before building or writing anything
 
 
-def test_train_runs_real_steps_on_an_stb_fixture(tmp_path):
-    """--dataset=stb reads the published STB layout (tiny fixture) and trains for real."""
-    from fixtures_datasets import write_stb
-
-    write_stb(tmp_path / "STB", frames=2)
-    result = run_main("--mode=train", "--dataset=stb", f"--data_dir={tmp_path / 'STB'}",
-                      f"--model_dir={tmp_path / 'run'}", f"--cache_dir={tmp_path / 'cache'}", *TINY_TRAIN)
-    assert "Trained to step 2" in result.stdout
-    assert "held-out error_3d_mm" in result.stdout  # B1 is the evaluation split
-    assert (tmp_path / "run" / "checkpoints" / "checkpoint").exists()
+def test_train_runs_real_steps_on_an_stb_fixture(trained_run, tmp_path):
+    """--dataset=stb reads the published STB layout (tiny fixture) and trains for real (the session's
+    shared run, conftest.trained_run); --mode=groups shows its grouping."""
+    stdout = trained_run.result.stdout
+    assert "Trained to step 2" in stdout
+    assert "held-out error_3d_mm" in stdout  # B1 is the evaluation split
+    assert (trained_run.model_dir / "checkpoints" / "checkpoint").exists()
 
     # --mode=groups on the trained checkpoint: the grouping as text and as a picture.
-    result = run_main("--mode=groups", f"--checkpoint={tmp_path / 'run'}", f"--model_dir={tmp_path / 'groups'}")
+    result = run_main("--mode=groups", f"--checkpoint={trained_run.model_dir}", f"--model_dir={tmp_path / 'groups'}")
     assert result.stdout.count("group ") >= 3 and "wrist" in result.stdout
     import cv2
 

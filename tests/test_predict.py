@@ -210,7 +210,7 @@ def test_main_predict_end_to_end(sample_png, trained_run, tmp_path):
     path, sample = sample_png
     K = sample["K"]
     out = tmp_path / "out"
-    base = ["--mode=predict", f"--checkpoint={trained_run[0]}", f"--image={path}", f"--output_dir={out}"]
+    base = ["--mode=predict", f"--checkpoint={trained_run.model_dir}", f"--image={path}", f"--output_dir={out}"]
     result = run_main(*base, f"--intrinsics={K[0, 0]},{K[1, 1]},{K[0, 2]},{K[1, 2]}", "--box=60,40,200,210",
                       "--scale=0.04", "--root_depth=0.5")
     data = json.loads((out / "hand.json").read_text())
