@@ -14,9 +14,9 @@ import sys
 
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from flags import lgh_flags  # noqa: E402,F401  (defines the flags)
+# `python main.py` finds flags/ beside this file (the script's folder is first on sys.path); the
+# `lgh-tf` console script finds the installed copy (setup.cfg installs main and flags).
+from flags import lgh_flags  # noqa: F401  (defines the flags)
 
 FLAGS = flags.FLAGS
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
@@ -277,6 +277,8 @@ def run_predict():
     print(f"{len(result['uv'])} joints of {FLAGS.image} ({result['image_size'][0]}x{result['image_size'][1]}): "
           f"{result['hand']} hand, confidence {confidence} ({result['status']}), "
           f"3D: {'yes' if result['xyz'] is not None else 'no (2.5D only)'}")
+    for note in result["notes"]:
+        print(f"note: {note}")
     for what, path in paths.items():
         print(f"wrote {what}: {path}")
 
@@ -394,5 +396,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Entry point of `python main.py` and of the `lgh-tf` console script."""
     app.run(main, argv=with_dataset_flagfile(sys.argv))
+
+
+if __name__ == "__main__":
+    run()

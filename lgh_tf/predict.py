@@ -433,7 +433,7 @@ def lift_hand(uv_crop, depth, crop_from_image, K, scale, root_depth=None):
 def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, root_depth=None,
                   box_margin=BOX_MARGIN, hand="right", boxes=None, iterations=None,
                   assume_camera=True, field_of_view=geometry.DEFAULT_FIELD_OF_VIEW_DEG,
-                  min_confidence=None, verbose=True):
+                  min_confidence=None):
     """Runs ``predictor`` on one image; returns a JSON-ready dict (plus the image under "_image").
 
     Args:
@@ -455,7 +455,6 @@ def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, ro
         whole image only).
       assume_camera: without intrinsics or scale, use the documented defaults (written under
         "assumptions"); False: no 3D then.
-      verbose: print the notes.
 
     Returns keys: image, image_size [W, H], model, input_size, crop {box, centre, side,
     crop_from_image, whole_image, source, iterations, squares}, joints (names), uv (21, 2) original
@@ -525,9 +524,6 @@ def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, ro
     for what, sentence in assumptions.items():
         notes.append(f"assumed {what}: {sentence}")
 
-    if verbose:
-        for note in notes:
-            print(f"note: {note}")
     centre, side = hand_result["squares"][-1][:2], hand_result["squares"][-1][2]
     optional = lambda value: None if value is None else np.asarray(value).tolist()  # noqa: E731
     return {

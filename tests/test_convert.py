@@ -1,13 +1,11 @@
 """The authors' checkpoint reader: config inference and clear errors for bad files."""
 
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import load_tool
 from lgh_tf.convert import CheckpointError, infer_config, read_authors_checkpoint
 
 torch = pytest.importorskip("torch")
@@ -65,20 +63,14 @@ def test_converted_model_holds_every_reference_value(reference_paths):
     assert model.count_params() == 7_538_377 - bn_counters - grids + extras
 
 
-def test_convert_tool_writes_weights_and_config(reference_paths, tmp_path):
+def test_convert_tool_writes_weights_and_config(reference_paths, tmp_path, capsys):
+    tool = load_tool("convert_torch_checkpoint")
     pth, _ = reference_paths
     out = tmp_path / "ref.weights.h5"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "convert_torch_checkpoint.py"), str(pth), str(out), "--input_size", "64"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    assert tool.main([str(pth), str(out), "--input_size", "64"]) == 0
     assert out.exists() and (tmp_path / "ref.config.json").exists()
-    assert "K=3" in result.stdout
+    assert "K=3" in capsys.readouterr().out
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x00" * 100)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "convert_torch_checkpoint.py"), str(bad), str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 2 and "bad.pth" in result.stderr
+    assert tool.main([str(bad), str(out)]) == 2
+    assert "bad.pth" in capsys.readouterr().err

@@ -3,41 +3,16 @@ ensembles, the eval geometry, Dexter+Object and FreiHAND (pred.json) on the on-d
 
 import json
 import math
-import subprocess
-import sys
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
+from conftest import REPO, run_main
 
-import fixtures_datasets as fx
-from conftest import REPO
 from lgh_tf.data import pipeline, schema, synthetic
 from lgh_tf.data.freihand import OURS_FROM_FREIHAND
 from lgh_tf.evaluation import evaluate
-
-TINY_TRAIN = [
-    "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
-    "--batch_size=2", "--steps=2", "--checkpoint_every=2", "--synthetic_train=24",
-    "--synthetic_test=8", "--eval_batches=1", "--temperature_every=2", "--temperature_decrement=1",
-    "--pretrain_steps=0",
-]
-
-
-def run_main(*args, timeout=600):
-    result = subprocess.run([sys.executable, str(REPO / "main.py"), *args], capture_output=True,
-                            text=True, timeout=timeout, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(model_dir, cache_dir) of a 2-step training run of the tiny network on synthetic hands."""
-    root = tmp_path_factory.mktemp("trained")
-    model_dir, cache = root / "run", root / "cache"
-    run_main("--mode=train", f"--model_dir={model_dir}", f"--cache_dir={cache}", *TINY_TRAIN)
-    return model_dir, cache
 
 
 def all_finite(value):
@@ -65,8 +40,8 @@ def oracle(dataset, xyz_by_index):
     return lambda images: next(answers)
 
 
-def test_main_eval_synthetic_and_ensemble(trained, tmp_path):
-    model_dir, cache = trained
+def test_main_eval_synthetic_and_ensemble(trained_run, tmp_path):
+    model_dir, cache = trained_run.model_dir, tmp_path / "cache"
     out = tmp_path / "eval"
     result = run_main("--mode=eval", "--dataset=synthetic", f"--checkpoint={model_dir}",
                       f"--cache_dir={cache}", "--synthetic_test=8", "--batch_size=4",
@@ -228,26 +203,20 @@ ABLATIONS = {  # flagfile: (K, fusion, grouping), paper Tables 2 and 3 (RHD)
 
 
 def test_ablation_flagfiles_parse_on_top_of_rhd():
-    script = (
-        "import json, sys\n"
-        "sys.path.insert(0, '.')\n"
-        "from absl import flags\n"
-        "from flags import lgh_flags\n"
-        "from lgh_tf.config import ModelConfig\n"
-        "F, out = flags.FLAGS, {}\n"
-        f"for name in {sorted(ABLATIONS)!r}:\n"
-        "    F.unparse_flags()\n"
-        "    F(['main.py', '--dataset=rhd', '--flagfile=flags/rhd.cfg',\n"
-        "       f'--flagfile=flags/ablations/{name}.cfg'])\n"
-        "    ModelConfig(num_groups=F.num_groups, fusion=F.fusion, grouping=F.grouping).validate()\n"
-        "    out[name] = [F.num_groups, F.fusion, F.grouping, F.dataset, F.input_size, F.lr_rest,\n"
-        "                 F.model_dir]\n"
-        "print(json.dumps(out))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-2000:]
-    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    from absl import flags
+
+    from flags import lgh_flags  # noqa: F401  (defines the flags)
+    from lgh_tf.config import ModelConfig
+
+    F, parsed = flags.FLAGS, {}
+    try:
+        for name in sorted(ABLATIONS):
+            F.unparse_flags()
+            F(["main.py", "--dataset=rhd", "--flagfile=flags/rhd.cfg", f"--flagfile=flags/ablations/{name}.cfg"])
+            ModelConfig(num_groups=F.num_groups, fusion=F.fusion, grouping=F.grouping).validate()
+            parsed[name] = [F.num_groups, F.fusion, F.grouping, F.dataset, F.input_size, F.lr_rest, F.model_dir]
+    finally:
+        F.unparse_flags()
     for name, (k, fusion, grouping) in ABLATIONS.items():
         assert parsed[name][:3] == [k, fusion, grouping], name
         assert parsed[name][3:6] == ["rhd", 256, 1e-4], name  # the paper's RHD settings
@@ -257,13 +226,10 @@ def test_ablation_flagfiles_parse_on_top_of_rhd():
 
 
 def test_main_eval_stops_at_once_on_bad_input(tmp_path):
-    base = [sys.executable, str(REPO / "main.py"), "--mode=eval"]
-    result = subprocess.run(base + ["--dataset=stb", f"--data_dir={tmp_path / 'nowhere'}",
-                                    f"--checkpoint={tmp_path / 'run'}"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = run_main("--mode=eval", "--dataset=stb", f"--data_dir={tmp_path / 'nowhere'}",
+                      f"--checkpoint={tmp_path / 'run'}", check=False)
     assert result.returncode == 2 and "nowhere" in result.stderr and "STB" in result.stderr
-    result = subprocess.run(base + ["--dataset=synthetic", f"--cache_dir={tmp_path / 'cache'}",
-                                    "--synthetic_test=2", f"--checkpoint={tmp_path / 'missing'}"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = run_main("--mode=eval", "--dataset=synthetic", f"--cache_dir={tmp_path / 'cache'}",
+                      "--synthetic_test=2", f"--checkpoint={tmp_path / 'missing'}", check=False)
     assert result.returncode == 2
     assert "error: checkpoint:" in result.stderr and "does not exist" in result.stderr

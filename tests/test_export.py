@@ -6,7 +6,6 @@ Conversions: ``TFLiteConverter.convert()`` keeps ~20 MB per call in TF 2.21, so 
 three (float32, float16, dynamic_int8); the int8 variant and the Flex guard run in a subprocess.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import REPO, small_config
+from conftest import REPO, load_tool, run_main, small_config
 
 SIZE = 64
 # TFLite against Keras: max |delta uv| in pixels of the 64x64 crop over the 8 test crops (168
@@ -186,9 +185,8 @@ def test_main_export_mode(exported, tmp_path):
     model, _, _, inputs = exported
     model.save_weights(str(tmp_path / "model.weights.h5"))
     (tmp_path / "model.config.json").write_text(json.dumps({"model": dataclasses.asdict(model.config)}))
-    text = _run([sys.executable, str(REPO / "main.py"), "--mode=export",
-                 f"--checkpoint={tmp_path / 'model.weights.h5'}", f"--export_dir={tmp_path / 'lgh'}",
-                 "--export_version=7", "--tflite=float32"]).stdout
+    text = run_main("--mode=export", f"--checkpoint={tmp_path / 'model.weights.h5'}",
+                    f"--export_dir={tmp_path / 'lgh'}", "--export_version=7", "--tflite=float32").stdout
     assert f"SavedModel: {tmp_path / 'lgh' / '7'}" in text
     # Converted inside the staging directory, listed at the published path.
     assert f"TFLite float32: {tmp_path / 'lgh' / '7' / 'tflite' / 'model_float32.tflite'}" in text
@@ -507,13 +505,10 @@ def test_tflite_int8_and_flex_guard_in_a_subprocess(exported, tmp_path):
 
 
 def _serving_client():
-    spec = importlib.util.spec_from_file_location("serving_client", REPO / "tools" / "serving_client.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("serving_client")
 
 
-def test_rest_body_round_trips_through_the_signature(exported, loaded, tmp_path):
+def test_rest_body_round_trips_through_the_signature(exported, loaded, tmp_path, capsys):
     import cv2
     import tensorflow as tf
 
@@ -536,9 +531,9 @@ def test_rest_body_round_trips_through_the_signature(exported, loaded, tmp_path)
     out = signature(**{k: tf.constant(v) for k, v in decoded.items()})
     np.testing.assert_allclose(out["uv"].numpy(), _keras(model, crop[None])["uv"], rtol=0, atol=EXPORT_UV_ATOL)
 
-    text = _run([sys.executable, str(REPO / "tools" / "serving_client.py"), str(tmp_path / "hand.png"),
-                 "--export_dir", str(os.path.dirname(path)), "--rest"]).stdout
-    assert json.loads(text) == body
+    capsys.readouterr()
+    assert client.main([str(tmp_path / "hand.png"), "--export_dir", str(os.path.dirname(path)), "--rest"]) == 0
+    assert json.loads(capsys.readouterr().out) == body
 
 
 def test_predict_request_round_trips_through_the_signature(exported, loaded):

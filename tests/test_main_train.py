@@ -1,4 +1,5 @@
-"""main.py --mode=train end to end: exact resume after SIGKILL, and a missing data set stops at once."""
+"""main.py --mode=train end to end: exact resume after SIGKILL (real processes, the point of the test), a
+missing data set stops at once, training on the STB layout, and --mode=groups (in process)."""
 
 import os
 import signal
@@ -9,10 +10,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from conftest import REPO
-
-pytestmark = pytest.mark.slow
+from conftest import REPO, run_main
 
 TINY = [
     "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
@@ -92,32 +90,23 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
 
 def test_missing_real_dataset_stops_at_once(tmp_path):
-    started = time.time()
-    result = subprocess.run(
-        [sys.executable, str(REPO / "main.py"), "--mode=train", "--dataset=stb",
-         f"--data_dir={tmp_path / 'nowhere'}", f"--model_dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )
+    result = run_main("--mode=train", "--dataset=stb", f"--data_dir={tmp_path / 'nowhere'}",
+                      f"--model_dir={tmp_path / 'run'}", check=False)
     assert result.returncode == 2
     assert "nowhere" in result.stderr and "STB" in result.stderr
-    assert time.time() - started < 120
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # stopped before building or writing anything
 
 
-def test_train_runs_real_steps_on_an_stb_fixture(tmp_path):
-    """--dataset=stb reads the published STB layout (tiny fixture) and trains for real."""
-    from fixtures_datasets import write_stb
-
-    write_stb(tmp_path / "STB", frames=2)
-    result = run(main_command(tmp_path / "run", tmp_path / "cache", "--dataset=stb",
-                              f"--data_dir={tmp_path / 'STB'}", "--steps=2", "--checkpoint_every=2"))
-    assert "Trained to step 2" in result.stdout
-    assert "held-out error_3d_mm" in result.stdout  # B1 is the evaluation split
-    assert (tmp_path / "run" / "checkpoints" / "checkpoint").exists()
+def test_train_runs_real_steps_on_an_stb_fixture(trained_run, tmp_path):
+    """--dataset=stb reads the published STB layout (tiny fixture) and trains for real (the session's
+    shared run, conftest.trained_run); --mode=groups shows its grouping."""
+    stdout = trained_run.result.stdout
+    assert "Trained to step 2" in stdout
+    assert "held-out error_3d_mm" in stdout  # B1 is the evaluation split
+    assert (trained_run.model_dir / "checkpoints" / "checkpoint").exists()
 
     # --mode=groups on the trained checkpoint: the grouping as text and as a picture.
-    result = run([sys.executable, str(REPO / "main.py"), "--mode=groups",
-                  f"--checkpoint={tmp_path / 'run'}", f"--model_dir={tmp_path / 'groups'}"])
+    result = run_main("--mode=groups", f"--checkpoint={trained_run.model_dir}", f"--model_dir={tmp_path / 'groups'}")
     assert result.stdout.count("group ") >= 3 and "wrist" in result.stdout
     import cv2
 

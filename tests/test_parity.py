@@ -23,6 +23,13 @@ def converted(reference_paths):
     return load_authors_checkpoint(pth), dict(np.load(npz))
 
 
+@pytest.fixture(scope="module")
+def soft_outputs(converted):
+    """The soft-selector forward pass at tau 0.5, computed once for the tests that read it."""
+    model, ref = converted
+    return model(ref["image_nhwc"], training=False, selector="soft", temperature=0.5)
+
+
 def _max_abs(a, b):
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
@@ -41,9 +48,9 @@ def test_backbone_heatmaps_and_features(converted):
     assert _max_abs(features, ref["backbone_features_nchw"].transpose(0, 2, 3, 1)) <= 1e-4
 
 
-def test_final_outputs_soft_selector(converted):
-    model, ref = converted
-    out = model(ref["image_nhwc"], training=False, selector="soft", temperature=0.5)
+def test_final_outputs_soft_selector(converted, soft_outputs):
+    _, ref = converted
+    out = soft_outputs
     assert _max_abs(out["selector"], ref["selector"]) <= 1e-6
     assert _max_abs(out["uv"], ref["uv"]) <= 1e-3
     assert _max_abs(out["depth"], ref["depth"]) <= 1e-4
@@ -55,9 +62,9 @@ def test_default_temperature_is_the_checkpoint_value(converted):
     assert _max_abs(out["selector"], ref["selector"]) <= 1e-6
 
 
-def test_every_branch_own_output(converted):
+def test_every_branch_own_output(converted, soft_outputs):
     model, ref = converted
-    out = model(ref["image_nhwc"], training=False, selector="soft", temperature=0.5)
+    out = soft_outputs
     group_uv = np.transpose(out["group_uv"], (1, 0, 2, 3))  # (K, B, J, 2) as the fixture
     group_depth = np.transpose(out["group_depth"], (1, 0, 2))
     assert _max_abs(group_uv, ref["group_uv"]) <= 1e-3

@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, small_config
+from conftest import run_main
 from lgh_tf import predict
 from lgh_tf.data import schema, synthetic
 
@@ -39,22 +37,6 @@ def sample_png(tmp_path_factory):
     return path, sample
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """An (untrained) tiny network saved as .weights.h5 + .config.json, as the converter writes."""
-    import dataclasses
-
-    from lgh_tf.model.network import LearnableGroupsNet
-
-    directory = tmp_path_factory.mktemp("weights")
-    config = small_config()
-    model = LearnableGroupsNet(config).build_for_input()
-    path = directory / "tiny.weights.h5"
-    model.save_weights(str(path))
-    (directory / "tiny.config.json").write_text(json.dumps({"model": dataclasses.asdict(config)}))
-    return path
-
-
 def test_box_crop_maps_back_by_hand():
     # Box (100, 50, 40, 80): centre (100 + 39/2, 50 + 79/2) = (119.5, 89.5), side 80 * 1.2 = 96,
     # zoom 64 / 96 = 2/3. Crop pixel (31.5, 31.5) is the centre; crop (0, 0) is 31.5 / (2/3) =
@@ -65,7 +47,7 @@ def test_box_crop_maps_back_by_hand():
     uv_crop[2] = (63.0, 10.0)
     image = np.zeros((200, 300, 3), np.uint8)
     result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, box="100,50,40,80",
-                                   assume_camera=False, verbose=False)
+                                   assume_camera=False)
     uv = np.array(result["uv"])
     np.testing.assert_allclose(uv[0], (119.5, 89.5), atol=1e-9)
     np.testing.assert_allclose(uv[1], (72.25, 42.25), atol=1e-9)
@@ -75,7 +57,7 @@ def test_box_crop_maps_back_by_hand():
 
     # No box, one search pass: the whole 300x200 image padded to a 300 px square about
     # (149.5, 99.5), zoom 64/300.
-    result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, iterations=1, verbose=False)
+    result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, iterations=1)
     uv = np.array(result["uv"])
     np.testing.assert_allclose(uv[0], (149.5, 99.5), atol=1e-9)
     np.testing.assert_allclose(uv[1], (149.5 - 31.5 * 300 / 64, 99.5 - 31.5 * 300 / 64), atol=1e-9)
@@ -111,14 +93,13 @@ def test_3d_from_intrinsics_scale_and_root(sample_png):
     intrinsics = ",".join(repr(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
 
     result = predict.predict_image(oracle, str(path), intrinsics=intrinsics, box=box, scale=scale,
-                                   root_depth=root, verbose=False)
+                                   root_depth=root)
     np.testing.assert_allclose(result["uv"], uv_gt, atol=1e-4)
     np.testing.assert_allclose(result["xyz"], xyz, atol=1e-5)
     assert result["root_depth_source"] == "given"
 
     # Without the root depth it is estimated from the scale: the same hand.
-    result = predict.predict_image(oracle, str(path), intrinsics=intrinsics, box=box, scale=scale,
-                                   verbose=False)
+    result = predict.predict_image(oracle, str(path), intrinsics=intrinsics, box=box, scale=scale)
     assert result["root_depth_source"] == "estimated from the scale"
     assert result["root_depth"] == pytest.approx(root, abs=1e-4)
     np.testing.assert_allclose(result["xyz"], xyz, atol=1e-4)
@@ -129,7 +110,7 @@ def test_outputs_are_written(sample_png, tmp_path):
     oracle = fake_predictor(np.full((21, 2), 30.0) + np.arange(21)[:, None], np.linspace(-1, 1, 21))
     for name, kwargs in (("flat", dict(assume_camera=False)),
                          ("full", dict(intrinsics="300,300,160,160", scale=0.04, root_depth=0.5))):
-        result = predict.predict_image(oracle, str(path), verbose=False, **kwargs)
+        result = predict.predict_image(oracle, str(path), **kwargs)
         paths = predict.write_outputs(result, tmp_path / name)
         data = json.loads(open(paths["json"]).read())
         assert len(data["uv"]) == 21 and len(data["depth_relative"]) == 21
@@ -145,13 +126,13 @@ def test_non_finite_output_never_half_writes(sample_png, tmp_path):
     """A non-finite prediction is an error before writing; a failing write keeps the old files."""
     path, _ = sample_png
     good = fake_predictor(np.full((21, 2), 30.0) + np.arange(21)[:, None], np.linspace(-1, 1, 21))
-    result = predict.predict_image(good, str(path), verbose=False)
+    result = predict.predict_image(good, str(path))
     paths = predict.write_outputs(result, tmp_path)
     before = {key: open(p, "rb").read() for key, p in paths.items()}
 
     broken = fake_predictor(np.full((21, 2), np.nan), np.zeros(21))
     with pytest.raises(ValueError, match="non-finite joints.*nothing written"):
-        predict.predict_image(broken, str(path), verbose=False)
+        predict.predict_image(broken, str(path))
     # A result that reaches the writer with a non-finite value (lifted by hand here): the JSON
     # fails, and the previous run's files stay whole, with no temporary file left behind.
     result["xyz"] = np.full((21, 3), np.inf).tolist()
@@ -185,7 +166,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     for kwargs, message in cases:
         image = kwargs.pop("image")
         with pytest.raises(ValueError, match=message):
-            predict.predict_image(oracle, image, verbose=False, **kwargs)
+            predict.predict_image(oracle, image, **kwargs)
 
 
 def test_rgba_and_grey_are_accepted(tmp_path):
@@ -195,12 +176,12 @@ def test_rgba_and_grey_are_accepted(tmp_path):
     rgba[..., 3] = 128
     path = tmp_path / "rgba.png"
     assert cv2.imwrite(str(path), rgba)
-    result = predict.predict_image(oracle, str(path), verbose=False)
+    result = predict.predict_image(oracle, str(path))
     assert result["_image"].shape == (50, 60, 3) and result["_image"][0, 0].tolist() == [200, 0, 0]
     assert any("alpha channel dropped" in n for n in result["notes"])
     grey = tmp_path / "grey.png"
     assert cv2.imwrite(str(grey), np.full((40, 30), 77, np.uint8))
-    result = predict.predict_image(oracle, str(grey), verbose=False)
+    result = predict.predict_image(oracle, str(grey))
     assert result["_image"].shape == (40, 30, 3) and any("grey" in n for n in result["notes"])
 
 
@@ -220,20 +201,18 @@ def test_saved_model_directory_is_used_through_predict_float(tmp_path):
     predictor = predict.load_predictor(str(tmp_path / "lgh"))  # TF Serving base dir: version 1
     assert predictor.input_size == 64
     image = np.full((64, 64, 3), 51, np.uint8)  # 0.2 after /255
-    result = predict.predict_image(predictor, image, iterations=1, verbose=False)
+    result = predict.predict_image(predictor, image, iterations=1)
     np.testing.assert_allclose(result["uv_crop"], np.full((21, 2), 20.0), atol=1e-4)
 
 
-def test_main_predict_end_to_end(sample_png, tiny_weights, tmp_path):
+def test_main_predict_end_to_end(sample_png, trained_run, tmp_path):
+    """--mode=predict on the shared training directory (the README's --checkpoint=runs/...)."""
     path, sample = sample_png
     K = sample["K"]
     out = tmp_path / "out"
-    base = [sys.executable, str(REPO / "main.py"), "--mode=predict", f"--checkpoint={tiny_weights}",
-            f"--image={path}", f"--output_dir={out}"]
-    result = subprocess.run(base + [f"--intrinsics={K[0, 0]},{K[1, 1]},{K[0, 2]},{K[1, 2]}",
-                                    "--box=60,40,200,210", "--scale=0.04", "--root_depth=0.5"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    base = ["--mode=predict", f"--checkpoint={trained_run.model_dir}", f"--image={path}", f"--output_dir={out}"]
+    result = run_main(*base, f"--intrinsics={K[0, 0]},{K[1, 1]},{K[0, 2]},{K[1, 2]}", "--box=60,40,200,210",
+                      "--scale=0.04", "--root_depth=0.5")
     data = json.loads((out / "hand.json").read_text())
     assert np.isfinite(np.array(data["uv"])).all() and np.array(data["uv"]).shape == (21, 2)
     assert np.array(data["xyz"]).shape == (21, 3) and np.isfinite(np.array(data["xyz"])).all()
@@ -243,7 +222,6 @@ def test_main_predict_end_to_end(sample_png, tiny_weights, tmp_path):
     assert "wrote json" in result.stdout
 
     # Bad input: a clear message and exit status 2 (before any model is loaded).
-    result = subprocess.run(base + ["--box=400,400,10,10"], capture_output=True, text=True,
-                            timeout=300, cwd=REPO)
+    result = run_main(*base, "--box=400,400,10,10", check=False)
     assert result.returncode == 2
     assert "error: box:" in result.stderr and "outside the 320x320 image" in result.stderr

@@ -5,14 +5,12 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, small_config
+from conftest import REPO, TINY_TRAIN, run_main, small_config
 from test_task import make_batch
 
 from lgh_tf.files import atomic_path, remove_stale, write_json
@@ -99,12 +97,11 @@ def test_train_results_are_strict_json(good_run):
 
 
 def test_main_exits_non_zero_on_divergence(tmp_path):
-    command = [sys.executable, str(REPO / "main.py"), "--mode=train", f"--model_dir={tmp_path / 'run'}",
-               f"--cache_dir={tmp_path / 'cache'}", "--input_size=64", "--backbone_filters=16",
-               "--group_channels=4", "--trunk_hidden=8", "--batch_size=2", "--steps=4", "--checkpoint_every=2",
-               "--synthetic_train=8", "--synthetic_test=4", "--eval_batches=1", "--pretrain_steps=0",
-               "--lr_rest=inf", "--lr_selector=inf", "--lr_fusion=inf"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    result = run_main("--mode=train", f"--model_dir={tmp_path / 'run'}", f"--cache_dir={tmp_path / 'cache'}",
+                      "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
+                      "--batch_size=2", "--steps=4", "--checkpoint_every=2", "--synthetic_train=8",
+                      "--synthetic_test=4", "--eval_batches=1", "--pretrain_steps=0",
+                      "--lr_rest=inf", "--lr_selector=inf", "--lr_fusion=inf", check=False)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "error: training diverged at step" in result.stderr
     assert "Traceback" not in result.stderr
@@ -233,9 +230,8 @@ def test_damaged_checkpoint_files_are_named(good_run, tmp_path, damage):
             train(model_dir, steps=4)
 
 
-def _main(*args, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / "main.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+def _main(*args):
+    return run_main(*args, check=False)  # an uncaught exception (a traceback) fails the test here
 
 
 def test_command_line_errors_name_the_file_or_flag(good_run, tmp_path):
@@ -272,14 +268,10 @@ def test_command_line_errors_name_the_file_or_flag(good_run, tmp_path):
 
 def test_freihand_as_released_trains_without_held_out_figures(tmp_path):
     from fixtures_datasets import write_freihand
-    from test_main_train import main_command
 
     write_freihand(tmp_path / "FreiHAND_pub_v2", n_train=2, n_eval=2, eval_labels=False)
-    result = subprocess.run(
-        main_command(tmp_path / "run", tmp_path / "cache", "--dataset=freihand",
-                     f"--data_dir={tmp_path / 'FreiHAND_pub_v2'}", "--steps=2", "--checkpoint_every=2"),
-        capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_main("--mode=train", "--dataset=freihand", f"--data_dir={tmp_path / 'FreiHAND_pub_v2'}",
+                      f"--model_dir={tmp_path / 'run'}", f"--cache_dir={tmp_path / 'cache'}", *TINY_TRAIN)
     assert "freihand/eval has no labelled sample: training without held-out figures" in result.stdout
     assert "Trained to step 2" in result.stdout and "held-out" not in result.stdout.split("Trained")[1]
     assert "before" not in json.loads((tmp_path / "run" / "train_results.json").read_text())

@@ -66,6 +66,24 @@ def fixture():
     return keys, dict(np.load(FIXTURES / "seeded_parity.npz"))
 
 
+@pytest.fixture(scope="module")
+def networks():
+    """repr(ModelConfig) -> our full-size network, built once per architecture in this module."""
+    return {}
+
+
+def _network(networks, state, input_size):
+    """Our network for an authors' state dict: built once per architecture, the weights assigned each time."""
+    from lgh_tf.convert import assign_authors_weights, infer_config
+    from lgh_tf.model.network import LearnableGroupsNet
+
+    config = infer_config(state, input_size=input_size)
+    key = repr(config)
+    if key not in networks:
+        networks[key] = LearnableGroupsNet(config).build_for_input()
+    return config, assign_authors_weights(networks[key], state)
+
+
 def _state_dict(case):
     names = {name for name, _ in case["keys"]}
     return {name: _recipe_value(name, tuple(shape), names, case["seed"]) for name, shape in case["keys"]}
@@ -76,19 +94,15 @@ def _max_abs(a, b):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_seeded_weights_reproduce_authors_outputs(fixture, name):
-    from lgh_tf.convert import assign_authors_weights, infer_config
-    from lgh_tf.model.network import LearnableGroupsNet
-
+def test_seeded_weights_reproduce_authors_outputs(fixture, networks, name):
     keys, ref = fixture
     case = keys["cases"][name]
     state = _state_dict(case)
     # The regenerated weights are the ones the reference used (a port of the recipe is checked first).
     sums = np.array([np.sum(v, dtype=np.float64) for v in state.values()])
     np.testing.assert_allclose(sums, ref[f"{name}/state_sums"], rtol=1e-12, atol=1e-9)
-    config = infer_config(state, input_size=keys["input_size"])
+    config, model = _network(networks, state, keys["input_size"])
     assert (config.num_groups, config.fusion) == (int(ref[f"{name}/groups"]), bool(ref[f"{name}/fusion"]))
-    model = assign_authors_weights(LearnableGroupsNet(config).build_for_input(), state)
 
     seed = case["seed"]
     images = np.random.default_rng(seed).uniform(0, 1, (keys["batch"], 256, 256, 3)).astype(np.float32)
@@ -103,18 +117,13 @@ def test_seeded_weights_reproduce_authors_outputs(fixture, name):
     assert _max_abs(out["depth"], ref[f"{name}/depth"]) <= 1e-4
 
 
-def test_recipe_mismatch_is_detected(fixture):
+def test_recipe_mismatch_is_detected(fixture, networks):
     """Perturbing one regenerated tensor moves the outputs beyond the tolerances (the test can fail)."""
-    from lgh_tf.convert import assign_authors_weights, infer_config
-    from lgh_tf.model.network import LearnableGroupsNet
-
     keys, ref = fixture
     name = "k2_nofusion_seed2"
     state = _state_dict(keys["cases"][name])
     state["b_htmaps_conv.0.2.weight"] = state["b_htmaps_conv.0.2.weight"] * 1.01
-    model = assign_authors_weights(
-        LearnableGroupsNet(infer_config(state, input_size=256)).build_for_input(), state
-    )
+    _, model = _network(networks, state, 256)
     images = np.random.default_rng(2).uniform(0, 1, (2, 256, 256, 3)).astype(np.float32)
     out = model(images, training=False, selector="soft", temperature=0.5)
     assert _max_abs(out["uv"], ref[f"{name}/uv"]) > 10 * UV_TOLERANCE_PX

@@ -5,13 +5,11 @@ Figures are printed (``pytest -s``) and asserted with margins; they are the ones
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, small_config
+from conftest import run_main, small_config
 from hand_sequences import MarkerOracle, jitter_and_lag, render_sequence
 
 from lgh_tf import geometry, localize, predict, video
@@ -185,7 +183,7 @@ def test_exif_photo_joints_are_in_displayed_pixels(sequence, tmp_path):
     stored = np.ascontiguousarray(np.rot90(frames[k], -1))
     path = tmp_path / "phone.png"
     write_jpeg_with_orientation(str(path), stored, 8)  # PNG with an eXIf chunk (lossless)
-    result = predict.predict_image(MarkerOracle(256), str(path), verbose=False)
+    result = predict.predict_image(MarkerOracle(256), str(path))
     assert result["image_size"] == [640, 480] and result["detected"]
     assert joint_error(result["uv"], truth[k]) < 3.0
 
@@ -198,7 +196,7 @@ def test_detector_boxes_from_json_lines(sequence, tmp_path):
                     + "\n" + json.dumps({"frame": 3, "boxes": [[1, 2, 3, 4]]}) + "\n")
     table = predict.read_detections(path)
     assert set(table) == {"hand.png", 3} and len(table["hand.png"]) == 2
-    result = predict.predict_image(MarkerOracle(256), frames[0], boxes=table["hand.png"], verbose=False)
+    result = predict.predict_image(MarkerOracle(256), frames[0], boxes=table["hand.png"])
     assert result["crop"]["box"] == pytest.approx([*low, *(high - low)]) and result["detected"]
     assert joint_error(result["uv"], truth[0]) < 3.0
     bad = tmp_path / "bad.jsonl"
@@ -258,15 +256,11 @@ def test_main_predict_video_with_a_tflite_model(sequence, tmp_path):
     version = saved_model.export_saved_model(model, str(tmp_path / "lgh"))
     path = tflite.convert(version, "float32")
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, str(REPO / "main.py"), "--mode=predict", f"--checkpoint={path}",
-                             f"--video={clip}", f"--output_dir={out}", "--hand=auto"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_main("--mode=predict", f"--checkpoint={path}", f"--video={clip}", f"--output_dir={out}", "--hand=auto")
     assert "4 frames" in result.stdout and "frames/s" in result.stdout
     records = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
     assert len(records) == 4 and all(0 <= r["confidence"] <= 1 for r in records)
     assert (out / "clip_overlay.mp4").stat().st_size > 0 and (out / "clip_summary.json").exists()
     # Bad input: one line, exit status 2.
-    result = subprocess.run([sys.executable, str(REPO / "main.py"), "--mode=predict", f"--checkpoint={path}",
-                             f"--video={tmp_path / 'none.mp4'}"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = run_main("--mode=predict", f"--checkpoint={path}", f"--video={tmp_path / 'none.mp4'}", check=False)
     assert result.returncode == 2 and "error: video: no such file" in result.stderr

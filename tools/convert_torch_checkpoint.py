@@ -12,9 +12,7 @@ import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from lgh_tf.convert import CheckpointError, load_authors_checkpoint  # noqa: E402
+from lgh_tf.convert import CheckpointError, load_authors_checkpoint
 
 
 def config_path_for(weights_path):

@@ -64,13 +64,13 @@ A directory whose ``annotations.npz`` is missing, unreadable or inconsistent is 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import os
 import time
 
 import cv2
 import numpy as np
-from absl import logging
 
 from lgh_tf import files, geometry
 from lgh_tf.data import schema

@@ -9,13 +9,13 @@ step, tau and the selector's sampling state.
 
 import dataclasses
 import json
+import logging
 import os
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from lgh_tf import files, visualize
 from lgh_tf.config import ModelConfig
