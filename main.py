@@ -52,6 +52,7 @@ def model_config():
         trunk_hidden=FLAGS.trunk_hidden,
         initial_temperature=FLAGS.temperature_initial,
         selector_seed=FLAGS.seed,
+        sync_batch_norm=FLAGS.sync_batch_norm,
     ).validate()
 
 
@@ -146,12 +147,15 @@ def run_train():
         raise app.UsageError(
             "Dexter+Object is evaluation only; train with --dataset=rhd+stb (the paper's protocol)."
         )
+    model, optim, train = model_config(), optim_config(), train_config()
+    check_directory(train.model_dir, "--model_dir")
+    # First: MultiWorkerMirroredStrategy configures the collective ops, which TF allows only
+    # before anything initialises its runtime; both stages share it.
+    strategy = loop.make_strategy(train.strategy)
     if FLAGS.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    model, optim, train = model_config(), optim_config(), train_config()
-    check_directory(train.model_dir, "--model_dir")
     train_sources = load_sources("train")
     try:
         eval_sources = labelled_sources(load_sources("eval"))
@@ -159,10 +163,10 @@ def run_train():
         logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset, error)
         eval_sources = None
 
-    def make_train_dataset(start_sample, batch_size=train.batch_size):
+    def make_train_dataset(start_sample, batch_size=train.batch_size, shard=(1, 0)):
         return pipeline.make_mixed_dataset(
             train_sources, output_size=model.input_size, batch_size=batch_size,
-            training=True, seed=train.seed, start_sample=start_sample,
+            training=True, seed=train.seed, start_sample=start_sample, shard=shard,
         )
 
     eval_dataset = None
@@ -181,12 +185,12 @@ def run_train():
         )
         print(f"Stage 1 (pretrain2d): {FLAGS.pretrain_steps} steps in {stage1_train.model_dir}")
         with user_errors():
-            _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset)
+            _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset, strategy)
         _print_train_summary(stage1, stage1_train.model_dir)
         train = dataclasses.replace(train, init_checkpoint=stage1_train.model_dir)
         print(f"Stage 2 (full, Eq. 10): {train.steps} steps in {train.model_dir}")
     with user_errors():
-        _, results = loop.train(model, optim, train, make_train_dataset, eval_dataset)
+        _, results = loop.train(model, optim, train, make_train_dataset, eval_dataset, strategy)
     _print_train_summary(results, train.model_dir)
 
 

@@ -26,6 +26,8 @@ flags.DEFINE_integer("input_size", 256, "Crop side fed to the network, a multipl
 flags.DEFINE_integer("backbone_filters", 256, "Hourglass width.")
 flags.DEFINE_integer("group_channels", 32, "Width of each group branch.")
 flags.DEFINE_integer("trunk_hidden", 128, "Width of the trunk into the groups.")
+flags.DEFINE_boolean("sync_batch_norm", False, "With --strategy=mirrored|multi_worker: BatchNorm statistics over the "
+                     "global batch (all-reduced every layer and step) instead of each replica's share.")
 
 # Optimisation (OptimConfig, TemperatureSchedule).
 flags.DEFINE_enum("stage", "full", ["pretrain2d", "full"], "pretrain2d: hourglass alone on 2D joints; full: Eq. 10.")
@@ -43,7 +45,7 @@ flags.DEFINE_float("temperature_floor", 0.1, "... down to this floor.")
 
 # Training loop (TrainConfig).
 flags.DEFINE_integer("steps", 100_000, "Total training steps.")
-flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size (split over the replicas of --strategy).")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint interval in steps (resume points).")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
 flags.DEFINE_integer("eval_batches", 8, "Held-out batches for the before/after figures of a training run.")

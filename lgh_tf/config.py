@@ -20,6 +20,9 @@ class ModelConfig:
     trunk_hidden: int = 128
     initial_temperature: float = 5.0  # tau at step 0 (paper: 5)
     selector_seed: int | None = None
+    # BatchNorm statistics over the global batch under tf.distribute (all-reduced per layer per
+    # step) instead of each replica's own share; no effect on one device.
+    sync_batch_norm: bool = False
 
     def validate(self):
         if not 1 <= self.num_groups <= self.num_joints:

@@ -209,14 +209,3 @@ def test_mixed_bfloat16_train_step_keeps_float32_outputs_and_variables():
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
-
-def test_fit_under_mirrored_strategy():
-    """--strategy=mirrored: the task builds and trains inside a tf.distribute scope."""
-    strategy = tf.distribute.MirroredStrategy()
-    with strategy.scope():
-        task = HandPoseTask(LearnableGroupsNet(small_config()).build_for_input(), OptimConfig())
-        task.compile()
-    history = task.fit(tf.data.Dataset.from_tensors(make_batch()).repeat(3), epochs=1, verbose=0,
-                       shuffle=False)
-    assert int(task.step.numpy()) == 3
-    assert np.isfinite(history.history["loss"][-1])

@@ -20,6 +20,15 @@ batch (one traced and one timed step) to report its peak memory, whatever batch 
     python tools/bench_train.py                         # CPU: batch 4, all options
     python tools/bench_train.py --batch_size 32         # GPU
     python tools/bench_train.py --input_size 128 --options default,bf16 --memory_batch 0
+
+``--strategy=mirrored`` times the default option under ``tf.distribute.MirroredStrategy`` for each
+replica count of ``--replicas`` instead (per-replica batch ``--batch_size``, so the global batch
+grows with the replicas): one replica per GPU, or, without GPUs, per logical CPU device
+(``tf.config.set_logical_device_configuration``). Logical CPU devices share the same cores, so on
+a CPU the figures measure the cost of the replication (all-reduce, per-replica graphs), not
+scaling.
+
+    python tools/bench_train.py --strategy=mirrored --replicas 1,2 --input_size 128 --memory_batch 0
 """
 
 from __future__ import annotations
@@ -59,12 +68,31 @@ def synthetic_batch(input_size, batch_size, cache_dir, augment=True):
     return next(iter(dataset))
 
 
+def mirrored_strategy(replicas):
+    """MirroredStrategy over ``replicas`` GPUs, or, without GPUs, over as many logical CPU devices
+    (split here: call before TensorFlow has initialised its devices)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if len(gpus) < replicas:
+            raise RuntimeError(f"{replicas} replicas need {replicas} GPUs, found {len(gpus)}")
+        devices = [f"/gpu:{i}" for i in range(replicas)]
+    else:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
 def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_precision=False, steps=3,
-                    cache_dir="cache", config_overrides=None) -> dict:
+                    cache_dir="cache", config_overrides=None, replicas=0) -> dict:
     """Builds the paper's network (``config_overrides`` change it), compiles stage ``full`` with the
-    given options and times ``steps`` train steps on one fixed batch. Returns a dict with
-    images_per_s, step_ms, first_step_s (tracing / compilation), loss, peak_rss_mb and, on a GPU,
-    gpu_peak_mb."""
+    given options and times ``steps`` train steps on one fixed batch; with ``replicas`` > 0 under a
+    MirroredStrategy of that many replicas, ``batch_size`` each. Returns a dict with images_per_s,
+    step_ms, first_step_s (tracing / compilation), loss, peak_rss_mb and, on a GPU, gpu_peak_mb."""
+    import contextlib
+
     import keras
     import numpy as np
     import tensorflow as tf
@@ -73,14 +101,26 @@ def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_preci
     from lgh_tf.model.network import LearnableGroupsNet
     from lgh_tf.training.task import HandPoseTask, OptimConfig
 
+    strategy = mirrored_strategy(replicas) if replicas else None
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
+    batch_size *= max(replicas, 1)  # the global batch
     batch = synthetic_batch(input_size, batch_size, cache_dir)
     config = ModelConfig(input_size=input_size, **(config_overrides or {}))
-    task = HandPoseTask(LearnableGroupsNet(config).build_for_input(), OptimConfig(stage="full"))
-    task.compile()
-    step = tf.function(task.train_step, jit_compile=jit_compile)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        task = HandPoseTask(LearnableGroupsNet(config).build_for_input(), OptimConfig(stage="full"))
+        task.compile()
+    if strategy:
+        batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
+
+        def replicated(data):
+            logs = strategy.run(task.train_step, args=(data,))
+            return {"loss": strategy.reduce("MEAN", logs["loss"], axis=None)}
+
+        step = tf.function(replicated, jit_compile=jit_compile)
+    else:
+        step = tf.function(task.train_step, jit_compile=jit_compile)
     start = time.perf_counter()
     float(step(batch)["loss"])
     first = time.perf_counter() - start
@@ -119,6 +159,9 @@ def _child(args) -> int:
     if args.child == "pipeline":
         result = {"images_per_s": time_pipeline(args.input_size, args.batch_size, args.cache_dir),
                   "peak_rss_mb": peak_rss_mb()}
+    elif args.child.startswith("mirrored:"):
+        result = time_train_step(args.input_size, args.batch_size, steps=args.steps, cache_dir=args.cache_dir,
+                                 replicas=int(args.child.split(":")[1]))
     else:
         jit_compile, mixed_precision = OPTIONS[args.child]
         result = time_train_step(args.input_size, args.batch_size, jit_compile, mixed_precision,
@@ -147,10 +190,15 @@ def main(argv=None) -> int:
     parser.add_argument("--options", default=",".join(OPTIONS), help=f"comma list of {','.join(OPTIONS)}")
     parser.add_argument("--memory_batch", type=int, default=32, help="batch for the peak-memory run (0: skip)")
     parser.add_argument("--cache_dir", default="cache", help="synthetic hands (generated on first use)")
+    parser.add_argument("--strategy", default="default", choices=["default", "mirrored"],
+                        help="mirrored: time the default option over each --replicas count instead")
+    parser.add_argument("--replicas", default="1,2", help="--strategy=mirrored: comma list of replica counts")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args)
+    if args.strategy == "mirrored":
+        return _main_mirrored(args)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -205,6 +253,44 @@ def main(argv=None) -> int:
             gpu = f", GPU peak {memory['gpu_peak_mb']:.0f} MiB" if "gpu_peak_mb" in memory else ""
             print(f"peak resident memory, training (default option) at batch {args.memory_batch}: "
                   f"{memory['peak_rss_mb']:.0f} MiB{gpu} ({memory['step_ms'] / 1e3:.1f} s/step)")
+    return 0
+
+
+def _main_mirrored(args) -> int:
+    """images/s of the train step per replica count, each count in its own process."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from lgh_tf.data.synthetic import load_synthetic
+
+    gpus = tf.config.list_physical_devices("GPU")
+    device = f"{len(gpus)} GPU(s) ({gpus[0].name})" if gpus else f"CPU ({os.cpu_count()} cores), logical devices"
+    per_replica = args.batch_size or (32 if gpus else 4)
+    counts = [int(n) for n in args.replicas.split(",") if n.strip()]
+    for n in counts:
+        load_synthetic(args.cache_dir, "test", num_samples=max(per_replica * n, 8))
+    print(f"train step under MirroredStrategy, stage full, paper network {args.input_size}x{args.input_size}, "
+          f"batch {per_replica} per replica, {args.steps} timed steps, {device}, TF {tf.__version__}", flush=True)
+    rows = []
+    for n in counts:
+        result = _run_child(args, f"mirrored:{n}", per_replica, args.steps)
+        rows.append((n, result))
+        print(f"  {n} replica(s): {result}", flush=True)
+    header = ("replicas", "global batch", "images/s", "images/s per replica", "x 1 replica", "ms/step",
+              "first step s", "peak RSS MiB", "loss")
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    base = dict(rows).get(1, {}).get("images_per_s")
+    for n, r in rows:
+        if "error" in r:
+            print(f"| {n} | failed: {r['error'][:200]} |")
+            continue
+        ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
+        print(f"| {n} | {per_replica * n} | {r['images_per_s']:.2f} | {r['images_per_s'] / n:.2f} | {ratio} | "
+              f"{r['step_ms']:.0f} | {r['first_step_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['loss']:.4g} |")
+    if not gpus:
+        print("\nCPU: the logical devices share the same cores; the figures measure the cost of replication "
+              "(all-reduce, per-replica graphs), not scaling.")
     return 0
 
 

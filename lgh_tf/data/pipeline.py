@@ -538,18 +538,24 @@ def _dataset_options() -> tf.data.Options:
 def _samples_to_batches(
     records_dataset: tf.data.Dataset, *, output_size: int, batch_size: int, augment: bool,
     config: AugmentConfig, seed: int, drop_remainder: bool, skip_decode_errors: bool,
-    jit_compile: bool, start_sample: int,
+    jit_compile: bool, start_sample: int, shard: tuple[int, int] = (1, 0),
 ) -> tf.data.Dataset:
     """Record elements -> decoded, cropped, (augmented) target batches, prefetched.
 
     Elements are numbered before ``start_sample`` of them are skipped (cheaply, before decoding),
-    so a resumed stream repeats the uninterrupted one, augmentation included.
+    so a resumed stream repeats the uninterrupted one, augmentation included; ``shard`` keeps
+    every ``shard[0]``-th of the remaining elements from ``shard[1]`` on (also before decoding).
     """
+    num_shards, shard_index = shard
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard must be (number of shards, index < number), got {shard}")
     base_seed = tf.constant([seed, 0x5EED], tf.int64)
     sample_fn = make_sample_fn(output_size, augment, config, base_seed, jit_compile)
     dataset = records_dataset.enumerate()
     if start_sample:
         dataset = dataset.skip(start_sample)
+    if num_shards > 1:
+        dataset = dataset.shard(num_shards, shard_index)
     dataset = dataset.map(sample_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if skip_decode_errors:
         dataset = dataset.ignore_errors(log_warning=True)
@@ -574,6 +580,7 @@ def make_dataset(
     skip_decode_errors: bool = True,
     jit_compile: bool = True,
     start_sample: int = 0,
+    shard: tuple[int, int] = (1, 0),
 ) -> tf.data.Dataset:
     """Batched dicts of network inputs and targets from one Records set.
 
@@ -596,6 +603,9 @@ def make_dataset(
       start_sample: skip this many samples of the (shuffled, repeated) stream, e.g.
         ``step * batch_size`` to resume training; the rest is identical to an uninterrupted run
         with the same seed (samples dropped by ``skip_decode_errors`` are not counted).
+      shard: ``(num_shards, index)``: keep every ``num_shards``-th sample of that stream from
+        ``index`` on, e.g. one worker's share under tf.distribute (each element keeps its
+        augmentation, drawn from its index in the unsharded stream).
 
     Returns:
       A dataset of dicts: ``image`` float32 (B, S, S, 3) in [0, 1]; ``uv`` (B, 21, 2) crop pixels;
@@ -607,7 +617,7 @@ def make_dataset(
         output_size=output_size, batch_size=batch_size, training=training, shuffle=shuffle,
         repeat=repeat, seed=seed, augment=augment, drop_remainder=drop_remainder,
         augment_config=augment_config, validate=validate, skip_decode_errors=skip_decode_errors,
-        jit_compile=jit_compile, start_sample=start_sample,
+        jit_compile=jit_compile, start_sample=start_sample, shard=shard,
     )
 
 
@@ -627,6 +637,7 @@ def make_mixed_dataset(
     skip_decode_errors: bool = True,
     jit_compile: bool = True,
     start_sample: int = 0,
+    shard: tuple[int, int] = (1, 0),
 ) -> tf.data.Dataset:
     """Like :func:`make_dataset`, drawing each sample from source i with probability ~ weight i.
 
@@ -673,5 +684,5 @@ def make_mixed_dataset(
         records_dataset, output_size=output_size, batch_size=batch_size,
         augment=training and augment, config=config, seed=seed,
         drop_remainder=drop_remainder, skip_decode_errors=skip_decode_errors,
-        jit_compile=jit_compile, start_sample=start_sample,
+        jit_compile=jit_compile, start_sample=start_sample, shard=shard,
     )

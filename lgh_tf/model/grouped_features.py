@@ -18,19 +18,21 @@ SELECTOR_MODES = ("sample", "soft", "hard")
 class ConvBNReLU(keras.layers.Layer):
     """k x k convolution (symmetric padding), BatchNorm, ReLU ("Basic" in the reference)."""
 
-    def __init__(self, filters, kernel_size=1, **kwargs):
+    def __init__(self, filters, kernel_size=1, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
+        self.sync_batch_norm = sync_batch_norm
         self.conv = PaddedConv2D(filters, kernel_size, name="conv")
-        self.bn = batch_norm("bn")
+        self.bn = batch_norm("bn", sync_batch_norm)
 
     def call(self, x, training=False):
         return keras.ops.relu(self.bn(self.conv(x), training=training))
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=self.kernel_size)
+        config.update(filters=self.filters, kernel_size=self.kernel_size,
+                      sync_batch_norm=self.sync_batch_norm)
         return config
 
 
@@ -42,15 +44,16 @@ class ResidualBlock2D(keras.layers.Layer):
     3x3 convolution and the 1x1 skip halve the resolution, and the main path ends in a ReLU too.
     """
 
-    def __init__(self, filters, strides=1, activate_main=False, **kwargs):
+    def __init__(self, filters, strides=1, activate_main=False, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
         self.activate_main = activate_main
+        self.sync_batch_norm = sync_batch_norm
         self.conv1 = PaddedConv2D(filters, 3, strides=strides, name="conv1")
-        self.bn1 = batch_norm("bn1")
+        self.bn1 = batch_norm("bn1", sync_batch_norm)
         self.conv2 = PaddedConv2D(filters, 3, name="conv2")
-        self.bn2 = batch_norm("bn2")
+        self.bn2 = batch_norm("bn2", sync_batch_norm)
         self.skip_conv = None
         self.skip_bn = None
 
@@ -59,7 +62,7 @@ class ResidualBlock2D(keras.layers.Layer):
             self.skip_conv = keras.layers.Conv2D(
                 self.filters, 1, strides=self.strides, name="skip_conv"
             )
-            self.skip_bn = batch_norm("skip_bn")
+            self.skip_bn = batch_norm("skip_bn", self.sync_batch_norm)
 
     def call(self, x, training=False):
         y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
@@ -72,7 +75,8 @@ class ResidualBlock2D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            filters=self.filters, strides=self.strides, activate_main=self.activate_main
+            filters=self.filters, strides=self.strides, activate_main=self.activate_main,
+            sync_batch_norm=self.sync_batch_norm,
         )
         return config
 
@@ -84,18 +88,19 @@ class UpBlock(keras.layers.Layer):
     Keras' ``padding="same"`` crops one pixel on each side here, as PyTorch's padding=1 does.
     """
 
-    def __init__(self, filters, **kwargs):
+    def __init__(self, filters, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.sync_batch_norm = sync_batch_norm
         self.deconv = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name="deconv")
-        self.bn = batch_norm("bn")
+        self.bn = batch_norm("bn", sync_batch_norm)
 
     def call(self, x, training=False):
         return keras.ops.relu(self.bn(self.deconv(x), training=training))
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters)
+        config.update(filters=self.filters, sync_batch_norm=self.sync_batch_norm)
         return config
 
 
@@ -103,12 +108,13 @@ class UpBlock(keras.layers.Layer):
 class GroupTrunk(keras.layers.Layer):
     """Into the groups: concat[backbone heatmaps, shared features] -> Res2D(128) -> Res2D(channels)."""
 
-    def __init__(self, channels=32, hidden=128, **kwargs):
+    def __init__(self, channels=32, hidden=128, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.hidden = hidden
-        self.block1 = ResidualBlock2D(hidden, name="block1")
-        self.block2 = ResidualBlock2D(channels, name="block2")
+        self.sync_batch_norm = sync_batch_norm
+        self.block1 = ResidualBlock2D(hidden, sync_batch_norm=sync_batch_norm, name="block1")
+        self.block2 = ResidualBlock2D(channels, sync_batch_norm=sync_batch_norm, name="block2")
 
     def call(self, heatmaps, features, training=False):
         x = keras.ops.concatenate([heatmaps, features], axis=-1)
@@ -116,7 +122,7 @@ class GroupTrunk(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(channels=self.channels, hidden=self.hidden)
+        config.update(channels=self.channels, hidden=self.hidden, sync_batch_norm=self.sync_batch_norm)
         return config
 
 
@@ -128,19 +134,20 @@ class GroupBranch(keras.layers.Layer):
     b21 = Up(Basic1x1(concat[b31, b2])); f = Res2D(Basic1x1(concat[b21, b1, b0])).
     """
 
-    def __init__(self, channels=32, **kwargs):
+    def __init__(self, channels=32, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
-        c = channels
-        self.entry = ConvBNReLU(c, 1, name="entry")
-        self.res = ResidualBlock2D(c, name="res")
-        self.down1 = ResidualBlock2D(c, strides=2, activate_main=True, name="down1")
-        self.down2 = ResidualBlock2D(c, strides=2, activate_main=True, name="down2")
-        self.up2 = UpBlock(c, name="up2")
-        self.merge1 = ConvBNReLU(c, 1, name="merge1")
-        self.up1 = UpBlock(c, name="up1")
-        self.merge0 = ConvBNReLU(2 * c, 1, name="merge0")
-        self.exit = ResidualBlock2D(c, name="exit")
+        self.sync_batch_norm = sync_batch_norm
+        c, sync = channels, sync_batch_norm
+        self.entry = ConvBNReLU(c, 1, sync_batch_norm=sync, name="entry")
+        self.res = ResidualBlock2D(c, sync_batch_norm=sync, name="res")
+        self.down1 = ResidualBlock2D(c, strides=2, activate_main=True, sync_batch_norm=sync, name="down1")
+        self.down2 = ResidualBlock2D(c, strides=2, activate_main=True, sync_batch_norm=sync, name="down2")
+        self.up2 = UpBlock(c, sync_batch_norm=sync, name="up2")
+        self.merge1 = ConvBNReLU(c, 1, sync_batch_norm=sync, name="merge1")
+        self.up1 = UpBlock(c, sync_batch_norm=sync, name="up1")
+        self.merge0 = ConvBNReLU(2 * c, 1, sync_batch_norm=sync, name="merge0")
+        self.exit = ResidualBlock2D(c, sync_batch_norm=sync, name="exit")
 
     def call(self, t, training=False):
         b0 = self.entry(t, training=training)
@@ -155,7 +162,7 @@ class GroupBranch(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(channels=self.channels)
+        config.update(channels=self.channels, sync_batch_norm=self.sync_batch_norm)
         return config
 
 
@@ -175,11 +182,12 @@ class GroupFeatureFusion(keras.layers.Layer):
     """Cross-group fusion (NDDR, Gao et al. 2019): for each group k, ReLU(BN(1x1 conv([F^1..F^K])))
     with the 1x1 kernel initialised to [alpha_1^k I, ..., alpha_K^k I] (Eq. 9)."""
 
-    def __init__(self, num_groups, channels=32, own_weight=0.9, **kwargs):
+    def __init__(self, num_groups, channels=32, own_weight=0.9, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.num_groups = num_groups
         self.channels = channels
         self.own_weight = own_weight
+        self.sync_batch_norm = sync_batch_norm
         self.convs = [
             keras.layers.Conv2D(
                 channels,
@@ -192,7 +200,7 @@ class GroupFeatureFusion(keras.layers.Layer):
             )
             for k in range(num_groups)
         ]
-        self.bns = [batch_norm(f"bn_{k}") for k in range(num_groups)]
+        self.bns = [batch_norm(f"bn_{k}", sync_batch_norm) for k in range(num_groups)]
 
     def call(self, group_features, training=False):
         # [F^1 .. F^K] on the channel axis, as stack + reshape (the same memory layout as a concat):
@@ -212,7 +220,8 @@ class GroupFeatureFusion(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            num_groups=self.num_groups, channels=self.channels, own_weight=self.own_weight
+            num_groups=self.num_groups, channels=self.channels, own_weight=self.own_weight,
+            sync_batch_norm=self.sync_batch_norm,
         )
         return config
 

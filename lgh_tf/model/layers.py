@@ -11,9 +11,12 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
-def batch_norm(name: str) -> keras.layers.BatchNormalization:
-    """A BatchNorm with the reference's epsilon and momentum."""
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+def batch_norm(name: str, synchronized: bool = False) -> keras.layers.BatchNormalization:
+    """A BatchNorm with the reference's epsilon and momentum; ``synchronized``: statistics over the
+    global batch under tf.distribute (Keras all-reduces them per layer and step)."""
+    return keras.layers.BatchNormalization(
+        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=synchronized, name=name
+    )
 
 
 @keras.saving.register_keras_serializable(package="lgh_tf")

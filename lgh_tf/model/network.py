@@ -46,13 +46,15 @@ class LearnableGroupsNet(keras.Model):
         k = c.num_groups
         self.use_fusion = c.fusion and k > 1
         self.backbone = HourglassBackbone(
-            c.num_joints, c.backbone_filters, c.hourglass_depth, name="backbone"
+            c.num_joints, c.backbone_filters, c.hourglass_depth, c.sync_batch_norm, name="backbone"
         )
         self.backbone_readout = SoftArgmax2D(c.num_joints, learnable_beta=False, name="backbone_readout")
-        self.trunk = GroupTrunk(c.group_channels, c.trunk_hidden, name="trunk")
-        self.branches = [GroupBranch(c.group_channels, name=f"branch_{j}") for j in range(k)]
+        sync = c.sync_batch_norm
+        self.trunk = GroupTrunk(c.group_channels, c.trunk_hidden, sync, name="trunk")
+        self.branches = [GroupBranch(c.group_channels, sync, name=f"branch_{j}") for j in range(k)]
         self.fusion = (
-            GroupFeatureFusion(k, c.group_channels, name="fusion") if self.use_fusion else None
+            GroupFeatureFusion(k, c.group_channels, sync_batch_norm=sync, name="fusion")
+            if self.use_fusion else None
         )
         self.heatmap_heads = [
             PoseMapHead(c.num_joints, c.group_channels, name=f"heatmap_head_{j}") for j in range(k)

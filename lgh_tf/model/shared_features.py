@@ -17,15 +17,16 @@ class BottleneckResidual(keras.layers.Layer):
     No activation follows the sum.
     """
 
-    def __init__(self, filters, **kwargs):
+    def __init__(self, filters, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.sync_batch_norm = sync_batch_norm
         half = filters // 2
-        self.bn = batch_norm("bn")
+        self.bn = batch_norm("bn", sync_batch_norm)
         self.conv1 = keras.layers.Conv2D(half, 1, name="conv1")
-        self.bn1 = batch_norm("bn1")
+        self.bn1 = batch_norm("bn1", sync_batch_norm)
         self.conv2 = keras.layers.Conv2D(half, 3, padding="same", name="conv2")
-        self.bn2 = batch_norm("bn2")
+        self.bn2 = batch_norm("bn2", sync_batch_norm)
         self.conv3 = keras.layers.Conv2D(filters, 1, name="conv3")
         self.skip = None
 
@@ -43,7 +44,7 @@ class BottleneckResidual(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters)
+        config.update(filters=self.filters, sync_batch_norm=self.sync_batch_norm)
         return config
 
 
@@ -55,20 +56,21 @@ class Hourglass(keras.layers.Layer):
     is the hourglass one level shallower, or residuals at the bottom. Output = upper + lower.
     """
 
-    def __init__(self, depth=4, filters=256, num_modules=2, **kwargs):
+    def __init__(self, depth=4, filters=256, num_modules=2, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.depth = depth
         self.filters = filters
         self.num_modules = num_modules
+        self.sync_batch_norm = sync_batch_norm
 
         def stage(name):
-            return [BottleneckResidual(filters, name=f"{name}_{i}") for i in range(num_modules)]
+            return [BottleneckResidual(filters, sync_batch_norm, name=f"{name}_{i}") for i in range(num_modules)]
 
         self.upper = stage("upper")
         self.pool = keras.layers.MaxPooling2D(2, name="pool")
         self.lower_in = stage("lower_in")
         if depth > 1:
-            self.inner = Hourglass(depth - 1, filters, num_modules, name=f"hourglass_{depth - 1}")
+            self.inner = Hourglass(depth - 1, filters, num_modules, sync_batch_norm, name=f"hourglass_{depth - 1}")
         else:
             self.inner = stage("bottom")
         self.lower_out = stage("lower_out")
@@ -92,7 +94,8 @@ class Hourglass(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(depth=self.depth, filters=self.filters, num_modules=self.num_modules)
+        config.update(depth=self.depth, filters=self.filters, num_modules=self.num_modules,
+                      sync_batch_norm=self.sync_batch_norm)
         return config
 
 
@@ -104,22 +107,23 @@ class HourglassBackbone(keras.layers.Layer):
     features (B, H/4, W/4, filters))``.
     """
 
-    def __init__(self, num_joints=21, filters=256, depth=4, **kwargs):
+    def __init__(self, num_joints=21, filters=256, depth=4, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.filters = filters
         self.depth = depth
+        self.sync_batch_norm = sync = sync_batch_norm
         half = filters // 2
         self.stem_conv = PaddedConv2D(64, 7, strides=2, name="stem_conv")
-        self.stem_bn = batch_norm("stem_bn")
-        self.res1 = BottleneckResidual(half, name="res1")
+        self.stem_bn = batch_norm("stem_bn", sync)
+        self.res1 = BottleneckResidual(half, sync, name="res1")
         self.pool = keras.layers.MaxPooling2D(2, name="pool")
-        self.res2 = BottleneckResidual(half, name="res2")
-        self.res3 = BottleneckResidual(filters, name="res3")
-        self.hourglass = Hourglass(depth, filters, name=f"hourglass_{depth}")
-        self.post = [BottleneckResidual(filters, name=f"post_{i}") for i in range(2)]
+        self.res2 = BottleneckResidual(half, sync, name="res2")
+        self.res3 = BottleneckResidual(filters, sync, name="res3")
+        self.hourglass = Hourglass(depth, filters, sync_batch_norm=sync, name=f"hourglass_{depth}")
+        self.post = [BottleneckResidual(filters, sync, name=f"post_{i}") for i in range(2)]
         self.feature_conv = keras.layers.Conv2D(filters, 1, name="feature_conv")
-        self.feature_bn = batch_norm("feature_bn")
+        self.feature_bn = batch_norm("feature_bn", sync)
         self.heatmap_conv = keras.layers.Conv2D(num_joints, 1, name="heatmap_conv")
 
     def call(self, images, training=False):
@@ -137,5 +141,6 @@ class HourglassBackbone(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_joints=self.num_joints, filters=self.filters, depth=self.depth)
+        config.update(num_joints=self.num_joints, filters=self.filters, depth=self.depth,
+                      sync_batch_norm=self.sync_batch_norm)
         return config

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 import warnings
 
 import keras
@@ -42,13 +43,50 @@ class TrainConfig:
 
 
 def make_strategy(name):
+    """``mirrored``: one replica per local GPU, or, without GPUs, per logical CPU device (one unless
+    ``tf.config.set_logical_device_configuration`` split the CPU); ``multi_worker``: the cluster
+    of ``TF_CONFIG``, each worker's local GPUs (or its CPU)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        devices = None
+        if not tf.config.list_logical_devices("GPU"):
+            devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be default, mirrored or multi_worker, got {name!r}")
+
+
+def worker_of(strategy):
+    """(task id, number of workers, chief?) of this process under ``strategy``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    workers = getattr(strategy.extended, "_num_workers", 1)
+    task_id = resolver.task_id if resolver is not None and resolver.task_id is not None else 0
+    return int(task_id), int(workers), bool(strategy.extended.should_checkpoint)
+
+
+def distributed_train_dataset(strategy, make_train_dataset, start_sample, global_batch_size):
+    """The training stream split over ``strategy``'s replicas by data.
+
+    Each worker's input pipeline keeps every ``num_workers``-th sample of the one global stream
+    (``make_train_dataset(start_sample, batch_size=per-replica batch, shard=(num_workers,
+    worker))`` shards before decoding) and its replicas take consecutive per-replica batches, so
+    one step sees the same ``global_batch_size`` samples as one device would, and no two workers
+    see the same sample in an epoch.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(f"batch_size {global_batch_size} is not divisible by the {replicas} replicas")
+
+    def dataset_fn(context):
+        return make_train_dataset(
+            start_sample,
+            batch_size=context.get_per_replica_batch_size(global_batch_size),
+            shard=(context.num_input_pipelines, context.input_pipeline_id),
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_fn), dataset_fn
 
 
 def make_checkpoint(task):
@@ -120,12 +158,17 @@ class NonFiniteGuard(keras.callbacks.Callback):
 class CheckpointCallback(keras.callbacks.Callback):
     """Saves at the end of every Keras epoch (= every ``checkpoint_every`` steps), numbered by step,
     after checking that every saved value is finite (a diverged state is never written, so
-    ``max_to_keep`` rotation cannot push the last good checkpoint out)."""
+    ``max_to_keep`` rotation cannot push the last good checkpoint out).
 
-    def __init__(self, manager, task):
+    ``scratch``: a multi-worker non-chief, which takes part in the save (tf.distribute's rule) into
+    its own temporary directory and deletes it at once; only the chief's checkpoint is kept.
+    """
+
+    def __init__(self, manager, task, scratch=False):
         super().__init__()
         self.manager = manager
         self.task = task
+        self.scratch = scratch
 
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.task.step.numpy())
@@ -136,7 +179,11 @@ class CheckpointCallback(keras.callbacks.Callback):
                 f"no checkpoint written, the last one is {self.manager.latest_checkpoint} (lower the "
                 "learning rates, then resume from it)")
         path = self.manager.save(checkpoint_number=step)
-        logging.info("step %d: checkpoint %s", step, path)
+        if self.scratch:
+            tf.io.gfile.rmtree(self.manager.directory)
+            logging.info("step %d: non-chief checkpoint written to scratch and removed", step)
+        else:
+            logging.info("step %d: checkpoint %s", step, path)
 
 
 # What a resumed run must share with the run that wrote its checkpoints (anything else, such as
@@ -294,11 +341,15 @@ def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig
     return task
 
 
-def train(model_config, optim, train_config, make_train_dataset, eval_dataset=None):
+def train(model_config, optim, train_config, make_train_dataset, eval_dataset=None, strategy=None):
     """Trains (or resumes) in ``train_config.model_dir``.
 
     ``make_train_dataset(start_sample)`` returns the infinite batched training stream starting at
-    sample ``start_sample``; ``eval_dataset`` is a finite batched held-out set (optional).
+    sample ``start_sample`` (with more than one replica it is called as ``make_train_dataset(
+    start_sample, batch_size=per-replica batch, shard=(number of workers, worker))``, see
+    ``distributed_train_dataset``); ``eval_dataset`` is a finite batched held-out set (optional).
+    ``strategy``: default ``make_strategy(train_config.strategy)``; a multi-worker strategy must be
+    made before TensorFlow initialises its runtime, i.e. first thing in the program.
     Returns a dict with the step reached and the held-out figures before and after.
     """
     c = train_config
@@ -317,27 +368,34 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
             raise ValueError(
                 f"{c.model_dir} holds a run with other settings; resuming would mix them: "
                 + "; ".join(differences) + ". Resume with the original flags or use another --model_dir")
-    strategy = make_strategy(c.strategy)
+    strategy = strategy or make_strategy(c.strategy)
+    worker, num_workers, chief = worker_of(strategy)
+    logging.info("strategy %s: %d replicas in sync, worker %d of %d%s", c.strategy,
+                 strategy.num_replicas_in_sync, worker, num_workers, " (chief)" if chief else "")
     with strategy.scope():
         task = build_task(model_config, optim, c)
         checkpoint = make_checkpoint(task)
+    latest = tf.train.latest_checkpoint(checkpoint_dir)  # every worker resumes from the chief's
+    if not chief:
+        checkpoint_dir = tempfile.mkdtemp(prefix=f"worker{worker}_checkpoints_")
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=c.keep_checkpoints)
-    if manager.latest_checkpoint:
+    if latest:
         try:
-            checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+            checkpoint.restore(latest).assert_consumed()
         except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # IndexError: short .data
             raise ValueError(
-                f"cannot resume from {manager.latest_checkpoint} (.index / .data files truncated or "
+                f"cannot resume from {latest} (.index / .data files truncated or "
                 f"damaged?): {first_line(error)}") from None
         # The checkpoint holds the learning rates it was trained with; a resume uses this run's
         # (e.g. lower ones after a divergence).
         for group, optimizer in task.optimizers.items():
             optimizer.learning_rate = task.scheduled_rate(group)
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(task.step.numpy()))
+        logging.info("resumed from %s at step %d", latest, int(task.step.numpy()))
     elif c.init_checkpoint:
         used = restore_network_weights(task.network, c.init_checkpoint, c.init_backbone_only)
         logging.info("initialised the network from %s", used)
-    files.write_json(os.path.join(c.model_dir, "config.json"), files.to_jsonable(config))  # inf -> null
+    if chief:
+        files.write_json(os.path.join(c.model_dir, "config.json"), files.to_jsonable(config))  # inf -> null
 
     start_step = int(task.step.numpy())
     if start_step % c.checkpoint_every:
@@ -356,15 +414,22 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
     total_epochs = -(-c.steps // c.checkpoint_every)
     initial_epoch = start_step // c.checkpoint_every
     if initial_epoch < total_epochs:
-        dataset = make_train_dataset(start_step * c.batch_size)
+        if strategy.num_replicas_in_sync > 1:
+            dataset, _ = distributed_train_dataset(strategy, make_train_dataset, start_step * c.batch_size,
+                                                   c.batch_size)
+        else:
+            dataset = make_train_dataset(start_step * c.batch_size)
         log_dir = os.path.join(c.model_dir, "tensorboard")
         callbacks = [
             NonFiniteGuard(task, lambda: manager.latest_checkpoint or "no checkpoint yet"),
-            CheckpointCallback(manager, task),
-            keras.callbacks.TensorBoard(log_dir, update_freq=1, write_graph=False),
-            GroupingCallback(task, log_dir),
-            LearningCurvesCallback(task, c.model_dir, history, title),
+            CheckpointCallback(manager, task, scratch=not chief),
         ]
+        if chief:
+            callbacks += [
+                keras.callbacks.TensorBoard(log_dir, update_freq=1, write_graph=False),
+                GroupingCallback(task, log_dir),
+                LearningCurvesCallback(task, c.model_dir, history, title),
+            ]
         task.fit(
             dataset,
             epochs=total_epochs,
@@ -381,18 +446,27 @@ def train(model_config, optim, train_config, make_train_dataset, eval_dataset=No
     if eval_dataset is not None:
         results["after"] = _evaluate(task, eval_dataset, c)
         add_held_out(history, results["step"], results["after"])
-    results["learning_curves"] = write_learning_curves(c.model_dir, history, title)
-    if optim.stage == "full":
-        results["groups_picture"] = write_grouping_picture(
-            task.network, c.model_dir, f"groups at step {results['step']}"
-        )
-    files.write_json(os.path.join(c.model_dir, "train_results.json"), files.to_jsonable(results))
+    if chief:
+        results["learning_curves"] = write_learning_curves(c.model_dir, history, title)
+        if optim.stage == "full":
+            results["groups_picture"] = write_grouping_picture(
+                task.network, c.model_dir, f"groups at step {results['step']}"
+            )
+        files.write_json(os.path.join(c.model_dir, "train_results.json"), files.to_jsonable(results))
+    elif tf.io.gfile.exists(checkpoint_dir):
+        tf.io.gfile.rmtree(checkpoint_dir)
+    logging.info("worker %d: trained to step %d", worker, results["step"])
     return task, results
 
 
 
 def _evaluate(task, eval_dataset, c):
+    # Every worker evaluates the same held-out batches (no auto-sharding): equal batch counts on
+    # all workers (no collective waits for a worker that ran out) and the same figures on each.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     with warnings.catch_warnings():  # a held-out set may be smaller than eval_batches
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        logs = task.evaluate(eval_dataset.take(c.eval_batches), verbose=0, return_dict=True)
+        logs = task.evaluate(eval_dataset.take(c.eval_batches).with_options(options), verbose=0,
+                             return_dict=True)
     return {k: float(np.asarray(v)) for k, v in logs.items()}

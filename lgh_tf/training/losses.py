@@ -13,23 +13,36 @@ def recover_xyz_mm(uv, depth, batch):
     return xyz * MM_PER_METRE
 
 
-def pose_loss_3d(xyz_pred_mm, xyz_true_mm, beta=20.0):
-    """Eq. 10: L = ||[X, Y] - [X^, Y^]||_1 + beta ||Z - Z^||_1, as means over joints (millimetres).
-
-    Returns (loss, xy term, z term); the z term is before the beta weight.
-    """
+def pose_loss_3d_per_sample(xyz_pred_mm, xyz_true_mm, beta=20.0):
+    """Eq. 10 for each sample: L = ||[X, Y] - [X^, Y^]||_1 + beta ||Z - Z^||_1, as means over
+    joints (millimetres). Returns (loss, xy term, z term), each (B,); z before the beta weight."""
     diff = tf.abs(tf.cast(xyz_pred_mm, tf.float32) - tf.cast(xyz_true_mm, tf.float32))
-    loss_xy = tf.reduce_mean(tf.reduce_sum(diff[..., :2], axis=-1))
-    loss_z = tf.reduce_mean(diff[..., 2])
+    loss_xy = tf.reduce_mean(tf.reduce_sum(diff[..., :2], axis=-1), axis=-1)
+    loss_z = tf.reduce_mean(diff[..., 2], axis=-1)
     return loss_xy + beta * loss_z, loss_xy, loss_z
 
 
-def pose_loss_2d(uv_pred, uv_true):
-    """l1 on 2D joints in crop pixels (summed over u and v, mean over joints and batch)."""
+def pose_loss_3d(xyz_pred_mm, xyz_true_mm, beta=20.0):
+    """Eq. 10 as the mean over the batch: (loss, xy term, z term), scalars."""
+    return tuple(tf.reduce_mean(t) for t in pose_loss_3d_per_sample(xyz_pred_mm, xyz_true_mm, beta))
+
+
+def pose_loss_2d_per_sample(uv_pred, uv_true):
+    """l1 on 2D joints in crop pixels (summed over u and v, mean over joints): (B,)."""
     diff = tf.abs(tf.cast(uv_pred, tf.float32) - tf.cast(uv_true, tf.float32))
-    return tf.reduce_mean(tf.reduce_sum(diff, axis=-1))
+    return tf.reduce_mean(tf.reduce_sum(diff, axis=-1), axis=-1)
+
+
+def pose_loss_2d(uv_pred, uv_true):
+    """l1 on 2D joints in crop pixels, mean over the batch."""
+    return tf.reduce_mean(pose_loss_2d_per_sample(uv_pred, uv_true))
+
+
+def joint_error_per_sample(pred, true):
+    """Mean Euclidean distance over joints (px for uv, mm for xyz in mm): (B,)."""
+    return tf.reduce_mean(tf.norm(tf.cast(pred, tf.float32) - tf.cast(true, tf.float32), axis=-1), axis=-1)
 
 
 def mean_joint_error(pred, true):
     """Mean Euclidean distance over joints and batch (px for uv, mm for xyz in mm)."""
-    return tf.reduce_mean(tf.norm(tf.cast(pred, tf.float32) - tf.cast(true, tf.float32), axis=-1))
+    return tf.reduce_mean(joint_error_per_sample(pred, true))

@@ -120,35 +120,42 @@ class HandPoseTask(keras.Model):
 
     # ------------------------------------------------------------------------------------------
     def compute_terms(self, batch, training):
-        """Forward pass and loss terms for the current stage: (loss, {metric: value})."""
+        """Forward pass and per-sample loss terms for the current stage: {metric: (B,) values},
+        "loss" the objective (Eq. 10, or l1 on 2D joints in stage pretrain2d)."""
         images = batch["image"]
         if self.optim.stage == "pretrain2d":
             heatmaps, _ = self.network.backbone(images, training=training)
             uv, _ = self.network.backbone_readout(heatmaps)
             uv = uv * HEATMAP_STRIDE
-            loss = losses.pose_loss_2d(uv, batch["uv"])
-            return loss, {
-                "loss": loss,
-                "error_2d_px": losses.mean_joint_error(uv, batch["uv"]),
+            return {
+                "loss": losses.pose_loss_2d_per_sample(uv, batch["uv"]),
+                "error_2d_px": losses.joint_error_per_sample(uv, batch["uv"]),
             }
         temperature = tf.convert_to_tensor(self.network.temperature)
         out = self.network(images, training=training, temperature=temperature)
         xyz_pred = losses.recover_xyz_mm(out["uv"], out["depth"], batch)  # Eq. 3
         xyz_true = tf.cast(batch["xyz"], tf.float32) * losses.MM_PER_METRE
-        loss, loss_xy, loss_z = losses.pose_loss_3d(xyz_pred, xyz_true, self.optim.beta)  # Eq. 10
-        return loss, {
+        loss, loss_xy, loss_z = losses.pose_loss_3d_per_sample(xyz_pred, xyz_true, self.optim.beta)  # Eq. 10
+        return {
             "loss": loss,
             "loss_xy": loss_xy,
             "loss_z": loss_z,
-            "error_2d_px": losses.mean_joint_error(out["uv"], batch["uv"]),
-            "error_3d_mm": losses.mean_joint_error(xyz_pred, xyz_true),
+            "error_2d_px": losses.joint_error_per_sample(out["uv"], batch["uv"]),
+            "error_3d_mm": losses.joint_error_per_sample(xyz_pred, xyz_true),
         }
 
     def _update_trackers(self, terms):
-        for name, value in terms.items():
-            self.trackers[name].update_state(value)
+        # Per-sample values: each Mean adds this replica's sum and count, and Keras sums the
+        # replicas' metric variables when it reads them, so epoch logs are global-batch means.
+        for name, values in terms.items():
+            self.trackers[name].update_state(values)
         logs = {name: self.trackers[name].result() for name in terms}
         logs["temperature"] = tf.convert_to_tensor(self.network.temperature)
+        strategy = tf.distribute.get_strategy()
+        if getattr(strategy.extended, "_num_workers", 1) > 1:
+            # Keras 3.15 averages the workers' step logs with strategy.reduce(MEAN, axis=0), which
+            # a scalar lacks: a length-1 axis, reduced away there.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
     def train_step(self, data):
@@ -157,7 +164,10 @@ class HandPoseTask(keras.Model):
         groups = self.trainable_groups()
         variables = [v for vs in groups.values() for v in vs]
         with tf.GradientTape() as tape:
-            loss, terms = self.compute_terms(batch, training=True)
+            terms = self.compute_terms(batch, training=True)
+            # This replica's sum over its samples / the global batch size: the optimizers sum the
+            # replicas' gradients, so N replicas with global batch B take one replica's step on B.
+            loss = tf.nn.compute_average_loss(terms["loss"])
         # Mixed precision is bfloat16 (float32's exponent range): no loss scaling is needed.
         gradients = tape.gradient(loss, variables)
         start = 0
@@ -170,8 +180,14 @@ class HandPoseTask(keras.Model):
 
     def test_step(self, data):
         batch = data[0] if isinstance(data, tuple) else data
-        _, terms = self.compute_terms(batch, training=False)
-        return self._update_trackers(terms)
+        return self._update_trackers(self.compute_terms(batch, training=False))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (TF backend, model made in a strategy scope) first averages the first input
+        # batch with strategy.reduce, which fails on a dict of per-replica tensors with 2+
+        # replicas (keras-team/keras#21069). Nothing here needs that symbolic build: compile()
+        # builds the network and every optimizer slot, as on one device, where Keras skips it too.
+        return
 
     def get_config(self):
         return {"name": self.name}

@@ -1,0 +1,169 @@
+"""tf.distribute: 2 replicas with global batch B take the step of one device with batch B.
+
+The CPU is split into 2 logical devices, which TensorFlow allows only before it initialises its
+devices, so every comparison runs in a fresh process (this file run as a script) and prints its
+measured maximum differences as one JSON line; the tests assert them (``pytest -s`` shows them).
+
+Tolerances (float32): optimizer slots and BatchNorm moving statistics within 1e-4 of the largest
+magnitude of their tensor (the gradients sum over a different split, in a different order);
+weights within 1e-3 x the group's learning rate of Adam's step (|step| <= lr at step 1). Adam's
+first step is lr * m / (sqrt(v) + eps) = lr * g / (|g| + eps): an entry whose gradient is at the
+level of float32 rounding (near 0 or cancelling) can legitimately flip sign, so weight entries are
+compared where the single-device gradient exceeds 1e-3 of its tensor's largest one (those are
+counted; every slot entry is compared).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+SLOT_RTOL = 1e-4
+WEIGHT_TOL_IN_LR = 1e-3
+GRADIENT_FLOOR = 1e-3
+
+
+def _child(stage):
+    """One step on one device and on 2 mirrored replicas (sync BN, then per-replica BN)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+
+    from conftest import small_config
+    from lgh_tf.model.network import LearnableGroupsNet
+    from lgh_tf.training.loop import make_strategy
+    from lgh_tf.training.task import HandPoseTask, OptimConfig
+    from test_task import make_batch
+
+    batch = make_batch(batch_size=4, seed=3)
+
+    def build(sync):
+        keras.utils.set_random_seed(0)  # the same initial weights in every build
+        network = LearnableGroupsNet(small_config(sync_batch_norm=sync)).build_for_input()
+        task = HandPoseTask(network, OptimConfig(stage=stage))
+        task.compile()
+        return task
+
+    def state(task):
+        """{name: per-replica numpy values} of the network, the step and every optimizer slot."""
+        named = dict(task.network.checkpoint_variables())
+        for group, optimizer in task.optimizers.items():
+            for variable in optimizer.variables:
+                named[f"optimizer_{group}/{variable.name}_{len(named)}"] = variable
+        return {
+            name: [np.asarray(v) for v in tf.distribute.get_strategy().experimental_local_results(
+                getattr(variable, "value", variable))]
+            for name, variable in named.items()
+        }
+
+    probe = build(sync=False)  # the one-device gradients, on a copy (the pass moves BN statistics)
+    with tf.GradientTape() as tape:
+        per_sample = probe.compute_terms(batch, training=True)["loss"]
+    variables = [v for vs in probe.trainable_groups().values() for v in vs]
+    gradients = tape.gradient(tf.reduce_mean(per_sample), variables)
+    single = build(sync=False)
+    groups = single.trainable_groups()
+    grads = dict(zip([v.path for vs in groups.values() for v in vs], gradients))
+    before = state(single)
+    single.train_step(batch)
+    reference = state(single)
+    reference_logs = {name: float(t.result()) for name, t in single.trackers.items() if t.count > 0}
+    rates = {v.path: single._learning_rate(g) for g, vs in groups.items() for v in vs}
+    weight_names = {name: v.path for name, v in single.network.checkpoint_variables().items()
+                    if v.path in grads}
+
+    strategy = make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    results = {"replicas": strategy.num_replicas_in_sync}
+    for mode in ("sync", "per_replica"):
+        with strategy.scope():
+            task = build(sync=mode == "sync")
+        dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+        step = tf.function(lambda data, task=task: strategy.run(task.train_step, args=(data,)))
+        step(next(iter(dataset)))
+        with strategy.scope():
+            after = {name: values for name, values in state(task).items()}
+        slot_diff, weight_diff, stat_diff, compared = 0.0, 0.0, 0.0, 0
+        replica_spread = 0.0
+        for name, ref in reference.items():
+            ref = ref[0]
+            for value in after[name]:
+                diff = np.abs(value.astype(np.float64) - ref)
+                replica_spread = max(replica_spread, float(np.max(np.abs(value - after[name][0]), initial=0)))
+                if name.startswith("optimizer_"):
+                    slot_diff = max(slot_diff, float(np.max(diff, initial=0) / max(np.max(np.abs(ref), initial=0), 1e-30)))
+                elif "moving_" in name:
+                    stat_diff = max(stat_diff, float(np.max(diff, initial=0) / max(np.max(np.abs(ref), initial=0), 1e-30)))
+                elif name in weight_names:
+                    g = grads[weight_names[name]]
+                    g = np.ones_like(ref) if g is None else np.abs(g.numpy())  # None: not moved
+                    keep = g > GRADIENT_FLOOR * g.max()
+                    compared += int(keep.sum())
+                    if keep.any():
+                        weight_diff = max(weight_diff, float(np.max(diff[keep])) / rates[weight_names[name]])
+                else:  # step, tau, the selector's sampling state
+                    slot_diff = max(slot_diff, float(np.max(diff, initial=0)))
+        # The first BatchNorm sees the same convolution outputs on one device and on 2 replicas.
+        first = "backbone/stem_bn/moving_mean"
+        stem = [v for v in after[first]]
+        results[mode] = {
+            "max_slot_diff_rel": slot_diff,
+            "max_weight_diff_in_lr": weight_diff,
+            "weights_compared": compared,
+            "weights_total": int(sum(np.size(reference[n][0]) for n in weight_names)),
+            "max_bn_stat_diff_rel": stat_diff,
+            "max_replica_spread": replica_spread,
+            "stem_bn_replica_mean_diff": float(np.max(np.abs(np.mean(stem, axis=0) - reference[first][0]))),
+            "stem_bn_replica_gap": float(np.max(np.abs(stem[0] - stem[1]))),
+            "logs_diff_rel": max(abs(float(task.trackers[k].result()) - v) / max(abs(v), 1.0)
+                                 for k, v in reference_logs.items()),
+        }
+    # Not changed by the step: guards against comparing two untouched models.
+    results["single_step_moved"] = float(max(
+        np.max(np.abs(reference[n][0] - before[n][0]), initial=0) for n in weight_names))
+    print("RESULT " + json.dumps(results), flush=True)
+
+
+def run_child(stage):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, __file__, stage], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=1500)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, (done.stdout + done.stderr)[-4000:]
+    results = json.loads(lines[-1][len("RESULT "):])
+    print(f"\n{stage}: {json.dumps(results, indent=1)}")
+    return results
+
+
+@pytest.mark.parametrize("stage", ["full", "pretrain2d"])
+def test_two_replicas_take_the_single_device_step(stage):
+    results = run_child(stage)
+    assert results["replicas"] == 2
+    assert results["single_step_moved"] > 0
+    sync = results["sync"]
+    # Synchronised BatchNorm: the 2-replica step is the one-device step on the same global batch.
+    assert sync["max_slot_diff_rel"] < SLOT_RTOL, sync
+    assert sync["max_bn_stat_diff_rel"] < SLOT_RTOL, sync
+    assert sync["max_weight_diff_in_lr"] < WEIGHT_TOL_IN_LR, sync
+    assert sync["weights_compared"] > 0.5 * sync["weights_total"], sync
+    assert sync["max_replica_spread"] == 0.0, sync  # both replicas hold identical copies
+    assert sync["logs_diff_rel"] < 1e-5, sync  # the logged terms are global-batch means
+    # Per-replica BatchNorm (the default): each replica normalises with its own half-batch
+    # statistics and keeps its own moving statistics; for the first BN, whose input does not
+    # depend on the others, their average is the one-device statistic.
+    per_replica = results["per_replica"]
+    assert per_replica["stem_bn_replica_gap"] > 1e-4, per_replica
+    assert per_replica["stem_bn_replica_mean_diff"] < 1e-5, per_replica
+    assert per_replica["max_bn_stat_diff_rel"] > 1e-3, per_replica
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1])
