@@ -397,6 +397,13 @@ def main(argv):
             raise
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if FLAGS.mode == "train" and FLAGS.strategy == "multi_worker":
+        # TF 2.21's multi-worker runtime (gRPC server, collective executors) hangs the interpreter's
+        # final garbage collection: everything is written and flushed, so leave without it.
+        logging.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
