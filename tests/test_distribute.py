@@ -20,7 +20,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 SLOT_RTOL = 1e-4
@@ -40,12 +39,12 @@ def _child(stage, modes):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-
     from conftest import small_config
+    from test_task import make_batch
+
     from lgh_tf.model.network import LearnableGroupsNet
     from lgh_tf.training.loop import make_strategy
     from lgh_tf.training.task import HandPoseTask, OptimConfig
-    from test_task import make_batch
 
     batch = make_batch(batch_size=4, seed=3)
 
@@ -102,10 +101,11 @@ def _child(stage, modes):
             for value in after[name]:
                 diff = np.abs(value.astype(np.float64) - ref)
                 replica_spread = max(replica_spread, float(np.max(np.abs(value - after[name][0]), initial=0)))
+                relative = float(np.max(diff, initial=0) / max(np.max(np.abs(ref), initial=0), 1e-30))
                 if name.startswith("optimizer_"):
-                    slot_diff = max(slot_diff, float(np.max(diff, initial=0) / max(np.max(np.abs(ref), initial=0), 1e-30)))
+                    slot_diff = max(slot_diff, relative)
                 elif "moving_" in name:
-                    stat_diff = max(stat_diff, float(np.max(diff, initial=0) / max(np.max(np.abs(ref), initial=0), 1e-30)))
+                    stat_diff = max(stat_diff, relative)
                 elif name in weight_names:
                     g = grads[weight_names[name]]
                     g = np.ones_like(ref) if g is None else np.abs(g.numpy())  # None: not moved

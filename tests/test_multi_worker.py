@@ -11,11 +11,12 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO
 from test_main_train import TINY
 
-RUN_TIMEOUT_S = 2400  # per two-worker run (about 22 min each on the shared 2-core machine); a hung collective must not hang the suite
+# Per two-worker run: about 22 min each on the shared 2-core development machine; a hung
+# collective must not hang the suite.
+RUN_TIMEOUT_S = 2400
 
 
 def free_loopback_ports(count):
