@@ -277,7 +277,7 @@ def _main_mirrored(args) -> int:
         rows.append((n, result))
         print(f"  {n} replica(s): {result}", flush=True)
     header = ("replicas", "global batch", "images/s", "images/s per replica", "x 1 replica", "ms/step",
-              "first step s", "peak RSS MiB", "loss")
+              "first step s", "peak RSS MiB", "GPU:0 peak MiB", "loss")
     print("\n| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     base = dict(rows).get(1, {}).get("images_per_s")
@@ -286,8 +286,9 @@ def _main_mirrored(args) -> int:
             print(f"| {n} | failed: {r['error'][:200]} |")
             continue
         ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
+        gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
         print(f"| {n} | {per_replica * n} | {r['images_per_s']:.2f} | {r['images_per_s'] / n:.2f} | {ratio} | "
-              f"{r['step_ms']:.0f} | {r['first_step_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['loss']:.4g} |")
+              f"{r['step_ms']:.0f} | {r['first_step_s']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} | {r['loss']:.4g} |")
     if not gpus:
         print("\nCPU: the logical devices share the same cores; the figures measure the cost of replication "
               "(all-reduce, per-replica graphs), not scaling.")
