@@ -323,7 +323,7 @@ def run_export():
     try:
         variants = tflite.parse_variants(FLAGS.tflite)
     except ValueError as error:
-        raise app.UsageError(f"--tflite: {error}")
+        raise app.UsageError(f"--tflite: {error}") from None
     if variants and FLAGS.export_precision != "float32":
         raise app.UsageError("--tflite needs --export_precision=float32 (TFLite is converted from a float32 export)")
     if FLAGS.export_version is not None and FLAGS.export_version < 0:

@@ -21,7 +21,8 @@ flags.DEFINE_string("model_dir", "", "Training output: checkpoints, TensorBoard,
 # Model (ModelConfig).
 flags.DEFINE_integer("num_groups", 3, "K, number of joint groups (1 = the paper's baseline).")
 flags.DEFINE_boolean("fusion", True, "Cross-group feature fusion (Eq. 9).")
-flags.DEFINE_enum("grouping", "learned", ["learned", "manual"], "Learned selector or the manual thumb/index/others grouping.")
+flags.DEFINE_enum("grouping", "learned", ["learned", "manual"],
+                  "Learned selector or the manual thumb/index/others grouping.")
 flags.DEFINE_integer("input_size", 256, "Crop side fed to the network, a multiple of 64.")
 flags.DEFINE_integer("backbone_filters", 256, "Hourglass width.")
 flags.DEFINE_integer("group_channels", 32, "Width of each group branch.")
@@ -54,7 +55,8 @@ flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (Keras tu
 flags.DEFINE_boolean("mixed_precision", False, "mixed_bfloat16 compute (no loss scaling needed).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
 flags.DEFINE_integer("pretrain_steps", 0, "With --stage=full and no --init_checkpoint: first pre-train the hourglass "
-                     "on 2D joints for this many steps (stage 1, in <model_dir>/pretrain2d), then train stage 2 from it.")
+                     "on 2D joints for this many steps (stage 1, in <model_dir>/pretrain2d), "
+                     "then train stage 2 from it.")
 flags.DEFINE_boolean("deterministic", False, "tf.config.experimental.enable_op_determinism(): bitwise-repeatable runs.")
 flags.DEFINE_string("init_checkpoint", "", "Stage-1 checkpoint (prefix or directory) to start stage 'full' from.")
 flags.DEFINE_boolean("init_backbone_only", False, "Take only the hourglass from --init_checkpoint (all that stage 1 "

@@ -227,7 +227,8 @@ def _check_index_grid(state, prefix):
     if wx is None:
         return
     h, w = wx.shape
-    if not (np.array_equal(wx, np.tile(np.arange(w), (h, 1))) and np.array_equal(wy, np.tile(np.arange(h)[:, None], (1, w)))):
+    columns, rows = np.tile(np.arange(w), (h, 1)), np.tile(np.arange(h)[:, None], (1, w))
+    if not (np.array_equal(wx, columns) and np.array_equal(wy, rows)):
         raise CheckpointError(f"{prefix}.wx/.wy are not index grids; this network variant is not supported")
 
 

@@ -17,8 +17,12 @@ GROUP_COLOURS = ("#d62728", "#2ca02c", "#1f77b4") + tuple(
 ) + tuple(matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20b").colors)
 
 # A flat open right hand, palm facing the viewer, wrist at the bottom (arbitrary units).
-_FINGER_BASES = {"thumb": (-2.2, 1.2), "index": (-1.1, 4.0), "middle": (0.0, 4.2), "ring": (1.1, 4.0), "little": (2.1, 3.5)}
-_FINGER_DIRECTIONS = {"thumb": (-0.75, 0.66), "index": (-0.12, 1.0), "middle": (0.0, 1.0), "ring": (0.12, 1.0), "little": (0.28, 1.0)}
+_FINGER_BASES = {
+    "thumb": (-2.2, 1.2), "index": (-1.1, 4.0), "middle": (0.0, 4.2), "ring": (1.1, 4.0), "little": (2.1, 3.5),
+}
+_FINGER_DIRECTIONS = {
+    "thumb": (-0.75, 0.66), "index": (-0.12, 1.0), "middle": (0.0, 1.0), "ring": (0.12, 1.0), "little": (0.28, 1.0),
+}
 _FINGER_STEPS = {"thumb": 1.1, "index": 1.2, "middle": 1.3, "ring": 1.2, "little": 1.0}
 
 

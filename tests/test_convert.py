@@ -4,8 +4,8 @@ import pickle
 
 import numpy as np
 import pytest
-
 from conftest import load_tool
+
 from lgh_tf.convert import CheckpointError, infer_config, read_authors_checkpoint
 
 torch = pytest.importorskip("torch")

@@ -14,7 +14,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import REPO, load_tool, run_main, small_config
 
 SIZE = 64
@@ -58,9 +57,8 @@ def exported(tmp_path_factory):
     from lgh_tf.data.pipeline import make_dataset
     from lgh_tf.data.synthetic import load_synthetic
     from lgh_tf.export import export_saved_model
-    from lgh_tf.model.network import LearnableGroupsNet
-
     from lgh_tf.export.folding import randomize_batch_norms
+    from lgh_tf.model.network import LearnableGroupsNet
 
     keras.utils.set_random_seed(3)
     model = LearnableGroupsNet(small_config()).build_for_input()
@@ -406,7 +404,8 @@ def test_saved_model_with_a_random_op_is_refused(tmp_path):
             return {"uv": images + tf.random.uniform(tf.shape(images))}
 
     module = Noisy()
-    tf.saved_model.save(module, str(tmp_path), signatures={"predict_float": module.predict_float.get_concrete_function()})
+    signatures = {"predict_float": module.predict_float.get_concrete_function()}
+    tf.saved_model.save(module, str(tmp_path), signatures=signatures)
     assert random_ops(tmp_path) == ["RandomUniform"]
     with pytest.raises(ValueError, match="random ops"):  # TFLite would map it to RANDOM_UNIFORM silently
         convert(tmp_path, "float32")

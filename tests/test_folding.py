@@ -3,7 +3,6 @@ kernel layouts, and the whole network against its unfolded self."""
 
 import numpy as np
 import pytest
-
 from conftest import small_config
 
 

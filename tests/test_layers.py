@@ -4,8 +4,8 @@ modes (Eqs. 6-8), the soft-argmax and the lift to camera space (Eq. 3), hand-com
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import small_config
+
 from lgh_tf.data.schema import MANUAL_GROUPS
 from lgh_tf.model.grouped_features import (
     ConvBNReLU,
@@ -198,7 +198,10 @@ def test_lift_to_camera_eq3_inverts_projection():
     xyz = rng.normal(scale=0.05, size=(2, 21, 3)) + [0.0, 0.0, 0.5]
     angle = 0.7
     rotation = np.array([[np.cos(angle), -np.sin(angle), 10], [np.sin(angle), np.cos(angle), -4], [0, 0, 1]])
-    intrinsics = np.stack([np.array([[300.0, 0, 128], [0, 320.0, 120], [0, 0, 1]]), rotation @ np.array([[280.0, 0, 100], [0, 290.0, 140], [0, 0, 1]])])
+    intrinsics = np.stack([
+        np.array([[300.0, 0, 128], [0, 320.0, 120], [0, 0, 1]]),
+        rotation @ np.array([[280.0, 0, 100], [0, 290.0, 140], [0, 0, 1]]),
+    ])
     projected = np.einsum("bij,bkj->bki", intrinsics, xyz)
     uv = projected[..., :2] / projected[..., 2:]
     scale = np.linalg.norm(xyz[:, 12] - xyz[:, 11], axis=-1)

@@ -6,8 +6,8 @@ import os
 import cv2
 import numpy as np
 import pytest
-
 from conftest import run_main
+
 from lgh_tf import predict
 from lgh_tf.data import schema, synthetic
 

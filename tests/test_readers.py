@@ -6,6 +6,7 @@ import logging
 import shutil
 
 import cv2
+import fixtures_datasets as fx
 import numpy as np
 import pytest
 
@@ -14,8 +15,6 @@ from lgh_tf.data.dexter import load_dexter
 from lgh_tf.data.freihand import load_freihand
 from lgh_tf.data.rhd import load_rhd
 from lgh_tf.data.stb import load_stb
-
-import fixtures_datasets as fx
 
 ATOL_M = 1e-5  # float32 round trip of metres
 ATOL_PX = 1e-3

@@ -9,7 +9,6 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO, TINY_TRAIN, run_main, small_config
 from test_task import make_batch
 

@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lgh_tf.data import schema
-from lgh_tf.data import synthetic
+from lgh_tf.data import schema, synthetic
 
 SIZE = 320
 NUM_SAMPLES = 8

@@ -186,9 +186,8 @@ def main(argv=None):
         model = load_model(args.checkpoint)
     else:
         from lgh_tf.config import ModelConfig
-        from lgh_tf.model.network import LearnableGroupsNet
-
         from lgh_tf.export.folding import randomize_batch_norms
+        from lgh_tf.model.network import LearnableGroupsNet
 
         model = LearnableGroupsNet(ModelConfig(input_size=args.input_size)).build_for_input()
         randomize_batch_norms(model, seed=0)
@@ -279,7 +278,8 @@ def main(argv=None):
     best_by_key = {(row[0], row[1]): row[7] for row in rows}
     if ("saved_model", 1) in by_key:
         print(f"SavedModel float32, batch 1: {by_key[('saved_model', 1)]:.1f} ms/image (median) = "
-              f"{by_key[('saved_model', 1)] / limit_ms:.2f}x the FLOP limit; best {best_by_key[('saved_model', 1)]:.1f} "
+              f"{by_key[('saved_model', 1)] / limit_ms:.2f}x the FLOP limit; "
+              f"best {best_by_key[('saved_model', 1)]:.1f} "
               f"ms/image = {best_by_key[('saved_model', 1)] / limit_ms:.2f}x")
         if ("saved_model", 8) in by_key:
             print(f"SavedModel float32, batch 8 / batch 1 per image: "

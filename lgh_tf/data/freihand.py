@@ -156,7 +156,7 @@ def load_freihand(data_dir: str | os.PathLike | None = None, split: str = "train
 
 
 def _json_list(path: Path) -> list:
-    with open(path, "r") as f:
+    with open(path) as f:
         data = json.load(f)
     if not isinstance(data, list):
         raise ValueError(f"freihand: {path} holds a {type(data).__name__}, expected a list")

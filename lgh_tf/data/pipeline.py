@@ -57,7 +57,7 @@ import math
 import os
 import random
 import zlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf

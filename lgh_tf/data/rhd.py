@@ -211,8 +211,8 @@ def choose_left_hands(root: Path, anno_path: Path, ids: np.ndarray, mask_paths: 
 def _read_cache(cache_file: Path) -> dict[int, tuple[int, int]]:
     try:
         with np.load(cache_file) as data:
-            return {int(i): (int(l), int(r))
-                    for i, l, r in zip(data["ids"], data["left"], data["right"])}
+            return {int(i): (int(left), int(right))
+                    for i, left, right in zip(data["ids"], data["left"], data["right"])}
     except FileNotFoundError:
         return {}
     except Exception as error:  # an unreadable cache is rebuilt, never trusted

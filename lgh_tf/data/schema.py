@@ -13,6 +13,10 @@ The root is the middle-finger MCP (12) and the hand scale is |xyz[12] - xyz[11]|
 the authors' evaluation and Yang et al. 2019.
 """
 
+import dataclasses
+
+import numpy as np
+
 NUM_JOINTS = 21
 ROOT = 12
 SCALE_BONE = (12, 11)
@@ -46,10 +50,6 @@ MANUAL_GROUPS = (
 # ---------------------------------------------------------------------------------------------
 # What a reader hands to the pipeline: one row per sample, images still on disk.
 # ---------------------------------------------------------------------------------------------
-import dataclasses
-
-import numpy as np
-
 
 @dataclasses.dataclass
 class Records:

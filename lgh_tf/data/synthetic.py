@@ -544,7 +544,9 @@ def _draw_clutter_shape(image, rng, size) -> None:
     color = tuple(float(c) for c in _random_color(rng))
     kind = rng.integers(5)
     thickness = -1 if rng.random() < 0.6 else int(rng.integers(1, max(2, size // 40)))
-    point = lambda: tuple(int(c) for c in rng.integers(-size // 8, size + size // 8, size=2))
+    def point():
+        return tuple(int(c) for c in rng.integers(-size // 8, size + size // 8, size=2))
+
     if kind == 0:
         cv2.circle(image, point(), int(rng.integers(3, size // 5)), color, thickness, cv2.LINE_AA)
     elif kind == 1:

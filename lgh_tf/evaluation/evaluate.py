@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-
 import weakref
 
 import numpy as np
@@ -52,8 +51,7 @@ from lgh_tf.data import schema
 from lgh_tf.evaluation import metrics
 
 # Eq. 3 and the scale-based root depth live in lgh_tf.geometry; their names stay importable here.
-from lgh_tf.geometry import (FALLBACK_ROOT_DEPTH_M, NOMINAL_SCALE_M, back_project,  # noqa: F401
-                             root_depth_from_scale)
+from lgh_tf.geometry import FALLBACK_ROOT_DEPTH_M, NOMINAL_SCALE_M, back_project, root_depth_from_scale  # noqa: F401
 from lgh_tf.geometry import lift as lift_numpy
 
 # TensorFlow and the tf.data pipeline are imported where they are used, so that a missing data set

@@ -346,7 +346,7 @@ def pck_curve(errors, thresholds, visible=None, *, pooled: bool = False) -> np.n
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     # np.trapezoid is NumPy >= 2.0 (np.trapz is gone there); the fallback serves NumPy 1.26.
-    integrate = getattr(np, "trapezoid", None) or getattr(np, "trapz")
+    integrate = getattr(np, "trapezoid", None) or np.trapz
     return float(integrate(y, x))
 
 

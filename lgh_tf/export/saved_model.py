@@ -314,7 +314,7 @@ def _export_info(model, version, signatures):
     return {
         "format": "lgh_tf SavedModel (TF Serving layout)",
         "version": version,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "model_config": dataclasses.asdict(config),
