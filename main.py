@@ -224,6 +224,7 @@ def run_groups():
 def run_eval():
     """--mode=eval: the paper's protocol for --dataset, a table, results.json and PNGs."""
     from lgh_tf.evaluation import evaluate
+    from lgh_tf.model.io import load_models
 
     checkpoints = [path.strip() for path in FLAGS.checkpoint.split(",") if path.strip()]
     if not checkpoints:
@@ -235,7 +236,7 @@ def run_eval():
             FLAGS.dataset, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir, seed=FLAGS.synthetic_seed,
             synthetic_test=FLAGS.synthetic_test, reader_options=reader_options(),
         )
-        models = evaluate.load_models(checkpoints)
+        models = load_models(checkpoints)
         dataset = evaluate.make_eval_dataset(
             FLAGS.dataset, records, output_size=models[0].config.input_size,
             batch_size=FLAGS.batch_size, scales=scales,
@@ -273,8 +274,8 @@ def run_predict():
         return run_predict_video(checkpoints, out_dir, options)
     with user_errors():
         result, paths = predict.run(
-            checkpoints, FLAGS.image, out_dir=out_dir, intrinsics=FLAGS.intrinsics or None,
-            box=FLAGS.box or None, scale=FLAGS.scale, root_depth=FLAGS.root_depth,
+            checkpoints, FLAGS.image, out_dir=out_dir, intrinsics=intrinsics_flag(),
+            box=box_flag(), scale=FLAGS.scale, root_depth=FLAGS.root_depth,
             detections=FLAGS.detections or None, **options,
         )
     confidence = "n/a" if result["confidence"] is None else f"{result['confidence']:.2f}"
@@ -296,11 +297,12 @@ def run_predict_video(checkpoints, out_dir, options):
         source = video.open_frames(FLAGS.video or None, FLAGS.images or None, fps=FLAGS.fps,
                                    max_frames=FLAGS.max_frames)
         detections = predict.read_detections(FLAGS.detections) if FLAGS.detections else None
-        if FLAGS.intrinsics:
-            predict.parse_intrinsics(FLAGS.intrinsics)
+        intrinsics = intrinsics_flag()
+        if intrinsics is not None:
+            predict.intrinsics_matrix(intrinsics)  # bad values fail before the model loads
         predictor = predict.load_predictor(checkpoints)
         one_euro = video.OneEuroConfig(FLAGS.smoothing_min_cutoff, FLAGS.smoothing_beta, FLAGS.smoothing_d_cutoff)
-        summary = video.run(predictor, source, out_dir, view_3d=FLAGS.view_3d, intrinsics=FLAGS.intrinsics or None,
+        summary = video.run(predictor, source, out_dir, view_3d=FLAGS.view_3d, intrinsics=intrinsics,
                             scale=FLAGS.scale, smoothing=FLAGS.smoothing, one_euro=one_euro,
                             detections=detections, **options)
     print(f"{summary['frames']} frames, a hand in {summary['detected']} ({summary['hands']['right']} right, "
@@ -310,6 +312,16 @@ def run_predict_video(checkpoints, out_dir, options):
         print(f"skipped {name}: {why}")
     for what, path in summary["paths"].items():
         print(f"wrote {what}: {path}")
+
+
+def intrinsics_flag():
+    """--intrinsics as (fx, fy, cx, cy), None when not given."""
+    return lgh_flags.parse_numbers(FLAGS.intrinsics, 4, "intrinsics", "fx,fy,cx,cy")
+
+
+def box_flag():
+    """--box as (x, y, w, h), None when not given."""
+    return lgh_flags.parse_numbers(FLAGS.box, 4, "box", "x,y,w,h")
 
 
 def run_export():

@@ -1,5 +1,8 @@
-"""absl flag definitions for main.py. One flagfile per data set (flags/<dataset>.cfg) sets its
-defaults; main.py reads flags/<dataset>.cfg before the command line, so explicit flags win."""
+"""absl flag definitions for main.py, and the parsing of text flag values (the library takes
+numbers). One flagfile per data set (flags/<dataset>.cfg) sets its defaults; main.py reads
+flags/<dataset>.cfg before the command line, so explicit flags win."""
+
+import math
 
 from absl import flags
 
@@ -116,3 +119,20 @@ flags.DEFINE_boolean("fold_batch_norms", True, "Export with every BatchNorm fold
 flags.DEFINE_string("tflite", "none", "TFLite variants to convert after the export, comma-separated: "
                     "none,float32,float16,dynamic_int8,int8 (int8 is calibrated on synthetic crops).")
 flags.DEFINE_integer("representative_samples", 100, "Synthetic crops calibrating the int8 TFLite variant.")
+
+
+def parse_numbers(text, count, name, meaning):
+    """``count`` comma-separated finite numbers from a text flag (--box, --intrinsics), None when
+    the flag is blank, or a ValueError naming ``name`` (main.py turns it into ``error: ...``)."""
+    if text is None or not str(text).strip():
+        return None
+    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"{name}: cannot parse {text!r} as {count} numbers {meaning}") from None
+    if len(values) != count:
+        raise ValueError(f"{name}: expected {count} numbers {meaning}, got {len(values)} in {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{name}: {text!r} has a non-finite value")
+    return values

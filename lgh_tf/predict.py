@@ -2,8 +2,8 @@
 
     from lgh_tf import predict
     predictor = predict.load_predictor("runs/synthetic")        # or .pth, .weights.h5, SavedModel
-    result = predict.predict_image(predictor, "hand.jpg", box="120,80,200,220",
-                                   intrinsics="600,600,320,240", scale=0.04, root_depth=0.5)
+    result = predict.predict_image(predictor, "hand.jpg", box=(120, 80, 200, 220),
+                                   intrinsics=(600, 600, 320, 240), scale=0.04, root_depth=0.5)
     paths = predict.write_outputs(result, "runs/predict")
 
 Geometry (``lgh_tf.geometry``). Pixel centres sit at integer coordinates (as in the data
@@ -25,7 +25,6 @@ mirrors the crop, ``hand="auto"`` tries both.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -35,7 +34,6 @@ from lgh_tf import geometry
 from lgh_tf.data.schema import JOINT_NAMES, NUM_JOINTS, SCALE_BONE
 
 BOX_MARGIN = geometry.CROP_MARGIN
-_SAVED_MODEL_SIGNATURES = ("predict_float", "serving_default")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,94 +66,19 @@ class Predictor:
         return out["uv"], out["depth"]
 
 
-def find_saved_model(path):
-    """The SavedModel directory under ``path`` (itself, or the highest numbered version of a TF
-    Serving base directory), or None when ``path`` holds none."""
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        return None
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = [d for d in glob.glob(os.path.join(path, "*"))
-                if os.path.basename(d).isdigit() and os.path.isfile(os.path.join(d, "saved_model.pb"))]
-    if versions:
-        return max(versions, key=lambda d: int(os.path.basename(d)))
-    return None
-
-
-def _saved_model_function(directory):
-    """(fn(images) -> (uv, depth), input size) from a SavedModel with a ``predict_float`` (or
-    ``serving_default``) signature taking one image tensor and returning ``uv`` and ``depth``."""
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(directory)
-    signature, name = None, None
-    for candidate in _SAVED_MODEL_SIGNATURES:
-        if candidate in loaded.signatures:
-            signature, name = loaded.signatures[candidate], candidate
-            break
-    if signature is None:
-        raise ValueError(f"SavedModel {directory} has none of the signatures {_SAVED_MODEL_SIGNATURES} "
-                         f"(it has {sorted(loaded.signatures)})")
-    specs = signature.structured_input_signature[1]
-    if len(specs) != 1:
-        image_keys = [k for k in specs if "image" in k]
-        if len(image_keys) != 1:
-            raise ValueError(f"SavedModel {directory}: signature {name!r} takes {sorted(specs)}; "
-                             "expected one image input")
-        input_name = image_keys[0]
-    else:
-        input_name = next(iter(specs))
-    spec = specs[input_name]
-    size = spec.shape[1] if spec.shape.rank == 4 else None
-    if size is None:
-        size = getattr(loaded, "input_size", None)
-        size = int(size.numpy()) if hasattr(size, "numpy") else size
-    if not size:
-        raise ValueError(f"SavedModel {directory}: input {input_name!r} has no static size "
-                         f"({spec.shape}) and the model no input_size attribute")
-    outputs = signature.structured_outputs
-    missing = [k for k in ("uv", "depth") if k not in outputs]
-    if missing:
-        raise ValueError(f"SavedModel {directory}: signature {name!r} returns {sorted(outputs)}; "
-                         "expected 'uv' and 'depth'")
-
-    def run(images):
-        tensor = tf.convert_to_tensor(images, tf.float32)
-        if spec.dtype == tf.uint8:
-            tensor = tf.cast(tf.round(tf.clip_by_value(tensor, 0.0, 1.0) * 255.0), tf.uint8)
-        else:
-            tensor = tf.cast(tensor, spec.dtype)
-        out = signature(**{input_name: tensor})
-        heatmaps = out["heatmaps"].numpy() if "heatmaps" in out else None
-        return out["uv"].numpy(), out["depth"].numpy(), heatmaps
-
-    return run, int(size)
-
-
 def load_predictor(paths):
     """A :class:`Predictor` for one model path or a list (an ensemble: mean uv and depth).
 
-    Each path may be a training directory or checkpoint prefix, an authors' ``.pth``, a
-    ``.weights.h5`` with its ``.config.json`` (``lgh_tf.model.io.load_model``), or a SavedModel
-    directory (``saved_model.pb`` inside, or a TF Serving base directory with numbered versions),
-    used through its ``predict_float`` signature (``serving_default`` otherwise), or a ``.tflite``
-    file from ``--mode=export --tflite`` (run with ai-edge-litert).
+    Each path is anything ``lgh_tf.model.io.load_function`` reads: a training directory or
+    checkpoint prefix, an authors' ``.pth``, a ``.weights.h5`` with its ``.config.json``, a
+    SavedModel directory (or a TF Serving base directory) or a ``.tflite`` file.
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = [os.fspath(p) for p in paths if os.fspath(p)]
-    if not paths:
-        raise ValueError("checkpoint: no model path given")
+    from lgh_tf.model import io
+
+    paths = io.model_paths(paths)
     functions, sizes = [], []
     for path in paths:
-        saved_model = find_saved_model(path)
-        if path.endswith(".tflite"):
-            fn, size = _tflite_function(path)
-        elif saved_model is not None:
-            fn, size = _saved_model_function(saved_model)
-        else:
-            fn, size = _keras_function(path)
+        fn, size = io.load_function(path)
         functions.append(fn)
         sizes.append(size)
     if len(set(sizes)) != 1:
@@ -164,76 +87,43 @@ def load_predictor(paths):
     return Predictor(functions, sizes[0], description)
 
 
-def _keras_function(path):
-    import tensorflow as tf
-
-    from lgh_tf.evaluation.evaluate import load_models
-
-    [model] = load_models([path])
-
-    @tf.function(reduce_retracing=True)
-    def run(images):
-        out = model(images, training=False)
-        return out["uv"], out["depth"], out["heatmaps"]
-
-    def call(images):
-        return tuple(t.numpy() for t in run(tf.convert_to_tensor(images, tf.float32)))
-
-    return call, model.config.input_size
-
-
-def _tflite_function(path):
-    from lgh_tf.export.tflite import TFLiteRunner
-
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint: no such TFLite file {path}")
-    runner = TFLiteRunner(path)
-
-    def call(images):
-        out = runner(images)
-        return out["uv"], out["depth"], out.get("heatmaps")
-
-    return call, runner.input_size
-
-
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_floats(text, count, name, meaning):
-    """``count`` comma-separated finite numbers from ``text``, or a ValueError naming ``name``."""
-    if isinstance(text, (list, tuple, np.ndarray)):
-        parts = list(np.asarray(text, dtype=object).reshape(-1))
-    else:
-        parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
+def numbers(values, count, name, meaning):
+    """``count`` finite numbers from a sequence, or a ValueError naming ``name``. Text such as
+    ``"x,y,w,h"`` is the command line's to parse (``flags.lgh_flags.parse_numbers``)."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name}: expected {count} numbers {meaning}, got the text {values!r}")
     try:
-        values = [float(p) for p in parts]
+        result = [float(v) for v in np.asarray(values, dtype=object).reshape(-1)]
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: cannot parse {text!r} as {count} numbers {meaning}") from None
-    if len(values) != count:
-        raise ValueError(f"{name}: expected {count} numbers {meaning}, got {len(values)} in {text!r}")
-    if not all(np.isfinite(values)):
-        raise ValueError(f"{name}: {text!r} has a non-finite value")
-    return values
+        raise ValueError(f"{name}: {values!r} is not {count} numbers {meaning}") from None
+    if len(result) != count:
+        raise ValueError(f"{name}: expected {count} numbers {meaning}, got {len(result)} in {values!r}")
+    if not all(np.isfinite(result)):
+        raise ValueError(f"{name}: {values!r} has a non-finite value")
+    return result
 
 
-def parse_intrinsics(text):
-    """``"fx,fy,cx,cy"`` (pixels) -> the 3x3 camera matrix; a 3x3 matrix is passed through."""
-    if isinstance(text, np.ndarray) and text.shape == (3, 3):
-        matrix = text.astype(np.float64)
+def intrinsics_matrix(intrinsics):
+    """(fx, fy, cx, cy) (pixels) -> the 3x3 camera matrix; a 3x3 matrix is checked and passed through."""
+    if isinstance(intrinsics, np.ndarray) and intrinsics.shape == (3, 3):
+        matrix = intrinsics.astype(np.float64)
         if not np.all(np.isfinite(matrix)) or not np.allclose(matrix[2], (0, 0, 1)):
             raise ValueError("intrinsics: a 3x3 matrix must be finite with last row (0, 0, 1)")
         return matrix
-    fx, fy, cx, cy = parse_floats(text, 4, "intrinsics", "fx,fy,cx,cy")
+    fx, fy, cx, cy = numbers(intrinsics, 4, "intrinsics", "fx,fy,cx,cy")
     if fx <= 0 or fy <= 0:
         raise ValueError(f"intrinsics: focal lengths must be positive, got fx={fx:g}, fy={fy:g}")
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def parse_box(text, image_width, image_height):
-    """``"x,y,w,h"`` (pixels of the image) -> (x, y, w, h); it must overlap the image."""
-    x, y, w, h = parse_floats(text, 4, "box", "x,y,w,h")
+def check_box(box, image_width, image_height):
+    """(x, y, w, h) (pixels of the image) as floats; it must overlap the image."""
+    x, y, w, h = numbers(box, 4, "box", "x,y,w,h")
     if w <= 0 or h <= 0:
         raise ValueError(f"box: width and height must be positive, got w={w:g}, h={h:g}")
     if x >= image_width or y >= image_height or x + w <= 0 or y + h <= 0:
@@ -387,10 +277,9 @@ def load_inputs(image, *, intrinsics=None, box=None, scale=None, root_depth=None
         source = None
         rgb, notes = to_rgb_uint8(image)
     height, width = rgb.shape[:2]
-    blank = lambda value: value is None or (isinstance(value, str) and not value.strip())  # noqa: E731
-    K = None if blank(intrinsics) else parse_intrinsics(intrinsics)
-    box = None if blank(box) else parse_box(box, width, height)
-    boxes = [parse_box(b, width, height) for b in (boxes or [])]
+    K = None if intrinsics is None else intrinsics_matrix(intrinsics)
+    box = None if box is None else check_box(box, width, height)
+    boxes = [check_box(b, width, height) for b in (boxes or [])]
     return {
         "rgb": rgb, "source": source, "K": K, "box": box, "boxes": boxes, "scale": _positive(scale, "scale"),
         "root_depth": _positive(root_depth, "root_depth"), "notes": notes,
@@ -440,9 +329,9 @@ def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, ro
       predictor: a :class:`Predictor` (``load_predictor``).
       image: a file path (EXIF orientation applied), or an (H, W, C) RGB(A)/grey array; or the dict
         of ``load_inputs`` (then the other input arguments are ignored).
-      intrinsics: ``"fx,fy,cx,cy"`` (or a 3x3 matrix) of the original image, or None (with
+      intrinsics: (fx, fy, cx, cy) (or a 3x3 matrix) of the original image, or None (with
         ``assume_camera``: ``field_of_view`` degrees across the longer side).
-      box: ``"x,y,w,h"`` (or a 4-sequence) around the hand in original pixels, or None: the hand is
+      box: (x, y, w, h) around the hand in original pixels, or None: the hand is
         searched for with the network (``lgh_tf.localize``).
       scale: hand scale, the length of the middle finger's MCP-PIP bone, in the unit wanted for
         xyz (metres, say); None: ``geometry.NOMINAL_SCALE_M`` with ``assume_camera``.
@@ -647,7 +536,7 @@ def run(checkpoints, image, *, out_dir="runs/predict", intrinsics=None, box=None
 
 __all__ = [
     "BOX_MARGIN", "NUM_JOINTS", "Predictor", "camera_and_scale", "crop_for_box", "exif_orientation",
-    "find_saved_model", "lift_hand", "load_inputs", "load_predictor", "read_detections",
-    "map_points", "parse_box", "parse_intrinsics", "predict_image", "read_image", "render_crop",
+    "lift_hand", "load_inputs", "load_predictor", "read_detections",
+    "map_points", "check_box", "intrinsics_matrix", "numbers", "predict_image", "read_image", "render_crop",
     "run", "square_crop_matrix", "to_rgb_uint8", "write_outputs",
 ]

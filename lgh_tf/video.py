@@ -203,7 +203,7 @@ def track(predictor, source, *, hand="right", intrinsics=None, scale=None,
     filter_2d, filter_3d = OneEuroFilter(one_euro), OneEuroFilter(one_euro)
     detections = detections or {}
     prior, tracked_hand = None, None
-    K = None if intrinsics is None else predict.parse_intrinsics(intrinsics)
+    K = None if intrinsics is None else predict.intrinsics_matrix(intrinsics)
     options = dict(iterations=iterations, min_confidence=min_confidence, min_hand_px=min_hand_px)
     for index, name, rgb in source.frames:
         height, width = rgb.shape[:2]

@@ -46,7 +46,7 @@ def test_box_crop_maps_back_by_hand():
     uv_crop[1] = (0.0, 0.0)
     uv_crop[2] = (63.0, 10.0)
     image = np.zeros((200, 300, 3), np.uint8)
-    result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, box="100,50,40,80",
+    result = predict.predict_image(fake_predictor(uv_crop, np.zeros(21)), image, box=(100, 50, 40, 80),
                                    assume_camera=False)
     uv = np.array(result["uv"])
     np.testing.assert_allclose(uv[0], (119.5, 89.5), atol=1e-9)
@@ -83,14 +83,14 @@ def test_3d_from_intrinsics_scale_and_root(sample_png):
     path, sample = sample_png
     uv_gt, xyz = sample["uv"].astype(np.float64), sample["xyz"].astype(np.float64)
     K = sample["K"].astype(np.float64)
-    box = "60,40,200,210"
-    matrix, _, _ = predict.crop_for_box(predict.parse_box(box, 320, 320), 320, 320, 64)
+    box = (60, 40, 200, 210)
+    matrix, _, _ = predict.crop_for_box(predict.check_box(box, 320, 320), 320, 320, 64)
     child, parent = schema.SCALE_BONE
     scale = float(np.linalg.norm(xyz[child] - xyz[parent]))
     root = float(xyz[schema.ROOT, 2])
     depth = (xyz[:, 2] - root) / scale
     oracle = fake_predictor(predict.map_points(matrix, uv_gt), depth)
-    intrinsics = ",".join(repr(float(v)) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+    intrinsics = (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
 
     result = predict.predict_image(oracle, str(path), intrinsics=intrinsics, box=box, scale=scale,
                                    root_depth=root)
@@ -109,7 +109,7 @@ def test_outputs_are_written(sample_png, tmp_path):
     path, sample = sample_png
     oracle = fake_predictor(np.full((21, 2), 30.0) + np.arange(21)[:, None], np.linspace(-1, 1, 21))
     for name, kwargs in (("flat", dict(assume_camera=False)),
-                         ("full", dict(intrinsics="300,300,160,160", scale=0.04, root_depth=0.5))):
+                         ("full", dict(intrinsics=(300, 300, 160, 160), scale=0.04, root_depth=0.5))):
         result = predict.predict_image(oracle, str(path), **kwargs)
         paths = predict.write_outputs(result, tmp_path / name)
         data = json.loads(open(paths["json"]).read())
@@ -154,19 +154,36 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         (dict(image=str(tmp_path / "missing.png")), "image: no such file"),
         (dict(image=np.zeros((10, 10, 2), np.uint8)), "2 channels"),
         (dict(image=np.zeros((10, 10, 5), np.uint8)), "5 channels"),
-        (dict(image=rgb, intrinsics="500,500,60"), "intrinsics: expected 4 numbers"),
-        (dict(image=rgb, intrinsics="fx,500,60,50"), "intrinsics: cannot parse"),
-        (dict(image=rgb, intrinsics="-5,500,60,50"), "intrinsics: focal lengths must be positive"),
-        (dict(image=rgb, box="200,10,20,20"), "box: .* lies outside the 120x100 image"),
-        (dict(image=rgb, box="-50,10,40,20"), "box: .* lies outside"),
-        (dict(image=rgb, box="10,10,0,20"), "box: width and height must be positive"),
-        (dict(image=rgb, box="10,10,20"), "box: expected 4 numbers"),
+        (dict(image=rgb, intrinsics=(500, 500, 60)), "intrinsics: expected 4 numbers"),
+        (dict(image=rgb, intrinsics=("fx", 500, 60, 50)), "intrinsics: .* is not 4 numbers"),
+        (dict(image=rgb, intrinsics=(-5, 500, 60, 50)), "intrinsics: focal lengths must be positive"),
+        (dict(image=rgb, intrinsics=(500, 500, np.nan, 50)), "intrinsics: .* non-finite"),
+        (dict(image=rgb, box=(200, 10, 20, 20)), "box: .* lies outside the 120x100 image"),
+        (dict(image=rgb, box=(-50, 10, 40, 20)), "box: .* lies outside"),
+        (dict(image=rgb, box=(10, 10, 0, 20)), "box: width and height must be positive"),
+        (dict(image=rgb, box=(10, 10, 20)), "box: expected 4 numbers"),
         (dict(image=rgb, scale=-1.0), "scale: must be a positive number"),
     ]
     for kwargs, message in cases:
         image = kwargs.pop("image")
         with pytest.raises(ValueError, match=message):
             predict.predict_image(oracle, image, **kwargs)
+
+
+def test_box_and_intrinsics_text_is_parsed_by_the_command_line():
+    """The library takes numbers; the flags' text "x,y,w,h" / "fx,fy,cx,cy" is parsed on the CLI side."""
+    from flags.lgh_flags import parse_numbers
+
+    assert parse_numbers("60,40, 200 210", 4, "box", "x,y,w,h") == [60.0, 40.0, 200.0, 210.0]
+    assert parse_numbers("", 4, "box", "x,y,w,h") is None and parse_numbers("  ", 4, "box", "") is None
+    for text, message in (("500,500,60", "intrinsics: expected 4 numbers fx,fy,cx,cy, got 3 in '500,500,60'"),
+                          ("fx,500,60,50", "intrinsics: cannot parse 'fx,500,60,50' as 4 numbers"),
+                          ("500,500,nan,50", "intrinsics: '500,500,nan,50' has a non-finite value")):
+        with pytest.raises(ValueError, match=message):
+            parse_numbers(text, 4, "intrinsics", "fx,fy,cx,cy")
+    with pytest.raises(TypeError, match="box: expected 4 numbers x,y,w,h, got the text"):
+        predict.predict_image(fake_predictor(np.zeros((21, 2)), np.zeros(21)), np.zeros((10, 10, 3), np.uint8),
+                              box="1,1,5,5")
 
 
 def test_rgba_and_grey_are_accepted(tmp_path):
@@ -225,3 +242,5 @@ def test_main_predict_end_to_end(sample_png, trained_run, tmp_path):
     result = run_main(*base, "--box=400,400,10,10", check=False)
     assert result.returncode == 2
     assert "error: box:" in result.stderr and "outside the 320x320 image" in result.stderr
+    result = run_main(*base, "--intrinsics=fx,600,160,160", check=False)
+    assert result.returncode == 2 and "error: intrinsics: cannot parse 'fx,600,160,160'" in result.stderr

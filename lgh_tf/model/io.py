@@ -1,5 +1,11 @@
-"""Loading a trained model from whatever the user has: a training directory or checkpoint, an
-authors' .pth, or Keras weights (.weights.h5 with the .config.json the converter writes).
+"""Loading a trained model from whatever the user has: the one loader of every mode (eval, predict,
+video, export, groups, tools; resuming training has its own, ``training.loop``).
+
+- ``load_model`` / ``load_models``: a Keras ``LearnableGroupsNet`` from a training directory or
+  checkpoint prefix, an authors' .pth, or Keras weights (.weights.h5 with the .config.json the
+  converter writes);
+- ``load_function``: ``images -> (uv, depth, heatmaps)`` from any of those, or from a SavedModel
+  (``--mode=export``) or a ``.tflite`` file, with the input size it takes (``predict``, ``video``).
 
 Every load is exact: each stored weight must find its model weight and each model weight must be
 filled (same names, same shapes), else a ``CheckpointError`` names what is extra or missing, so
@@ -8,6 +14,7 @@ never load silently. Unreadable files (a truncated ``.index`` / ``.data``, an em
 ``config.json``) give a ``CheckpointError`` or ``ValueError`` naming the file.
 """
 
+import glob
 import json
 import os
 import re
@@ -20,6 +27,7 @@ from lgh_tf.convert import CheckpointError
 from lgh_tf.model.network import LearnableGroupsNet
 
 _LISTED = 5  # names quoted in a mismatch message
+_SAVED_MODEL_SIGNATURES = ("predict_float", "serving_default")
 
 
 def _config_from_json(path):
@@ -128,8 +136,20 @@ def load_model(path):
     - a training ``model_dir`` (config.json + checkpoints/), or a checkpoint prefix inside one;
     - an authors' ``.pth`` (needs the torch extra);
     - a ``.weights.h5`` with ``<stem>.config.json`` beside it.
+
+    A checkpoint that does not fit the network of its config.json (another version of the code,
+    say) raises a short ValueError naming the path instead of TensorFlow's list of variables.
     """
     path = os.fspath(path)
+    try:
+        return _load_keras(path)
+    except AssertionError as error:
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise ValueError(f"checkpoint: {path} does not match the network described by its "
+                         f"config (written by another version of lgh_tf?): {first}") from None
+
+
+def _load_keras(path):
     if path.endswith(".pth"):
         from lgh_tf.convert import load_authors_checkpoint
 
@@ -155,3 +175,137 @@ def load_model(path):
         raise FileNotFoundError(f"training config missing: {config_path}")
     model = LearnableGroupsNet(_config_from_json(config_path)).build_for_input()
     return restore_checkpoint(model, prefix)
+
+
+def model_paths(paths):
+    """A list of non-empty paths from a list or one path; ValueError when none is left."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [os.fspath(p) for p in paths if os.fspath(p)]
+    if not paths:
+        raise ValueError("checkpoint: no model path given")
+    return paths
+
+
+def load_models(paths):
+    """``load_model`` for each path (a list: an ensemble), each checked to exist before any loads."""
+    paths = model_paths(paths)
+    for path in paths:
+        if not os.path.exists(path) and not os.path.exists(path + ".index"):
+            raise FileNotFoundError(f"checkpoint: {path} does not exist")
+    return [load_model(path) for path in paths]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference functions: Keras, SavedModel, TFLite
+# ---------------------------------------------------------------------------------------------
+
+
+def find_saved_model(path):
+    """The SavedModel directory under ``path`` (itself, or the highest numbered version of a TF
+    Serving base directory), or None when ``path`` holds none."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return None
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [d for d in glob.glob(os.path.join(path, "*"))
+                if os.path.basename(d).isdigit() and os.path.isfile(os.path.join(d, "saved_model.pb"))]
+    if versions:
+        return max(versions, key=lambda d: int(os.path.basename(d)))
+    return None
+
+
+def load_function(path):
+    """``(fn, input_size)`` for one model path: ``fn(images)`` with float32 (B, S, S, 3) RGB in
+    [0, 1] answers numpy ``(uv (B, 21, 2) input pixels, depth (B, 21), heatmaps (B, S/4, S/4, 21)
+    or None)``.
+
+    ``path`` may be anything ``load_model`` reads, a SavedModel directory (``saved_model.pb``
+    inside, or a TF Serving base directory with numbered versions), used through its
+    ``predict_float`` signature (``serving_default`` otherwise), or a ``.tflite`` file from
+    ``--mode=export --tflite`` (run with ai-edge-litert).
+    """
+    path = os.fspath(path)
+    if path.endswith(".tflite"):
+        return _tflite_function(path)
+    saved_model = find_saved_model(path)
+    if saved_model is not None:
+        return _saved_model_function(saved_model)
+    return _keras_function(path)
+
+
+def _keras_function(path):
+    [model] = load_models([path])
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+        out = model(images, training=False)
+        return out["uv"], out["depth"], out["heatmaps"]
+
+    def call(images):
+        return tuple(t.numpy() for t in run(tf.convert_to_tensor(images, tf.float32)))
+
+    return call, model.config.input_size
+
+
+def _saved_model_function(directory):
+    """(fn, input size) from a SavedModel with a ``predict_float`` (or ``serving_default``)
+    signature taking one image tensor and returning ``uv`` and ``depth`` (``heatmaps`` optional)."""
+    loaded = tf.saved_model.load(directory)
+    signature, name = None, None
+    for candidate in _SAVED_MODEL_SIGNATURES:
+        if candidate in loaded.signatures:
+            signature, name = loaded.signatures[candidate], candidate
+            break
+    if signature is None:
+        raise ValueError(f"SavedModel {directory} has none of the signatures {_SAVED_MODEL_SIGNATURES} "
+                         f"(it has {sorted(loaded.signatures)})")
+    specs = signature.structured_input_signature[1]
+    if len(specs) != 1:
+        image_keys = [k for k in specs if "image" in k]
+        if len(image_keys) != 1:
+            raise ValueError(f"SavedModel {directory}: signature {name!r} takes {sorted(specs)}; "
+                             "expected one image input")
+        input_name = image_keys[0]
+    else:
+        input_name = next(iter(specs))
+    spec = specs[input_name]
+    size = spec.shape[1] if spec.shape.rank == 4 else None
+    if size is None:
+        size = getattr(loaded, "input_size", None)
+        size = int(size.numpy()) if hasattr(size, "numpy") else size
+    if not size:
+        raise ValueError(f"SavedModel {directory}: input {input_name!r} has no static size "
+                         f"({spec.shape}) and the model no input_size attribute")
+    outputs = signature.structured_outputs
+    missing = [k for k in ("uv", "depth") if k not in outputs]
+    if missing:
+        raise ValueError(f"SavedModel {directory}: signature {name!r} returns {sorted(outputs)}; "
+                         "expected 'uv' and 'depth'")
+
+    def run(images):
+        tensor = tf.convert_to_tensor(images, tf.float32)
+        if spec.dtype == tf.uint8:
+            tensor = tf.cast(tf.round(tf.clip_by_value(tensor, 0.0, 1.0) * 255.0), tf.uint8)
+        else:
+            tensor = tf.cast(tensor, spec.dtype)
+        out = signature(**{input_name: tensor})
+        heatmaps = out["heatmaps"].numpy() if "heatmaps" in out else None
+        return out["uv"].numpy(), out["depth"].numpy(), heatmaps
+
+    return run, int(size)
+
+
+def _tflite_function(path):
+    from lgh_tf.export.tflite import TFLiteRunner
+
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint: no such TFLite file {path}")
+    runner = TFLiteRunner(path)
+
+    def call(images):
+        out = runner(images)
+        return out["uv"], out["depth"], out.get("heatmaps")
+
+    return call, runner.input_size
