@@ -333,7 +333,7 @@ def run_export():
         raise app.UsageError("--mode=export needs --checkpoint (training directory, checkpoint prefix, .pth "
                              "or .weights.h5)")
     try:
-        variants = tflite.parse_variants(FLAGS.tflite)
+        variants = tflite.check_variants(lgh_flags.parse_names(FLAGS.tflite))
     except ValueError as error:
         raise app.UsageError(f"--tflite: {error}") from None
     if variants and FLAGS.export_precision != "float32":

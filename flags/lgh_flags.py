@@ -136,3 +136,8 @@ def parse_numbers(text, count, name, meaning):
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"{name}: {text!r} has a non-finite value")
     return values
+
+
+def parse_names(text):
+    """The comma-separated names of a text flag (--tflite), blanks dropped."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]

@@ -17,8 +17,8 @@ from lgh_tf.export.saved_model import (  # noqa: F401
 from lgh_tf.export.tflite import (  # noqa: F401
     VARIANTS,
     TFLiteRunner,
+    check_variants,
     convert,
     convert_all,
-    parse_variants,
     run_tflite,
 )

@@ -45,13 +45,14 @@ def tflite_path(version_dir, variant) -> str:
     return os.path.join(os.fspath(version_dir), "tflite", f"model_{variant}.tflite")
 
 
-def parse_variants(text) -> list[str]:
-    """``"float32,float16"`` -> ["float32", "float16"]; "" or "none" -> []; unknown names raise."""
-    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+def check_variants(names) -> list[str]:
+    """The variants named (``--tflite``'s names, split by the command line), each once, in order;
+    [] for none or ["none"]; unknown names raise."""
+    names = [str(name).strip() for name in (names or []) if str(name).strip()]
     if names in ([], ["none"]):
         return []
     if "none" in names:
-        raise ValueError(f"'none' cannot be combined with other variants: {text!r}")
+        raise ValueError(f"'none' cannot be combined with other variants: {','.join(names)!r}")
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown TFLite variant(s) {unknown}; choose from none,{','.join(VARIANTS)}")
