@@ -1,5 +1,5 @@
 """Loading a trained model from whatever the user has: the one loader of every mode (eval, predict,
-video, export, groups, tools; resuming training has its own, ``training.loop``).
+video, export, groups, tools; resuming training restores with ``restore_checkpoint``).
 
 - ``load_model`` / ``load_models``: a Keras ``LearnableGroupsNet`` from a training directory or
   checkpoint prefix, an authors' .pth, or Keras weights (.weights.h5 with the .config.json the
