@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from lgh_tf.model.layers import PaddedConv2D, batch_norm
+from lgh_tf.model.layers import PaddedConv2D, batch_norm, channels_to
 
 SELECTOR_MODES = ("sample", "soft", "hard")
 
@@ -23,11 +23,18 @@ class ConvBNReLU(keras.layers.Layer):
         self.filters = filters
         self.kernel_size = kernel_size
         self.sync_batch_norm = sync_batch_norm
-        self.conv = PaddedConv2D(filters, kernel_size, name="conv")
-        self.bn = batch_norm("bn", sync_batch_norm)
+        self.conv = PaddedConv2D(filters, kernel_size, name="conv", dtype=self.dtype_policy)
+        self.bn = batch_norm("bn", sync_batch_norm, self.dtype_policy)
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.bn.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, x, training=False):
         return keras.ops.relu(self.bn(self.conv(x), training=training))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
 
     def get_config(self):
         config = super().get_config()
@@ -50,19 +57,28 @@ class ResidualBlock2D(keras.layers.Layer):
         self.strides = strides
         self.activate_main = activate_main
         self.sync_batch_norm = sync_batch_norm
-        self.conv1 = PaddedConv2D(filters, 3, strides=strides, name="conv1")
-        self.bn1 = batch_norm("bn1", sync_batch_norm)
-        self.conv2 = PaddedConv2D(filters, 3, name="conv2")
-        self.bn2 = batch_norm("bn2", sync_batch_norm)
+        dtype = self.dtype_policy
+        self.conv1 = PaddedConv2D(filters, 3, strides=strides, name="conv1", dtype=dtype)
+        self.bn1 = batch_norm("bn1", sync_batch_norm, dtype)
+        self.conv2 = PaddedConv2D(filters, 3, name="conv2", dtype=dtype)
+        self.bn2 = batch_norm("bn2", sync_batch_norm, dtype)
         self.skip_conv = None
         self.skip_bn = None
 
     def build(self, input_shape):
+        self.conv1.build(input_shape)
+        shape = self.conv1.compute_output_shape(input_shape)
+        self.bn1.build(shape)
+        self.conv2.build(shape)
+        self.bn2.build(shape)
+        # Whether the skip needs a projection depends on the input's channels, known only here.
         if input_shape[-1] != self.filters or self.strides != 1:
             self.skip_conv = keras.layers.Conv2D(
-                self.filters, 1, strides=self.strides, name="skip_conv"
+                self.filters, 1, strides=self.strides, name="skip_conv", dtype=self.dtype_policy
             )
-            self.skip_bn = batch_norm("skip_bn", self.sync_batch_norm)
+            self.skip_bn = batch_norm("skip_bn", self.sync_batch_norm, self.dtype_policy)
+            self.skip_conv.build(input_shape)
+            self.skip_bn.build(shape)
 
     def call(self, x, training=False):
         y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
@@ -71,6 +87,9 @@ class ResidualBlock2D(keras.layers.Layer):
             y = keras.ops.relu(y)
         skip = x if self.skip_conv is None else self.skip_bn(self.skip_conv(x), training=training)
         return keras.ops.relu(y + skip)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv1.compute_output_shape(input_shape)
 
     def get_config(self):
         config = super().get_config()
@@ -92,11 +111,20 @@ class UpBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.sync_batch_norm = sync_batch_norm
-        self.deconv = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name="deconv")
-        self.bn = batch_norm("bn", sync_batch_norm)
+        self.deconv = keras.layers.Conv2DTranspose(
+            filters, 4, strides=2, padding="same", name="deconv", dtype=self.dtype_policy
+        )
+        self.bn = batch_norm("bn", sync_batch_norm, self.dtype_policy)
+
+    def build(self, input_shape):
+        self.deconv.build(input_shape)
+        self.bn.build(self.deconv.compute_output_shape(input_shape))
 
     def call(self, x, training=False):
         return keras.ops.relu(self.bn(self.deconv(x), training=training))
+
+    def compute_output_shape(self, input_shape):
+        return self.deconv.compute_output_shape(input_shape)
 
     def get_config(self):
         config = super().get_config()
@@ -113,8 +141,17 @@ class GroupTrunk(keras.layers.Layer):
         self.channels = channels
         self.hidden = hidden
         self.sync_batch_norm = sync_batch_norm
-        self.block1 = ResidualBlock2D(hidden, sync_batch_norm=sync_batch_norm, name="block1")
-        self.block2 = ResidualBlock2D(channels, sync_batch_norm=sync_batch_norm, name="block2")
+        dtype = self.dtype_policy
+        self.block1 = ResidualBlock2D(hidden, sync_batch_norm=sync_batch_norm, name="block1", dtype=dtype)
+        self.block2 = ResidualBlock2D(channels, sync_batch_norm=sync_batch_norm, name="block2", dtype=dtype)
+
+    def build(self, heatmaps_shape, features_shape):
+        shape = channels_to(heatmaps_shape, heatmaps_shape[-1] + features_shape[-1])
+        self.block1.build(shape)
+        self.block2.build(self.block1.compute_output_shape(shape))
+
+    def compute_output_shape(self, heatmaps_shape, features_shape):
+        return channels_to(heatmaps_shape, self.channels)
 
     def call(self, heatmaps, features, training=False):
         x = keras.ops.concatenate([heatmaps, features], axis=-1)
@@ -138,16 +175,34 @@ class GroupBranch(keras.layers.Layer):
         super().__init__(**kwargs)
         self.channels = channels
         self.sync_batch_norm = sync_batch_norm
-        c, sync = channels, sync_batch_norm
-        self.entry = ConvBNReLU(c, 1, sync_batch_norm=sync, name="entry")
-        self.res = ResidualBlock2D(c, sync_batch_norm=sync, name="res")
-        self.down1 = ResidualBlock2D(c, strides=2, activate_main=True, sync_batch_norm=sync, name="down1")
-        self.down2 = ResidualBlock2D(c, strides=2, activate_main=True, sync_batch_norm=sync, name="down2")
-        self.up2 = UpBlock(c, sync_batch_norm=sync, name="up2")
-        self.merge1 = ConvBNReLU(c, 1, sync_batch_norm=sync, name="merge1")
-        self.up1 = UpBlock(c, sync_batch_norm=sync, name="up1")
-        self.merge0 = ConvBNReLU(2 * c, 1, sync_batch_norm=sync, name="merge0")
-        self.exit = ResidualBlock2D(c, sync_batch_norm=sync, name="exit")
+        c, sync, dtype = channels, sync_batch_norm, self.dtype_policy
+        self.entry = ConvBNReLU(c, 1, sync_batch_norm=sync, name="entry", dtype=dtype)
+        self.res = ResidualBlock2D(c, sync_batch_norm=sync, name="res", dtype=dtype)
+        self.down1 = ResidualBlock2D(c, strides=2, activate_main=True, sync_batch_norm=sync, name="down1", dtype=dtype)
+        self.down2 = ResidualBlock2D(c, strides=2, activate_main=True, sync_batch_norm=sync, name="down2", dtype=dtype)
+        self.up2 = UpBlock(c, sync_batch_norm=sync, name="up2", dtype=dtype)
+        self.merge1 = ConvBNReLU(c, 1, sync_batch_norm=sync, name="merge1", dtype=dtype)
+        self.up1 = UpBlock(c, sync_batch_norm=sync, name="up1", dtype=dtype)
+        self.merge0 = ConvBNReLU(2 * c, 1, sync_batch_norm=sync, name="merge0", dtype=dtype)
+        self.exit = ResidualBlock2D(c, sync_batch_norm=sync, name="exit", dtype=dtype)
+
+    def build(self, input_shape):
+        # In the order call() runs them (projection skips draw their initial seeds as they are made).
+        c = self.channels
+        self.entry.build(input_shape)
+        s0 = self.entry.compute_output_shape(input_shape)
+        self.res.build(s0)
+        self.down1.build(s0)
+        s2 = self.down1.compute_output_shape(s0)
+        self.down2.build(s2)
+        self.up2.build(self.down2.compute_output_shape(s2))
+        self.merge1.build(channels_to(s2, 2 * c))
+        self.up1.build(channels_to(s2, c))
+        self.merge0.build(channels_to(s0, 3 * c))
+        self.exit.build(channels_to(s0, 2 * c))
+
+    def compute_output_shape(self, input_shape):
+        return channels_to(input_shape, self.channels)
 
     def call(self, t, training=False):
         b0 = self.entry(t, training=training)
@@ -197,10 +252,20 @@ class GroupFeatureFusion(keras.layers.Layer):
                 ),
                 bias_initializer="zeros",
                 name=f"conv_{k}",
+                dtype=self.dtype_policy,
             )
             for k in range(num_groups)
         ]
-        self.bns = [batch_norm(f"bn_{k}", sync_batch_norm) for k in range(num_groups)]
+        self.bns = [batch_norm(f"bn_{k}", sync_batch_norm, self.dtype_policy) for k in range(num_groups)]
+
+    def build(self, group_features_shape):
+        stacked = channels_to(group_features_shape[0], self.num_groups * group_features_shape[0][-1])
+        for conv, bn in zip(self.convs, self.bns):
+            conv.build(stacked)
+            bn.build(channels_to(stacked, self.channels))
+
+    def compute_output_shape(self, group_features_shape):
+        return [channels_to(group_features_shape[0], self.channels)] * self.num_groups
 
     def call(self, group_features, training=False):
         # [F^1 .. F^K] on the channel axis, as stack + reshape (the same memory layout as a concat):

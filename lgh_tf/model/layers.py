@@ -11,12 +11,18 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
-def batch_norm(name: str, synchronized: bool = False) -> keras.layers.BatchNormalization:
+def batch_norm(name: str, synchronized: bool = False, dtype=None) -> keras.layers.BatchNormalization:
     """A BatchNorm with the reference's epsilon and momentum; ``synchronized``: statistics over the
-    global batch under tf.distribute (Keras all-reduces them per layer and step)."""
+    global batch under tf.distribute (Keras all-reduces them per layer and step); ``dtype``: the
+    owning layer's dtype policy."""
     return keras.layers.BatchNormalization(
-        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=synchronized, name=name
+        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=synchronized, name=name, dtype=dtype
     )
+
+
+def channels_to(shape, channels):
+    """``shape`` (a tuple, channels last) with its last axis set to ``channels``."""
+    return tuple(shape[:-1]) + (channels,)
 
 
 @keras.saving.register_keras_serializable(package="lgh_tf")
@@ -36,7 +42,7 @@ class PaddedConv2D(keras.layers.Layer):
         pad = (kernel_size - 1) // 2
         self.pad = None
         if strides > 1 and pad > 0:
-            self.pad = keras.layers.ZeroPadding2D(pad, name="pad")
+            self.pad = keras.layers.ZeroPadding2D(pad, name="pad", dtype=self.dtype_policy)
         self.conv = keras.layers.Conv2D(
             filters,
             kernel_size,
@@ -44,6 +50,7 @@ class PaddedConv2D(keras.layers.Layer):
             padding="same" if self.pad is None else "valid",
             use_bias=use_bias,
             name="conv",
+            dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):

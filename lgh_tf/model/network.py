@@ -12,6 +12,7 @@ from lgh_tf.model.grouped_features import (
     GroupTrunk,
     JointGroupSelector,
 )
+from lgh_tf.model.layers import channels_to
 from lgh_tf.model.recovery import PoseMapHead, SoftArgmax2D, combine_groups
 from lgh_tf.model.shared_features import HourglassBackbone
 
@@ -36,6 +37,7 @@ class LearnableGroupsNet(keras.Model):
     """
 
     def __init__(self, config: ModelConfig | dict | None = None, **kwargs):
+        # kwargs as any Keras layer's: ``dtype="mixed_bfloat16"`` gives every sub-layer that policy.
         super().__init__(**kwargs)
         if config is None:
             config = ModelConfig()
@@ -45,30 +47,34 @@ class LearnableGroupsNet(keras.Model):
         c = self.config
         k = c.num_groups
         self.use_fusion = c.fusion and k > 1
+        dtype = self.dtype_policy
         self.backbone = HourglassBackbone(
-            c.num_joints, c.backbone_filters, c.hourglass_depth, c.sync_batch_norm, name="backbone"
+            c.num_joints, c.backbone_filters, c.hourglass_depth, c.sync_batch_norm, name="backbone", dtype=dtype
         )
-        self.backbone_readout = SoftArgmax2D(c.num_joints, learnable_beta=False, name="backbone_readout")
+        self.backbone_readout = SoftArgmax2D(
+            c.num_joints, learnable_beta=False, name="backbone_readout", dtype=dtype
+        )
         sync = c.sync_batch_norm
-        self.trunk = GroupTrunk(c.group_channels, c.trunk_hidden, sync, name="trunk")
-        self.branches = [GroupBranch(c.group_channels, sync, name=f"branch_{j}") for j in range(k)]
+        self.trunk = GroupTrunk(c.group_channels, c.trunk_hidden, sync, name="trunk", dtype=dtype)
+        self.branches = [GroupBranch(c.group_channels, sync, name=f"branch_{j}", dtype=dtype) for j in range(k)]
         self.fusion = (
-            GroupFeatureFusion(k, c.group_channels, sync_batch_norm=sync, name="fusion")
+            GroupFeatureFusion(k, c.group_channels, sync_batch_norm=sync, name="fusion", dtype=dtype)
             if self.use_fusion else None
         )
         self.heatmap_heads = [
-            PoseMapHead(c.num_joints, c.group_channels, name=f"heatmap_head_{j}") for j in range(k)
+            PoseMapHead(c.num_joints, c.group_channels, name=f"heatmap_head_{j}", dtype=dtype) for j in range(k)
         ]
         self.depth_heads = [
-            PoseMapHead(c.num_joints, c.group_channels, name=f"depth_head_{j}") for j in range(k)
+            PoseMapHead(c.num_joints, c.group_channels, name=f"depth_head_{j}", dtype=dtype) for j in range(k)
         ]
-        self.readouts = [SoftArgmax2D(c.num_joints, name=f"readout_{j}") for j in range(k)]
+        self.readouts = [SoftArgmax2D(c.num_joints, name=f"readout_{j}", dtype=dtype) for j in range(k)]
         self.selector = JointGroupSelector(
             c.num_joints,
             k,
             fixed_groups=MANUAL_GROUPS if c.grouping == "manual" else None,
             seed=c.selector_seed,
             name="selector",
+            dtype=dtype,
         )
         # tau of Eq. 8, annealed by training (training/schedules.py) and saved with the weights.
         self.temperature = self.add_weight(
@@ -78,10 +84,29 @@ class LearnableGroupsNet(keras.Model):
             name="temperature",
         )
 
+    def build(self, input_shape):
+        # In the order call() runs them (projection skips draw their initial seeds as they are made).
+        heatmaps_shape, features_shape = self.backbone.compute_output_shape(input_shape)
+        self.backbone.build(input_shape)
+        self.backbone_readout.build(heatmaps_shape)
+        self.trunk.build(heatmaps_shape, features_shape)
+        group_shape = self.trunk.compute_output_shape(heatmaps_shape, features_shape)
+        for branch in self.branches:
+            branch.build(group_shape)
+        if self.fusion is not None:
+            self.fusion.build([group_shape] * len(self.branches))
+        maps_shape = channels_to(group_shape, self.config.num_joints)
+        for heat_head, depth_head, readout in zip(self.heatmap_heads, self.depth_heads, self.readouts):
+            heat_head.build(group_shape)
+            depth_head.build(group_shape)
+            readout.build(maps_shape, maps_shape)
+        self.selector.build(())
+
     def build_for_input(self):
-        """Creates every variable by running one small batch (subclassed models build lazily)."""
-        size = self.config.input_size
-        self(tf.zeros((1, size, size, 3)), training=False)
+        """Creates every variable for ``config.input_size`` inputs; returns the model."""
+        if not self.built:
+            size = self.config.input_size
+            self.build((None, size, size, 3))
         return self
 
     def call(self, images, training=False, selector=None, temperature=None):

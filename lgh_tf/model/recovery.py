@@ -15,11 +15,18 @@ class PoseMapHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.hidden = hidden
-        self.conv1 = keras.layers.Conv2D(hidden, 3, padding="same", name="conv1")
-        self.conv2 = keras.layers.Conv2D(num_joints, 3, padding="same", name="conv2")
+        self.conv1 = keras.layers.Conv2D(hidden, 3, padding="same", name="conv1", dtype=self.dtype_policy)
+        self.conv2 = keras.layers.Conv2D(num_joints, 3, padding="same", name="conv2", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        self.conv2.build(self.conv1.compute_output_shape(input_shape))
 
     def call(self, x):
         return self.conv2(keras.ops.relu(self.conv1(x)))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_joints,)
 
     def get_config(self):
         config = super().get_config()

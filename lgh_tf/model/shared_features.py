@@ -6,7 +6,7 @@ authors' release builds it (shared/reference/README.md, "Shared feature extracti
 
 import keras
 
-from lgh_tf.model.layers import PaddedConv2D, batch_norm
+from lgh_tf.model.layers import PaddedConv2D, batch_norm, channels_to
 
 
 @keras.saving.register_keras_serializable(package="lgh_tf")
@@ -22,17 +22,27 @@ class BottleneckResidual(keras.layers.Layer):
         self.filters = filters
         self.sync_batch_norm = sync_batch_norm
         half = filters // 2
-        self.bn = batch_norm("bn", sync_batch_norm)
-        self.conv1 = keras.layers.Conv2D(half, 1, name="conv1")
-        self.bn1 = batch_norm("bn1", sync_batch_norm)
-        self.conv2 = keras.layers.Conv2D(half, 3, padding="same", name="conv2")
-        self.bn2 = batch_norm("bn2", sync_batch_norm)
-        self.conv3 = keras.layers.Conv2D(filters, 1, name="conv3")
+        dtype = self.dtype_policy
+        self.bn = batch_norm("bn", sync_batch_norm, dtype)
+        self.conv1 = keras.layers.Conv2D(half, 1, name="conv1", dtype=dtype)
+        self.bn1 = batch_norm("bn1", sync_batch_norm, dtype)
+        self.conv2 = keras.layers.Conv2D(half, 3, padding="same", name="conv2", dtype=dtype)
+        self.bn2 = batch_norm("bn2", sync_batch_norm, dtype)
+        self.conv3 = keras.layers.Conv2D(filters, 1, name="conv3", dtype=dtype)
         self.skip = None
 
     def build(self, input_shape):
+        half_shape = channels_to(input_shape, self.filters // 2)
+        self.bn.build(input_shape)
+        self.conv1.build(input_shape)
+        self.bn1.build(half_shape)
+        self.conv2.build(half_shape)
+        self.bn2.build(half_shape)
+        self.conv3.build(half_shape)
+        # Whether the skip needs a projection depends on the input's channels, known only here.
         if input_shape[-1] != self.filters:
-            self.skip = keras.layers.Conv2D(self.filters, 1, name="skip")
+            self.skip = keras.layers.Conv2D(self.filters, 1, name="skip", dtype=self.dtype_policy)
+            self.skip.build(input_shape)
 
     def call(self, x, training=False):
         y = keras.ops.relu(self.bn(x, training=training))
@@ -46,6 +56,9 @@ class BottleneckResidual(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, sync_batch_norm=self.sync_batch_norm)
         return config
+
+    def compute_output_shape(self, input_shape):
+        return channels_to(input_shape, self.filters)
 
 
 @keras.saving.register_keras_serializable(package="lgh_tf")
@@ -62,19 +75,45 @@ class Hourglass(keras.layers.Layer):
         self.filters = filters
         self.num_modules = num_modules
         self.sync_batch_norm = sync_batch_norm
+        dtype = self.dtype_policy
 
         def stage(name):
-            return [BottleneckResidual(filters, sync_batch_norm, name=f"{name}_{i}") for i in range(num_modules)]
+            return [
+                BottleneckResidual(filters, sync_batch_norm, name=f"{name}_{i}", dtype=dtype)
+                for i in range(num_modules)
+            ]
 
         self.upper = stage("upper")
-        self.pool = keras.layers.MaxPooling2D(2, name="pool")
+        self.pool = keras.layers.MaxPooling2D(2, name="pool", dtype=dtype)
         self.lower_in = stage("lower_in")
         if depth > 1:
-            self.inner = Hourglass(depth - 1, filters, num_modules, sync_batch_norm, name=f"hourglass_{depth - 1}")
+            self.inner = Hourglass(
+                depth - 1, filters, num_modules, sync_batch_norm, name=f"hourglass_{depth - 1}", dtype=dtype
+            )
         else:
             self.inner = stage("bottom")
         self.lower_out = stage("lower_out")
-        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest", name="upsample")
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest", name="upsample", dtype=dtype)
+
+    @staticmethod
+    def _build_stage(blocks, shape):
+        for block in blocks:
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+        return shape
+
+    def build(self, input_shape):
+        # In the order call() runs them (projection skips draw their initial seeds as they are made).
+        self._build_stage(self.upper, input_shape)
+        self.pool.build(input_shape)
+        shape = self._build_stage(self.lower_in, self.pool.compute_output_shape(input_shape))
+        if isinstance(self.inner, Hourglass):
+            self.inner.build(shape)
+            shape = self.inner.compute_output_shape(shape)
+        else:
+            shape = self._build_stage(self.inner, shape)
+        shape = self._build_stage(self.lower_out, shape)
+        self.upsample.build(shape)
 
     @staticmethod
     def _run(blocks, x, training):
@@ -98,6 +137,9 @@ class Hourglass(keras.layers.Layer):
                       sync_batch_norm=self.sync_batch_norm)
         return config
 
+    def compute_output_shape(self, input_shape):
+        return channels_to(input_shape, self.filters)
+
 
 @keras.saving.register_keras_serializable(package="lgh_tf")
 class HourglassBackbone(keras.layers.Layer):
@@ -114,17 +156,31 @@ class HourglassBackbone(keras.layers.Layer):
         self.depth = depth
         self.sync_batch_norm = sync = sync_batch_norm
         half = filters // 2
-        self.stem_conv = PaddedConv2D(64, 7, strides=2, name="stem_conv")
-        self.stem_bn = batch_norm("stem_bn", sync)
-        self.res1 = BottleneckResidual(half, sync, name="res1")
-        self.pool = keras.layers.MaxPooling2D(2, name="pool")
-        self.res2 = BottleneckResidual(half, sync, name="res2")
-        self.res3 = BottleneckResidual(filters, sync, name="res3")
-        self.hourglass = Hourglass(depth, filters, sync_batch_norm=sync, name=f"hourglass_{depth}")
-        self.post = [BottleneckResidual(filters, sync, name=f"post_{i}") for i in range(2)]
-        self.feature_conv = keras.layers.Conv2D(filters, 1, name="feature_conv")
-        self.feature_bn = batch_norm("feature_bn", sync)
-        self.heatmap_conv = keras.layers.Conv2D(num_joints, 1, name="heatmap_conv")
+        dtype = self.dtype_policy
+        self.stem_conv = PaddedConv2D(64, 7, strides=2, name="stem_conv", dtype=dtype)
+        self.stem_bn = batch_norm("stem_bn", sync, dtype)
+        self.res1 = BottleneckResidual(half, sync, name="res1", dtype=dtype)
+        self.pool = keras.layers.MaxPooling2D(2, name="pool", dtype=dtype)
+        self.res2 = BottleneckResidual(half, sync, name="res2", dtype=dtype)
+        self.res3 = BottleneckResidual(filters, sync, name="res3", dtype=dtype)
+        self.hourglass = Hourglass(depth, filters, sync_batch_norm=sync, name=f"hourglass_{depth}", dtype=dtype)
+        self.post = [BottleneckResidual(filters, sync, name=f"post_{i}", dtype=dtype) for i in range(2)]
+        self.feature_conv = keras.layers.Conv2D(filters, 1, name="feature_conv", dtype=dtype)
+        self.feature_bn = batch_norm("feature_bn", sync, dtype)
+        self.heatmap_conv = keras.layers.Conv2D(num_joints, 1, name="heatmap_conv", dtype=dtype)
+
+    def build(self, input_shape):
+        # In the order call() runs them (projection skips draw their initial seeds as they are made).
+        self.stem_conv.build(input_shape)
+        shape = self.stem_conv.compute_output_shape(input_shape)
+        self.stem_bn.build(shape)
+        for block in (self.res1, self.pool, self.res2, self.res3, self.hourglass, *self.post):
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+        self.feature_conv.build(shape)
+        shape = channels_to(shape, self.filters)
+        self.feature_bn.build(shape)
+        self.heatmap_conv.build(shape)
 
     def call(self, images, training=False):
         x = keras.ops.relu(self.stem_bn(self.stem_conv(images), training=training))
@@ -144,3 +200,8 @@ class HourglassBackbone(keras.layers.Layer):
         config.update(num_joints=self.num_joints, filters=self.filters, depth=self.depth,
                       sync_batch_norm=self.sync_batch_norm)
         return config
+
+    def compute_output_shape(self, input_shape):
+        shape = self.stem_conv.compute_output_shape(input_shape)
+        shape = self.pool.compute_output_shape(shape)
+        return channels_to(shape, self.num_joints), channels_to(shape, self.filters)
