@@ -57,24 +57,28 @@ def test_folded_conv_equals_conv_then_bn(transpose):
 
 
 def test_copy_of_a_bfloat16_model_follows_the_policy_asked_for():
-    """A model built under mixed_bfloat16 (e.g. right after --mixed_precision training) copies to a
-    float32 network: its config's own dtype policy must not survive into the copy's top level,
-    which would cast the images to bfloat16."""
+    """A mixed_bfloat16 model (e.g. the network of a --mixed_precision run) copies to a float32
+    network: its config's own dtype policy must not survive into the copy's top level, which would
+    cast the images to bfloat16."""
     import keras
 
     from lgh_tf.export.folding import copy_model
     from lgh_tf.model.network import LearnableGroupsNet
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        model = LearnableGroupsNet(small_config()).build_for_input()
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    model = LearnableGroupsNet(small_config(), dtype="mixed_bfloat16").build_for_input()
     assert model.dtype_policy.name == "mixed_bfloat16"
+    assert model.backbone.stem_conv.conv.compute_dtype == "bfloat16"
     copy = copy_model(model, "float32")
     policies = {layer.dtype_policy.name for layer in copy._flatten_layers(include_self=True, recursive=True)}
     assert policies == {"float32"}
     assert all(w.dtype == "float32" for w in copy.weights)
+    # ... and the other way: a float32 model to a mixed_bfloat16 copy, with no global policy switched.
+    mixed = copy_model(copy, "mixed_bfloat16")
+    policies = {layer.dtype_policy.name for layer in mixed._flatten_layers(include_self=True, recursive=True)}
+    assert policies == {"mixed_bfloat16"}
+    assert keras.config.dtype_policy().name == "float32"
+    for a, b in zip(mixed.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_fold_without_a_fusion_layer():

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import small_config
+from layer_test import random_input, run_layer_test
 
 from lgh_tf.data.schema import MANUAL_GROUPS
+from lgh_tf.export.folding import ChannelAffine, FoldedBatchNorm
 from lgh_tf.model.grouped_features import (
     ConvBNReLU,
     GroupBranch,
@@ -222,28 +224,72 @@ def test_padded_conv_matches_symmetric_padding():
     np.testing.assert_allclose(y, expected)
 
 
-LAYERS = [
-    lambda: PaddedConv2D(4, 3, strides=2),
-    lambda: BottleneckResidual(8),
-    lambda: Hourglass(2, 8),
-    lambda: HourglassBackbone(21, 16, 2),
-    lambda: ConvBNReLU(4, 1),
-    lambda: ResidualBlock2D(4, strides=2, activate_main=True),
-    lambda: UpBlock(4),
-    lambda: GroupTrunk(4, 8),
-    lambda: GroupBranch(4),
-    lambda: GroupFeatureFusion(3, 4),
-    lambda: JointGroupSelector(21, 3, fixed_groups=MANUAL_GROUPS),
-    lambda: PoseMapHead(21, 4),
-    lambda: SoftArgmax2D(21, learnable_beta=False),
-]
+def _x(*shape, seed=0):
+    return random_input(shape, seed)
 
 
-@pytest.mark.parametrize("make", LAYERS)
-def test_get_config_round_trip(make):
-    layer = make()
-    clone = type(layer).from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+_AFFINE = np.linspace(0.5, 1.5, 8).astype(np.float32), np.linspace(-0.2, 0.2, 8).astype(np.float32)
+_FLOAT32 = "float32"
+
+# (layer class, constructor arguments, inputs, call arguments, output dtypes under mixed_bfloat16 when
+# not all bfloat16): every layer class of lgh_tf/model and lgh_tf/export/folding.py.
+LAYER_CASES = {
+    "padded_conv": (PaddedConv2D, dict(filters=4, kernel_size=3), _x(2, 8, 8, 3), {}, None),
+    "padded_conv_stride2": (PaddedConv2D, dict(filters=4, kernel_size=3, strides=2), _x(2, 8, 8, 3), {}, None),
+    "bottleneck": (BottleneckResidual, dict(filters=8), _x(2, 8, 8, 8), {}, None),
+    "bottleneck_projected": (BottleneckResidual, dict(filters=8), _x(2, 8, 8, 4), {"training": True}, None),
+    "hourglass": (Hourglass, dict(depth=2, filters=8), _x(2, 8, 8, 8), {}, None),
+    "hourglass_backbone": (HourglassBackbone, dict(num_joints=21, filters=16, depth=2), _x(1, 64, 64, 3), {},
+                           None),
+    "conv_bn_relu": (ConvBNReLU, dict(filters=4, kernel_size=3), _x(2, 8, 8, 3), {}, None),
+    "residual": (ResidualBlock2D, dict(filters=4), _x(2, 8, 8, 4), {}, None),
+    "residual_down": (ResidualBlock2D, dict(filters=4, strides=2, activate_main=True), _x(2, 8, 8, 3), {}, None),
+    "up_block": (UpBlock, dict(filters=4), _x(2, 4, 4, 3), {}, None),
+    "group_trunk": (GroupTrunk, dict(channels=4, hidden=8), {"heatmaps": _x(2, 8, 8, 21), "features": _x(2, 8, 8, 6)},
+                    {}, None),
+    "group_branch": (GroupBranch, dict(channels=4), _x(2, 8, 8, 4), {}, None),
+    "fusion": (GroupFeatureFusion, dict(num_groups=3, channels=4), [_x(2, 8, 8, 4, seed=i) for i in range(3)],
+               {}, None),
+    "selector": (JointGroupSelector, dict(num_joints=21, num_groups=3), tf.constant(2.0), {"mode": "soft"},
+                 [_FLOAT32]),
+    "selector_manual": (JointGroupSelector, dict(num_joints=21, num_groups=3, fixed_groups=MANUAL_GROUPS),
+                        tf.constant(2.0), {}, [_FLOAT32]),
+    "pose_map_head": (PoseMapHead, dict(num_joints=21, hidden=4), _x(2, 8, 8, 4), {}, None),
+    "soft_argmax": (SoftArgmax2D, dict(num_joints=21, beta_init=2.0),
+                    {"heatmaps": _x(2, 8, 8, 21), "depth_maps": _x(2, 8, 8, 21, seed=1)}, {}, [_FLOAT32] * 2),
+    "soft_argmax_fixed": (SoftArgmax2D, dict(num_joints=21, learnable_beta=False),
+                          {"heatmaps": _x(2, 8, 8, 21), "depth_maps": _x(2, 8, 8, 21, seed=1)}, {}, [_FLOAT32] * 2),
+    "folded_batch_norm": (FoldedBatchNorm, {}, _x(2, 4, 4, 8), {}, None),
+    "channel_affine": (ChannelAffine, dict(scale=_AFFINE[0], offset=_AFFINE[1]), _x(2, 4, 4, 8), {}, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_layer_keras_contract(case, tmp_path):
+    """Build, config round trip, .keras round trip and mixed_bfloat16 policy (tests/layer_test.py)."""
+    layer_cls, init_kwargs, input_data, call_kwargs, bfloat16_dtypes = LAYER_CASES[case]
+    run_layer_test(layer_cls, init_kwargs, input_data, tmp_path, call_kwargs=call_kwargs,
+                   bfloat16_output_dtypes=bfloat16_dtypes)
+
+
+def test_channel_affine_is_the_affine_map():
+    scale, offset = _AFFINE
+    x = _x(2, 4, 4, 8)
+    np.testing.assert_allclose(ChannelAffine(scale, offset)(x).numpy(), x.numpy() * scale + offset, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_network_keras_contract(tmp_path):
+    """LearnableGroupsNet: built without a call, config round trip with the weights, mixed_bfloat16 by
+    its own policy with float32 outputs (the readouts compute in float32)."""
+    config = small_config(num_groups=2)
+    images = _x(1, 64, 64, 3)
+    expected = run_layer_test(
+        LearnableGroupsNet, dict(config=config), images, tmp_path, run_saving_test=False,
+        bfloat16_output_dtypes=["float32", "float32", "float32", "float32", "bfloat16", "float32", "float32"],
+    )
+    assert sorted(expected) == sorted(["uv", "depth", "group_uv", "group_depth", "selector", "heatmaps",
+                                       "backbone_uv"])
 
 
 def test_model_config_round_trip_and_weights(tmp_path):

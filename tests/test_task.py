@@ -195,17 +195,39 @@ def test_backbone_only_restores_a_stage1_checkpoint_of_another_configuration(tmp
 def test_mixed_bfloat16_train_step_keeps_float32_outputs_and_variables():
     import keras
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        network = LearnableGroupsNet(small_config()).build_for_input()
-        task = HandPoseTask(network, OptimConfig())
-        task.compile()
-        logs = task.train_step(make_batch())
-        assert np.isfinite(float(logs["loss"]))
-        assert network.backbone.stem_conv.conv.kernel.dtype == "float32"
-        assert network.backbone.stem_conv.conv.compute_dtype == "bfloat16"
-        out = network(make_batch()["image"])
-        assert out["uv"].dtype == tf.float32 and out["depth"].dtype == tf.float32
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    network = LearnableGroupsNet(small_config(), dtype="mixed_bfloat16").build_for_input()
+    task = HandPoseTask(network, OptimConfig())
+    task.compile()
+    logs = task.train_step(make_batch())
+    assert np.isfinite(float(logs["loss"]))
+    assert network.backbone.stem_conv.conv.kernel.dtype == "float32"
+    assert network.backbone.stem_conv.conv.compute_dtype == "bfloat16"
+    out = network(make_batch()["image"])
+    assert out["uv"].dtype == tf.float32 and out["depth"].dtype == tf.float32
+    assert keras.config.dtype_policy().name == "float32"  # the network's own policy, nothing global
+
+
+def test_task_config_round_trip():
+    """HandPoseTask.from_config(get_config()): the same network config and dtype policy, the same
+    optimisation settings (nested temperature schedule included), JSON-serialisable."""
+    import json
+
+    import keras
+
+
+    optim = OptimConfig(stage="pretrain2d", beta=7.0, lr_rest=3e-4, lr_decay_steps=50,
+                        temperature=TemperatureSchedule(initial=2.0, decrement=0.5, every=10, floor=0.5))
+    network = LearnableGroupsNet(small_config(num_groups=2), dtype="mixed_bfloat16").build_for_input()
+    task = HandPoseTask(network, optim, name="task")
+    config = task.get_config()
+    json.dumps(keras.saving.serialize_keras_object(task))
+    clone = HandPoseTask.from_config(config)
+    assert clone.get_config() == config
+    assert clone.optim == optim and clone.name == "task"
+    assert clone.network.config == network.config
+    assert clone.network.dtype_policy.name == "mixed_bfloat16"
+    assert clone.network.built
+    clone.network.set_weights(network.get_weights())
+    images = make_batch()["image"]
+    np.testing.assert_array_equal(clone(images)["uv"].numpy(), task(images)["uv"].numpy())
 

@@ -42,13 +42,18 @@ _FOLDABLE = {
 }
 
 
+@keras.saving.register_keras_serializable(package="lgh_tf")
 class FoldedBatchNorm(keras.layers.Layer):
     """What a BatchNorm becomes once folded into the convolution before it: the identity."""
 
     def call(self, x, training=False):
         return x
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
 class ChannelAffine(keras.layers.Layer):
     """An inference BatchNorm that has no convolution to fold into: ``x * scale + offset`` with the
     per-channel constants precomputed from (gamma, beta, mean, var, eps).
@@ -64,6 +69,10 @@ class ChannelAffine(keras.layers.Layer):
         self.scale = np.asarray(scale, np.float32)
         self.offset = np.asarray(offset, np.float32)
 
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] != self.scale.shape[0]:
+            raise ValueError(f"{self.name}: {self.scale.shape[0]} channels of constants, input has {input_shape[-1]}")
+
     def call(self, x, training=False):
         channels = self.scale.shape[0]
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(
@@ -72,6 +81,14 @@ class ChannelAffine(keras.layers.Layer):
             is_training=False,
         )
         return y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale.tolist(), offset=self.offset.tolist())
+        return config
 
 
 def batch_norm_affine(bn) -> tuple[np.ndarray, np.ndarray]:
@@ -125,19 +142,13 @@ def _replace(layer, name, new):
 
 
 def copy_model(model, dtype_policy=None):
-    """A new LearnableGroupsNet with ``model``'s config and weights, its layers built under the
-    Keras ``dtype_policy`` (e.g. "mixed_bfloat16"; default: the global policy)."""
+    """A new LearnableGroupsNet with ``model``'s config and weights, every layer under the Keras
+    ``dtype_policy`` (e.g. "mixed_bfloat16"; default: the global policy, not the model's own)."""
     from lgh_tf.model.network import LearnableGroupsNet
 
-    previous = keras.mixed_precision.global_policy()
-    if dtype_policy is not None:
-        keras.mixed_precision.set_global_policy(dtype_policy)
     config = model.get_config()
-    config.pop("dtype", None)  # the model's own policy would override dtype_policy at the top level
-    try:
-        copy = LearnableGroupsNet.from_config(config).build_for_input()
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    config["dtype"] = keras.mixed_precision.global_policy() if dtype_policy is None else dtype_policy
+    copy = LearnableGroupsNet.from_config(config).build_for_input()
     copy.set_weights(model.get_weights())
     copy.trainable = False
     return copy

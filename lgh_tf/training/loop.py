@@ -332,10 +332,10 @@ def write_grouping_picture(network, model_dir, title):
 
 
 def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig):
-    if train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(train.seed)  # reproducible initial weights
-    network = LearnableGroupsNet(model_config).build_for_input()
+    # The network's own dtype policy, passed down to every layer: nothing global to switch back.
+    policy = "mixed_bfloat16" if train.mixed_precision else None
+    network = LearnableGroupsNet(model_config, dtype=policy).build_for_input()
     task = HandPoseTask(network, optim)
     task.compile(jit_compile=train.jit_compile)
     return task

@@ -190,4 +190,16 @@ class HandPoseTask(keras.Model):
         return
 
     def get_config(self):
-        return {"name": self.name}
+        config = super().get_config()
+        config.update(
+            network=keras.saving.serialize_keras_object(self.network), optim=dataclasses.asdict(self.optim)
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        network = keras.saving.deserialize_keras_object(config.pop("network"))
+        optim = dict(config.pop("optim"))
+        optim["temperature"] = TemperatureSchedule(**optim["temperature"])
+        return cls(network, OptimConfig(**optim), **config)
