@@ -60,7 +60,6 @@ def run_layer_test(
     tmp_path,
     call_kwargs=None,
     bfloat16_output_dtypes=None,
-    run_saving_test=True,
 ):
     """Runs the checks above. ``input_data``: a tensor, a list of tensors (one list argument), or a
     dict of tensors passed by name; ``call_kwargs``: further call arguments (e.g. ``training``);
@@ -93,14 +92,13 @@ def run_layer_test(
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
     # .keras round trip of a functional model around the layer.
-    if run_saving_test:
-        inputs = _symbolic_inputs(input_data)
-        model = keras.Model(inputs, _call(called, inputs, call_kwargs))
-        path = tmp_path / f"{layer_cls.__name__}.keras"
-        model.save(path)
-        loaded = keras.saving.load_model(path)
-        for got, want in zip(_outputs(loaded(input_data)), _outputs(model(input_data)), strict=True):
-            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    inputs = _symbolic_inputs(input_data)
+    model = keras.Model(inputs, _call(called, inputs, call_kwargs))
+    path = tmp_path / f"{layer_cls.__name__}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for got, want in zip(_outputs(loaded(input_data)), _outputs(model(input_data)), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
     # Mixed precision by the layer's own policy, not the global one.
     assert keras.config.dtype_policy().name == "float32"

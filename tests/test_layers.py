@@ -280,12 +280,12 @@ def test_channel_affine_is_the_affine_map():
 
 
 def test_network_keras_contract(tmp_path):
-    """LearnableGroupsNet: built without a call, config round trip with the weights, mixed_bfloat16 by
-    its own policy with float32 outputs (the readouts compute in float32)."""
+    """LearnableGroupsNet: built without a call, config and .keras round trips with the weights,
+    mixed_bfloat16 by its own policy with float32 outputs (the readouts compute in float32)."""
     config = small_config(num_groups=2)
     images = _x(1, 64, 64, 3)
     expected = run_layer_test(
-        LearnableGroupsNet, dict(config=config), images, tmp_path, run_saving_test=False,
+        LearnableGroupsNet, dict(config=config), images, tmp_path,
         bfloat16_output_dtypes=["float32", "float32", "float32", "float32", "bfloat16", "float32", "float32"],
     )
     assert sorted(expected) == sorted(["uv", "depth", "group_uv", "group_depth", "selector", "heatmaps",

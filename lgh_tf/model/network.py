@@ -34,6 +34,8 @@ class LearnableGroupsNet(keras.Model):
     depth (z - z_root) / scale; ``group_uv`` (B, K, J, 2); ``group_depth`` (B, K, J); ``selector``
     (J, K); ``heatmaps`` (B, H/4, W/4, J) and ``backbone_uv`` (B, J, 2), the hourglass's own 2D
     readout (used by 2D pre-training).
+    ``LearnableGroupsNet(config, dtype="mixed_bfloat16")``: bfloat16 compute, float32 variables, in
+    every layer (the model passes its own dtype policy down; nothing global is switched).
     """
 
     def __init__(self, config: ModelConfig | dict | None = None, **kwargs):
