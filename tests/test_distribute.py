@@ -78,9 +78,11 @@ def _child(stage, modes):
 
     probe = build(sync=False)  # the one-device gradients, on a copy (the pass moves BN statistics)
     with tf.GradientTape() as tape:
-        per_sample = probe.compute_terms(batch, training=True)["loss"]
+        # The mean inside the tape: an op after the tape closes is not recorded (every gradient None).
+        loss = tf.reduce_mean(probe.compute_terms(batch, training=True)["loss"])
     variables = [v for vs in probe.trainable_groups().values() for v in vs]
-    gradients = tape.gradient(tf.reduce_mean(per_sample), variables)
+    gradients = tape.gradient(loss, variables)
+    assert all(g is not None for g in gradients), "a trained variable has no gradient"
     single = build(sync=False)
     groups = single.trainable_groups()
     grads = dict(zip([v.path for vs in groups.values() for v in vs], gradients))

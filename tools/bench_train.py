@@ -102,14 +102,13 @@ def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_preci
     from lgh_tf.training.task import HandPoseTask, OptimConfig
 
     strategy = mirrored_strategy(replicas) if replicas else None
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
     batch_size *= max(replicas, 1)  # the global batch
     batch = synthetic_batch(input_size, batch_size, cache_dir)
     config = ModelConfig(input_size=input_size, **(config_overrides or {}))
     with strategy.scope() if strategy else contextlib.nullcontext():
-        task = HandPoseTask(LearnableGroupsNet(config).build_for_input(), OptimConfig(stage="full"))
+        network = LearnableGroupsNet(config, dtype="mixed_bfloat16" if mixed_precision else None)
+        task = HandPoseTask(network.build_for_input(), OptimConfig(stage="full"))
         task.compile()
     if strategy:
         batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
