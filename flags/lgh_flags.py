@@ -28,6 +28,7 @@ flags.DEFINE_enum("grouping", "learned", ["learned", "manual"],
                   "Learned selector or the manual thumb/index/others grouping.")
 flags.DEFINE_integer("input_size", 256, "Crop side fed to the network, a multiple of 64.")
 flags.DEFINE_integer("backbone_filters", 256, "Hourglass width.")
+flags.DEFINE_integer("hourglass_depth", 4, "Hourglass levels (the paper's: 4); input_size a multiple of 4 * 2**depth.")
 flags.DEFINE_integer("group_channels", 32, "Width of each group branch.")
 flags.DEFINE_integer("trunk_hidden", 128, "Width of the trunk into the groups.")
 flags.DEFINE_boolean("sync_batch_norm", False, "With --strategy=mirrored|multi_worker: BatchNorm statistics over the "
@@ -55,6 +56,7 @@ flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
 flags.DEFINE_integer("eval_batches", 8, "Held-out batches for the before/after figures of a training run.")
 flags.DEFINE_integer("seed", 0, "Seed of the data order, augmentation and selector sampling.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (Keras turns 'auto' on only with a GPU).")
+flags.DEFINE_boolean("run_eagerly", False, "Train step op by op (no tf.function): debugging, or runs of a few steps.")
 flags.DEFINE_boolean("mixed_precision", False, "mixed_bfloat16 compute (no loss scaling needed).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
 flags.DEFINE_integer("pretrain_steps", 0, "With --stage=full and no --init_checkpoint: first pre-train the hourglass "

@@ -35,6 +35,9 @@ class TrainConfig:
     eval_batches: int = 4
     seed: int = 0
     jit_compile: bool = False
+    # Op by op, no tf.function: for debugging, and for runs of a few steps, where tracing the
+    # train step (seconds per hundred variables) costs more than the steps themselves.
+    run_eagerly: bool = False
     mixed_precision: bool = False  # mixed_bfloat16
     strategy: str = "default"  # default | mirrored | multi_worker
     init_checkpoint: str = ""  # a stage-1 (pretrain2d) checkpoint to start stage "full" from
@@ -337,7 +340,7 @@ def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig
     policy = "mixed_bfloat16" if train.mixed_precision else None
     network = LearnableGroupsNet(model_config, dtype=policy).build_for_input()
     task = HandPoseTask(network, optim)
-    task.compile(jit_compile=train.jit_compile)
+    task.compile(jit_compile=train.jit_compile, run_eagerly=train.run_eagerly)
     return task
 
 
