@@ -17,22 +17,24 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
 
-# A 2-step training run of a tiny network (64x64): with --dataset=stb and --data_dir it reads the tiny
-# STB fixture (fixtures_datasets.write_stb); --model_dir and --cache_dir come apart.
+# A 2-step training run of a tiny network (64x64, a one-level hourglass): with --dataset=stb and
+# --data_dir it reads the tiny STB fixture (fixtures_datasets.write_stb); --model_dir and --cache_dir
+# come apart. Tests that do not need the traced train step add EAGER: tracing it costs ~20 s.
 TINY_TRAIN = (
-    "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
+    "--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4", "--trunk_hidden=8",
     "--batch_size=2", "--steps=2", "--checkpoint_every=2", "--synthetic_train=24",
     "--synthetic_test=8", "--eval_batches=1", "--temperature_every=2", "--temperature_decrement=1",
     "--pretrain_steps=0",
 )
+EAGER = "--run_eagerly"
 
 
 def small_config(**overrides):
-    """A tiny network (64x64 input, narrow widths) with the full architecture, for fast tests."""
+    """A tiny network (64x64 input, narrow widths, a one-level hourglass) with the full architecture."""
     from lgh_tf.config import ModelConfig
 
     values = dict(
-        input_size=64, backbone_filters=32, group_channels=8, trunk_hidden=16, hourglass_depth=2,
+        input_size=64, backbone_filters=32, group_channels=8, trunk_hidden=16, hourglass_depth=1,
         selector_seed=1,
     )
     values.update(overrides)

@@ -26,7 +26,7 @@ def _train(model_dir, steps, stage="full"):
     # With a cosine decay of the rates, which a resumed run continues.
     optim = OptimConfig(stage=stage, temperature=TemperatureSchedule(5.0, 1.0, 1, 0.1), lr_decay_steps=6)
     train = loop.TrainConfig(model_dir=str(model_dir), steps=steps, batch_size=2,
-                             checkpoint_every=2, eval_batches=2, verbose=0)
+                             checkpoint_every=2, eval_batches=2, verbose=0, run_eagerly=True)
     return loop.train(small_config(), optim, train, make_train_dataset, held_out)
 
 

@@ -13,10 +13,10 @@ import tensorflow as tf
 from conftest import REPO, run_main
 
 TINY = [
-    "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
+    "--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4", "--trunk_hidden=8",
     "--batch_size=2", "--steps=6", "--checkpoint_every=2", "--synthetic_train=24",
     "--synthetic_test=8", "--eval_batches=1", "--temperature_every=2", "--temperature_decrement=1",
-    "--deterministic", "--pretrain_steps=0",
+    "--deterministic", "--pretrain_steps=0", "--run_eagerly",
 ]
 
 

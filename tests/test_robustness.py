@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, TINY_TRAIN, run_main, small_config
+from conftest import EAGER, REPO, TINY_TRAIN, run_main, small_config
 from test_task import make_batch
 
 from lgh_tf.files import atomic_path, remove_stale, write_json
@@ -24,7 +24,7 @@ def train(model_dir, steps, model_config=None, keep=1, every=2, batch_size=2, **
     """loop.train on one hand-made batch repeated (no pipeline: cheap and deterministic)."""
     batch = make_batch(batch_size=batch_size)
     config = loop.TrainConfig(model_dir=str(model_dir), steps=steps, batch_size=batch_size,
-                              checkpoint_every=every, keep_checkpoints=keep, verbose=0)
+                              checkpoint_every=every, keep_checkpoints=keep, verbose=0, run_eagerly=True)
     return loop.train(model_config or small_config(), OptimConfig(**optim), config,
                       lambda start: tf.data.Dataset.from_tensors(batch).repeat())
 
@@ -97,9 +97,9 @@ def test_train_results_are_strict_json(good_run):
 
 def test_main_exits_non_zero_on_divergence(tmp_path):
     result = run_main("--mode=train", f"--model_dir={tmp_path / 'run'}", f"--cache_dir={tmp_path / 'cache'}",
-                      "--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
-                      "--batch_size=2", "--steps=4", "--checkpoint_every=2", "--synthetic_train=8",
-                      "--synthetic_test=4", "--eval_batches=1", "--pretrain_steps=0",
+                      "--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4",
+                      "--trunk_hidden=8", EAGER, "--batch_size=2", "--steps=4", "--checkpoint_every=2",
+                      "--synthetic_train=8", "--synthetic_test=4", "--eval_batches=1", "--pretrain_steps=0",
                       "--lr_rest=inf", "--lr_selector=inf", "--lr_fusion=inf", check=False)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "error: training diverged at step" in result.stderr
@@ -270,7 +270,7 @@ def test_freihand_as_released_trains_without_held_out_figures(tmp_path):
 
     write_freihand(tmp_path / "FreiHAND_pub_v2", n_train=2, n_eval=2, eval_labels=False)
     result = run_main("--mode=train", "--dataset=freihand", f"--data_dir={tmp_path / 'FreiHAND_pub_v2'}",
-                      f"--model_dir={tmp_path / 'run'}", f"--cache_dir={tmp_path / 'cache'}", *TINY_TRAIN)
+                      f"--model_dir={tmp_path / 'run'}", f"--cache_dir={tmp_path / 'cache'}", *TINY_TRAIN, EAGER)
     assert "freihand/eval has no labelled sample: training without held-out figures" in result.stdout
     assert "Trained to step 2" in result.stdout and "held-out" not in result.stdout.split("Trained")[1]
     assert "before" not in json.loads((tmp_path / "run" / "train_results.json").read_text())
