@@ -41,8 +41,9 @@ def test_budget_scales_steps_in_whole_checkpoint_intervals():
 
 @pytest.mark.slow
 def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path):
-    tiny = ["--input_size=64", "--backbone_filters=16", "--group_channels=4", "--trunk_hidden=8",
-            "--batch_size=2", "--synthetic_train=16", "--synthetic_test=4", "--eval_batches=1"]
+    tiny = ["--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4",
+            "--trunk_hidden=8", "--run_eagerly", "--batch_size=2", "--synthetic_train=16", "--synthetic_test=4",
+            "--eval_batches=1"]
     command = [sys.executable, str(REPO / "tools" / "ablation.py"), f"--out_dir={tmp_path / 'ab'}",
                "--configs=k1,learned_fusion", "--seeds=2", "--pretrain_steps=1", "--steps=2",
                f"--cache_dir={tmp_path / 'cache'}", "--", *tiny]
