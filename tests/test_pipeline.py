@@ -184,7 +184,7 @@ def test_border_rule_shifts_inside_then_pads(tmp_path):
 def test_augmented_markers_land_at_transformed_uv(tmp_path, seed, jit_compile):
     records = marker_records(tmp_path)
     batch = first_batch(
-        records, training=True, seed=seed, augment_config=GEOMETRY_ONLY, jit_compile=jit_compile
+        records, training=True, seed=seed, augmentation=GEOMETRY_ONLY, jit_compile=jit_compile
     )
     assert assert_markers_at_uv(batch) >= 6
     # The augmentation really rotated: the crop intrinsics are no longer upper triangular.
@@ -195,7 +195,7 @@ def test_flipped_file_gives_markers_at_mirrored_position(tmp_path):
     records = marker_records(tmp_path, flip=True)
     plain = first_batch(records, training=False)
     assert assert_markers_at_uv(plain) == 3 * len(records)
-    augmented = first_batch(records, training=True, seed=3, augment_config=GEOMETRY_ONLY)
+    augmented = first_batch(records, training=True, seed=3, augmentation=GEOMETRY_ONLY)
     assert assert_markers_at_uv(augmented) >= 6
 
 
@@ -266,6 +266,29 @@ def test_same_seed_same_batches_and_eval_is_plain(tmp_path):
         np.testing.assert_array_equal(evaluation_again[key], plain[key])
 
 
+def test_data_config_is_passed_whole_and_overridden_per_call(tmp_path):
+    records = marker_records(tmp_path)
+    config = pipeline.DataConfig(output_size=64, batch_size=3, seed=11, augmentation=GEOMETRY_ONLY)
+
+    def batches(*args, **kwargs):
+        dataset = pipeline.make_dataset(records, *args, **kwargs)
+        return [{k: v.numpy() for k, v in b.items()} for b in dataset.take(2)]
+
+    whole = batches(config)
+    loose = batches(output_size=64, batch_size=3, seed=11, augmentation=GEOMETRY_ONLY)
+    for a, b in zip(whole, loose):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    # A per-call override (a replica's share of the batch) changes only that setting.
+    halves = batches(config, batch_size=1)
+    assert halves[0]["image"].shape[0] == 1
+    np.testing.assert_array_equal(halves[0]["uv"][0], whole[0]["uv"][0])
+    with pytest.raises(TypeError):
+        pipeline.make_dataset(records, config, augment_config=GEOMETRY_ONLY)  # not a DataConfig field
+    with pytest.raises(ValueError, match="batch_size"):
+        pipeline.make_dataset(records, config, batch_size=0)
+
+
 def test_start_sample_resumes_the_same_stream(tmp_path):
     records = marker_records(tmp_path, count=3)
     sources = [(records, 1.0), (records.subset(slice(0, 1)), 0.5)]
@@ -288,8 +311,8 @@ def test_hue_jitter_changes_colour_not_geometry(tmp_path):
     records = make_records(paths, [xyz] * 4)
     geometry = GEOMETRY_ONLY
     with_hue = pipeline.AugmentConfig(max_hue_delta=0.1)
-    plain = first_batch(records, training=True, seed=4, augment_config=geometry)
-    jittered = first_batch(records, training=True, seed=4, augment_config=with_hue)
+    plain = first_batch(records, training=True, seed=4, augmentation=geometry)
+    jittered = first_batch(records, training=True, seed=4, augmentation=with_hue)
     for key in ("uv", "K", "depth", "xyz"):
         np.testing.assert_array_equal(plain[key], jittered[key])
     # Same pixels lit (geometry), different colours; hue keeps each pixel's max and min channel.
@@ -428,7 +451,7 @@ def test_decode_errors_are_skipped_at_run_time_without_validation(tmp_path):
     corrupt = [i for i, n in enumerate(names) if n in ("truncated.png", "text.png", "empty.png")]
     subset = records.subset(np.array(list(range(num_good)) + corrupt))
     dataset = pipeline.make_dataset(
-        subset, output_size=64, batch_size=16, training=False, validate=False
+        subset, output_size=64, batch_size=16, training=False, validate_records=False
     )
     depths = np.concatenate([b["root_depth"].numpy() for b in dataset])
     np.testing.assert_allclose(depths, good_depths, rtol=1e-6)

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import random
 import zlib
@@ -63,6 +62,7 @@ import numpy as np
 import tensorflow as tf
 
 from lgh_tf import geometry
+from lgh_tf.config import AugmentConfig, DataConfig  # noqa: F401  (also importable from here, as before)
 from lgh_tf.data import schema
 
 logger = logging.getLogger(__name__)
@@ -76,30 +76,6 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _JPEG_EOI = b"\xff\xd9"
 # Bytes at the end of a JPEG file searched for its end-of-image marker (tolerates trailing padding).
 _JPEG_TAIL_BYTES = 1024
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """Hand crop and online augmentation; defaults follow the paper (Sec. "Data Processing").
-
-    Attributes:
-      crop_factor: crop side = crop_factor * 2 * (largest per-axis distance of a joint from the
-        root). Used in training and evaluation.
-      min_hand_extent: lower bound, in original pixels, of ``2 * distance`` before ``crop_factor``
-        (the reference clips it to 30) so that degenerate annotations still give a sane crop.
-      scale_range: the crop window is enlarged by a factor drawn from this range (training only).
-      max_rotation: rotation angle drawn from ``U[-max_rotation, max_rotation]`` radians.
-      max_translation: shift per axis drawn from ``U[-t, t]``, in pixels of a 256-pixel crop; scaled
-        by ``output_size / 256``.
-      max_hue_delta: hue shift drawn from ``U[-h, h]`` (fraction of the hue circle).
-    """
-
-    crop_factor: float = geometry.CROP_MARGIN
-    min_hand_extent: float = geometry.MIN_HAND_EXTENT
-    scale_range: tuple[float, float] = (1.0, 1.2)
-    max_rotation: float = math.pi
-    max_translation: float = 20.0
-    max_hue_delta: float = 0.1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,46 +542,27 @@ def _samples_to_batches(
 
 def make_dataset(
     records: schema.Records,
+    config: DataConfig | None = None,
     *,
-    output_size: int = 256,
-    batch_size: int = 32,
     training: bool = True,
-    shuffle: bool | None = None,
-    repeat: bool | None = None,
-    seed: int | None = None,
-    augment: bool = True,
-    drop_remainder: bool | None = None,
-    augment_config: AugmentConfig | None = None,
-    validate: bool = True,
-    skip_decode_errors: bool = True,
-    jit_compile: bool = True,
     start_sample: int = 0,
     shard: tuple[int, int] = (1, 0),
+    **overrides,
 ) -> tf.data.Dataset:
     """Batched dicts of network inputs and targets from one Records set.
 
     Args:
       records: samples from a reader.
-      output_size: side S of the square crop fed to the network.
-      batch_size: samples per batch.
-      training: enables augmentation (with ``augment``) and the shuffle/repeat/drop defaults.
-      shuffle: shuffle samples (default: ``training``), reshuffled every epoch.
-      repeat: repeat forever (default: ``training``).
-      seed: makes shuffling and augmentation reproducible; ``None`` draws one.
-      augment: apply the paper's online augmentation (only when ``training``).
-      drop_remainder: drop a final partial batch (default: ``training``).
-      augment_config: crop and augmentation parameters (default: the paper's).
-      validate: run :func:`validate_records` first (drops and logs bad samples).
-      skip_decode_errors: drop (with a logged warning) samples whose image fails to decode.
-      jit_compile: render crops with an XLA-compiled gather warp and hue shift (~3x cheaper on
-        CPU; compiled once per source image size) instead of ``ImageProjectiveTransformV3`` and
-        ``tf.image.adjust_hue`` (same results to ~1e-3 of a grey level).
+      config: the pipeline settings (:class:`lgh_tf.config.DataConfig`; default: its defaults).
+      training: enables augmentation (with ``config.augment``) and the shuffle/repeat/drop defaults.
       start_sample: skip this many samples of the (shuffled, repeated) stream, e.g.
         ``step * batch_size`` to resume training; the rest is identical to an uninterrupted run
         with the same seed (samples dropped by ``skip_decode_errors`` are not counted).
       shard: ``(num_shards, index)``: keep every ``num_shards``-th sample of that stream from
         ``index`` on, e.g. one worker's share under tf.distribute (each element keeps its
         augmentation, drawn from its index in the unsharded stream).
+      **overrides: DataConfig fields replacing those of ``config`` for this call, e.g.
+        ``batch_size=`` a replica's share, or ``output_size=64, batch_size=3`` without a config.
 
     Returns:
       A dataset of dicts: ``image`` float32 (B, S, S, 3) in [0, 1]; ``uv`` (B, 21, 2) crop pixels;
@@ -613,31 +570,18 @@ def make_dataset(
       intrinsics; ``scale`` (B,) metres; ``root_depth`` (B,) metres; ``visible`` (B, 21) float32.
     """
     return make_mixed_dataset(
-        [(records, 1.0)],
-        output_size=output_size, batch_size=batch_size, training=training, shuffle=shuffle,
-        repeat=repeat, seed=seed, augment=augment, drop_remainder=drop_remainder,
-        augment_config=augment_config, validate=validate, skip_decode_errors=skip_decode_errors,
-        jit_compile=jit_compile, start_sample=start_sample, shard=shard,
+        [(records, 1.0)], config, training=training, start_sample=start_sample, shard=shard, **overrides
     )
 
 
 def make_mixed_dataset(
     sources: Sequence[tuple[schema.Records, float]],
+    config: DataConfig | None = None,
     *,
-    output_size: int = 256,
-    batch_size: int = 32,
     training: bool = True,
-    shuffle: bool | None = None,
-    repeat: bool | None = None,
-    seed: int | None = None,
-    augment: bool = True,
-    drop_remainder: bool | None = None,
-    augment_config: AugmentConfig | None = None,
-    validate: bool = True,
-    skip_decode_errors: bool = True,
-    jit_compile: bool = True,
     start_sample: int = 0,
     shard: tuple[int, int] = (1, 0),
+    **overrides,
 ) -> tf.data.Dataset:
     """Like :func:`make_dataset`, drawing each sample from source i with probability ~ weight i.
 
@@ -648,15 +592,15 @@ def make_mixed_dataset(
     """
     if not sources:
         raise ValueError("make_mixed_dataset needs at least one (records, weight) source.")
-    shuffle = training if shuffle is None else shuffle
-    repeat = training if repeat is None else repeat
-    drop_remainder = training if drop_remainder is None else drop_remainder
-    config = augment_config or AugmentConfig()
-    seed = _resolve_seed(seed)
+    config = dataclasses.replace(config or DataConfig(), **overrides).validate()
+    shuffle = training if config.shuffle is None else config.shuffle
+    repeat = training if config.repeat is None else config.repeat
+    drop_remainder = training if config.drop_remainder is None else config.drop_remainder
+    seed = _resolve_seed(config.seed)
 
     per_source, weights = [], []
     for source_index, (records, weight) in enumerate(sources):
-        if validate:
+        if config.validate_records:
             records = validate_records(records)
         if len(records) == 0:
             logger.warning("%s: no valid samples; left out.", records.name)
@@ -681,8 +625,8 @@ def make_mixed_dataset(
             stop_on_empty_dataset=False,
         )
     return _samples_to_batches(
-        records_dataset, output_size=output_size, batch_size=batch_size,
-        augment=training and augment, config=config, seed=seed,
-        drop_remainder=drop_remainder, skip_decode_errors=skip_decode_errors,
-        jit_compile=jit_compile, start_sample=start_sample, shard=shard,
+        records_dataset, output_size=config.output_size, batch_size=config.batch_size,
+        augment=training and config.augment, config=config.augmentation, seed=seed,
+        drop_remainder=drop_remainder, skip_decode_errors=config.skip_decode_errors,
+        jit_compile=config.jit_compile, start_sample=start_sample, shard=shard,
     )

@@ -19,30 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from lgh_tf import files, visualize
-from lgh_tf.config import ModelConfig
+from lgh_tf.config import ModelConfig, OptimConfig, TrainConfig  # TrainConfig: also importable from here
 from lgh_tf.model.io import first_line, restore_checkpoint
 from lgh_tf.model.network import LearnableGroupsNet
-from lgh_tf.training.task import HandPoseTask, OptimConfig
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    model_dir: str = "runs/synthetic"
-    steps: int = 2000
-    batch_size: int = 32
-    checkpoint_every: int = 100  # steps; also the Keras epoch length
-    keep_checkpoints: int = 3
-    eval_batches: int = 4
-    seed: int = 0
-    jit_compile: bool = False
-    # Op by op, no tf.function: for debugging, and for runs of a few steps, where tracing the
-    # train step (seconds per hundred variables) costs more than the steps themselves.
-    run_eagerly: bool = False
-    mixed_precision: bool = False  # mixed_bfloat16
-    strategy: str = "default"  # default | mirrored | multi_worker
-    init_checkpoint: str = ""  # a stage-1 (pretrain2d) checkpoint to start stage "full" from
-    init_backbone_only: bool = False  # take only the hourglass from init_checkpoint
-    verbose: int = 1
+from lgh_tf.training.task import HandPoseTask
 
 
 def make_strategy(name):

@@ -14,9 +14,10 @@ import re
 import keras
 import tensorflow as tf
 
+# OptimConfig (and TemperatureSchedule) are also importable from here, as before the move to lgh_tf.config.
+from lgh_tf.config import OptimConfig, TemperatureSchedule
 from lgh_tf.model.network import HEATMAP_STRIDE, LearnableGroupsNet
 from lgh_tf.training import losses
-from lgh_tf.training.schedules import TemperatureSchedule
 
 STAGES = ("pretrain2d", "full")
 
@@ -26,20 +27,6 @@ VARIABLE_GROUPS = (
     ("fusion", r"(.*/)?fusion/.*"),
     ("rest", r".*"),
 )
-
-
-@dataclasses.dataclass
-class OptimConfig:
-    stage: str = "full"
-    beta: float = 20.0  # Eq. 10, weight of the Z term
-    lr_pretrain: float = 1e-3
-    lr_selector: float = 1e-1
-    lr_fusion: float = 1e-2
-    lr_rest: float = 1e-4
-    # > 0: every learning rate follows a cosine from its value down to 0 over this many steps of the
-    # stage (short runs end better with a decayed rate); 0: constant rates, as the paper states.
-    lr_decay_steps: int = 0
-    temperature: TemperatureSchedule = dataclasses.field(default_factory=TemperatureSchedule)
 
 
 def group_variables(variables):
