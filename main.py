@@ -39,62 +39,76 @@ def with_dataset_flagfile(argv):
     return argv
 
 
-def model_config():
-    from lgh_tf.config import ModelConfig
+def configs_from_flags(values=FLAGS):
+    """The ExperimentConfig of the flags: the one place flags become library settings (built once
+    per run and passed down whole). Not validated here: run_train does, naming a bad value."""
+    from lgh_tf.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TemperatureSchedule, TrainConfig
 
-    return ModelConfig(
-        num_groups=FLAGS.num_groups,
-        fusion=FLAGS.fusion,
-        grouping=FLAGS.grouping,
-        input_size=FLAGS.input_size,
-        backbone_filters=FLAGS.backbone_filters,
-        hourglass_depth=FLAGS.hourglass_depth,
-        group_channels=FLAGS.group_channels,
-        trunk_hidden=FLAGS.trunk_hidden,
-        initial_temperature=FLAGS.temperature_initial,
-        selector_seed=FLAGS.seed,
-        sync_batch_norm=FLAGS.sync_batch_norm,
-    ).validate()
-
-
-def optim_config():
-    from lgh_tf.training.schedules import TemperatureSchedule
-    from lgh_tf.training.task import OptimConfig
-
-    return OptimConfig(
-        stage=FLAGS.stage,
-        beta=FLAGS.beta,
-        lr_pretrain=FLAGS.lr_pretrain,
-        lr_selector=FLAGS.lr_selector,
-        lr_fusion=FLAGS.lr_fusion,
-        lr_rest=FLAGS.lr_rest,
-        lr_decay_steps=FLAGS.steps if FLAGS.lr_decay == "cosine" else 0,
+    model = ModelConfig(
+        num_groups=values.num_groups,
+        fusion=values.fusion,
+        grouping=values.grouping,
+        input_size=values.input_size,
+        backbone_filters=values.backbone_filters,
+        hourglass_depth=values.hourglass_depth,
+        group_channels=values.group_channels,
+        trunk_hidden=values.trunk_hidden,
+        initial_temperature=values.temperature_initial,
+        selector_seed=values.seed,
+        sync_batch_norm=values.sync_batch_norm,
+    )
+    # The pipeline's own XLA warp stays on (DataConfig.jit_compile); --jit_compile is the train step's.
+    data = DataConfig(output_size=values.input_size, batch_size=values.batch_size, seed=values.seed)
+    optim = OptimConfig(
+        stage=values.stage,
+        beta=values.beta,
+        lr_pretrain=values.lr_pretrain,
+        lr_selector=values.lr_selector,
+        lr_fusion=values.lr_fusion,
+        lr_rest=values.lr_rest,
+        lr_decay_steps=values.steps if values.lr_decay == "cosine" else 0,
         temperature=TemperatureSchedule(
-            FLAGS.temperature_initial,
-            FLAGS.temperature_decrement,
-            FLAGS.temperature_every,
-            FLAGS.temperature_floor,
+            values.temperature_initial,
+            values.temperature_decrement,
+            values.temperature_every,
+            values.temperature_floor,
         ),
     )
+    train = TrainConfig(
+        model_dir=values.model_dir or os.path.join("runs", values.dataset),
+        steps=values.steps,
+        batch_size=values.batch_size,
+        checkpoint_every=values.checkpoint_every,
+        keep_checkpoints=values.keep_checkpoints,
+        eval_batches=values.eval_batches,
+        seed=values.seed,
+        jit_compile=values.jit_compile,
+        run_eagerly=values.run_eagerly,
+        mixed_precision=values.mixed_precision,
+        strategy=values.strategy,
+        init_checkpoint=values.init_checkpoint,
+        init_backbone_only=values.init_backbone_only,
+    )
+    return ExperimentConfig(model=model, data=data, optim=optim, train=train, pretrain_steps=values.pretrain_steps)
 
 
-def train_config():
-    from lgh_tf.training.loop import TrainConfig
+def export_config_from_flags(values=FLAGS):
+    """The ExportConfig of the flags (--mode=export); a bad --tflite list is a usage error."""
+    from lgh_tf.config import ExportConfig
+    from lgh_tf.export import tflite
 
-    return TrainConfig(
-        model_dir=FLAGS.model_dir or os.path.join("runs", FLAGS.dataset),
-        steps=FLAGS.steps,
-        batch_size=FLAGS.batch_size,
-        checkpoint_every=FLAGS.checkpoint_every,
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        eval_batches=FLAGS.eval_batches,
-        seed=FLAGS.seed,
-        jit_compile=FLAGS.jit_compile,
-        run_eagerly=FLAGS.run_eagerly,
-        mixed_precision=FLAGS.mixed_precision,
-        strategy=FLAGS.strategy,
-        init_checkpoint=FLAGS.init_checkpoint,
-        init_backbone_only=FLAGS.init_backbone_only,
+    try:
+        variants = tflite.check_variants(lgh_flags.parse_names(values.tflite))
+    except ValueError as error:
+        raise app.UsageError(f"--tflite: {error}") from None
+    return ExportConfig(
+        export_dir=values.export_dir,
+        version=values.export_version,
+        precision=values.export_precision,
+        fold_batch_norms=values.fold_batch_norms,
+        tflite=tuple(variants),
+        representative_samples=values.representative_samples,
+        cache_dir=values.cache_dir,
     )
 
 
@@ -149,7 +163,10 @@ def run_train():
         raise app.UsageError(
             "Dexter+Object is evaluation only; train with --dataset=rhd+stb (the paper's protocol)."
         )
-    model, optim, train = model_config(), optim_config(), train_config()
+    experiment = configs_from_flags()
+    with user_errors():
+        experiment.validate()
+    model, data, optim, train = experiment.model, experiment.data, experiment.optim, experiment.train
     check_directory(train.model_dir, "--model_dir")
     # First: MultiWorkerMirroredStrategy configures the collective ops, which TF allows only
     # before anything initialises its runtime; both stages share it.
@@ -165,27 +182,24 @@ def run_train():
         logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset, error)
         eval_sources = None
 
-    def make_train_dataset(start_sample, batch_size=train.batch_size, shard=(1, 0)):
+    def make_train_dataset(start_sample, batch_size=data.batch_size, shard=(1, 0)):
         return pipeline.make_mixed_dataset(
-            train_sources, output_size=model.input_size, batch_size=batch_size,
-            training=True, seed=train.seed, start_sample=start_sample, shard=shard,
+            train_sources, data, training=True, start_sample=start_sample, shard=shard, batch_size=batch_size
         )
 
     eval_dataset = None
     if eval_sources:
-        eval_dataset = pipeline.make_mixed_dataset(
-            eval_sources, output_size=model.input_size, batch_size=train.batch_size,
-            training=False, seed=train.seed,
-        )
-    if optim.stage == "full" and FLAGS.pretrain_steps > 0 and not train.init_checkpoint:
+        eval_dataset = pipeline.make_mixed_dataset(eval_sources, data, training=False)
+    pretrain_steps = experiment.pretrain_steps
+    if optim.stage == "full" and pretrain_steps > 0 and not train.init_checkpoint:
         # The paper's stage 1: the hourglass alone on 2D joints, then stage 2 starts from it.
         stage1_optim = dataclasses.replace(
-            optim, stage="pretrain2d", lr_decay_steps=FLAGS.pretrain_steps if optim.lr_decay_steps else 0
+            optim, stage="pretrain2d", lr_decay_steps=pretrain_steps if optim.lr_decay_steps else 0
         )
         stage1_train = dataclasses.replace(
-            train, model_dir=os.path.join(train.model_dir, "pretrain2d"), steps=FLAGS.pretrain_steps
+            train, model_dir=os.path.join(train.model_dir, "pretrain2d"), steps=pretrain_steps
         )
-        print(f"Stage 1 (pretrain2d): {FLAGS.pretrain_steps} steps in {stage1_train.model_dir}")
+        print(f"Stage 1 (pretrain2d): {pretrain_steps} steps in {stage1_train.model_dir}")
         with user_errors():
             _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset, strategy)
         _print_train_summary(stage1, stage1_train.model_dir)
@@ -328,32 +342,22 @@ def box_flag():
 
 def run_export():
     """--mode=export: SavedModel (TF Serving layout) in --export_dir, plus --tflite variants."""
-    from lgh_tf.export import saved_model, tflite
+    from lgh_tf import export
+    from lgh_tf.export import saved_model
     from lgh_tf.model.io import load_model
 
     if not FLAGS.checkpoint:
         raise app.UsageError("--mode=export needs --checkpoint (training directory, checkpoint prefix, .pth "
                              "or .weights.h5)")
-    try:
-        variants = tflite.check_variants(lgh_flags.parse_names(FLAGS.tflite))
-    except ValueError as error:
-        raise app.UsageError(f"--tflite: {error}") from None
-    if variants and FLAGS.export_precision != "float32":
+    config = export_config_from_flags()
+    if config.tflite and config.precision != "float32":
         raise app.UsageError("--tflite needs --export_precision=float32 (TFLite is converted from a float32 export)")
-    if FLAGS.export_version is not None and FLAGS.export_version < 0:
-        fail(f"--export_version must be a non-negative integer, got {FLAGS.export_version}")
+    if config.version is not None and config.version < 0:
+        fail(f"--export_version must be a non-negative integer, got {config.version}")
     with user_errors():
         model = load_model(FLAGS.checkpoint)
-
-    def convert_tflite(staging):  # inside the staging directory: the version appears complete
-        tflite.convert_all(staging, variants, representative_samples=FLAGS.representative_samples,
-                           cache_dir=FLAGS.cache_dir)
-
     with user_errors():
-        path = saved_model.export_saved_model(model, FLAGS.export_dir, version=FLAGS.export_version,
-                                              fold_batch_norms=FLAGS.fold_batch_norms,
-                                              precision=FLAGS.export_precision,
-                                              before_publish=convert_tflite if variants else None)
+        path = export.export(model, config)
     print(f"SavedModel: {path}")
     info = saved_model.read_export_info(path)
     for name, signature in info["signatures"].items():
@@ -363,7 +367,7 @@ def run_export():
     for variant, entry in info.get("tflite", {}).items():
         tflite_path = os.path.join(path, entry["path"])
         print(f"TFLite {variant}: {tflite_path} ({os.path.getsize(tflite_path) / 1e6:.2f} MB)")
-    print(f"Serve: docker run -p 8501:8501 --mount type=bind,source={os.path.abspath(FLAGS.export_dir)},"
+    print(f"Serve: docker run -p 8501:8501 --mount type=bind,source={os.path.abspath(config.export_dir)},"
           f"target=/models/lgh -e MODEL_NAME=lgh -t tensorflow/serving")
 
 

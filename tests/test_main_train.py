@@ -121,3 +121,29 @@ def test_dataset_flagfile_is_prepended_unless_a_flagfile_is_given():
     assert main.with_dataset_flagfile(["main.py"])[1].endswith("synthetic.cfg")
     argv = ["main.py", "--flagfile=flags/ablations/k2.cfg"]
     assert main.with_dataset_flagfile(argv) == argv
+
+
+def test_flags_become_one_experiment_config_and_one_export_config():
+    from absl import flags
+
+    import main
+    from lgh_tf.config import ExperimentConfig, ExportConfig
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(main.with_dataset_flagfile([
+        "main.py", "--input_size=64", "--batch_size=4", "--seed=3", "--lr_decay=cosine", "--steps=10",
+        "--pretrain_steps=2", "--temperature_every=7", "--tflite=float32,int8", "--export_version=5",
+    ]))
+    try:
+        experiment = main.configs_from_flags().validate()
+        export = main.export_config_from_flags().validate()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert isinstance(experiment, ExperimentConfig) and isinstance(export, ExportConfig)
+    # One flag, every config that needs it, the same value.
+    assert experiment.model.input_size == experiment.data.output_size == 64
+    assert experiment.train.batch_size == experiment.data.batch_size == 4
+    assert experiment.train.seed == experiment.data.seed == experiment.model.selector_seed == 3
+    assert experiment.optim.lr_decay_steps == 10 and experiment.optim.temperature.every == 7
+    assert experiment.pretrain_steps == 2
+    assert export.tflite == ("float32", "int8") and export.version == 5 and export.precision == "float32"

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from lgh_tf.config import DataConfig
 from lgh_tf.data import pipeline, schema
 
 IMAGE_SIZE = 320
@@ -140,10 +141,9 @@ def main() -> None:
             for augment in (False, True):
                 label = (f"pipeline {'with' if augment else 'without'} augmentation"
                          f"{'' if jit_compile else ', no XLA'}")
-                cases.append((label, pipeline.make_dataset(
-                    records, output_size=args.output_size, batch_size=args.batch_size,
-                    training=True, augment=augment, seed=0, jit_compile=jit_compile,
-                )))
+                data = DataConfig(output_size=args.output_size, batch_size=args.batch_size, augment=augment,
+                                  seed=0, jit_compile=jit_compile)
+                cases.append((label, pipeline.make_dataset(records, data, training=True)))
         rates = {}
         for label, dataset in cases:
             rate, per_cpu_second = measure(

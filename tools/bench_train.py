@@ -59,12 +59,13 @@ def peak_rss_mb() -> float:
 
 def synthetic_batch(input_size, batch_size, cache_dir, augment=True):
     """One pipeline batch of synthetic hands (a dict of tensors), as ``fit`` receives it."""
+    from lgh_tf.config import DataConfig
     from lgh_tf.data.pipeline import make_dataset
     from lgh_tf.data.synthetic import load_synthetic
 
     records = load_synthetic(cache_dir, "test", num_samples=max(batch_size, 8))
-    dataset = make_dataset(records, output_size=input_size, batch_size=batch_size, training=True,
-                           augment=augment, seed=0)
+    data = DataConfig(output_size=input_size, batch_size=batch_size, augment=augment, seed=0)
+    dataset = make_dataset(records, data, training=True)
     return next(iter(dataset))
 
 
@@ -97,9 +98,9 @@ def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_preci
     import numpy as np
     import tensorflow as tf
 
-    from lgh_tf.config import ModelConfig
+    from lgh_tf.config import ModelConfig, OptimConfig
     from lgh_tf.model.network import LearnableGroupsNet
-    from lgh_tf.training.task import HandPoseTask, OptimConfig
+    from lgh_tf.training.task import HandPoseTask
 
     strategy = mirrored_strategy(replicas) if replicas else None
     keras.utils.set_random_seed(0)
@@ -139,12 +140,13 @@ def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_preci
 
 def time_pipeline(input_size, batch_size, cache_dir, batches=20, warmup=3) -> float:
     """Images/s of the training input pipeline (augmentation on) over the synthetic hands."""
+    from lgh_tf.config import DataConfig
     from lgh_tf.data.pipeline import make_dataset
     from lgh_tf.data.synthetic import load_synthetic
 
     records = load_synthetic(cache_dir, "train")
-    iterator = iter(make_dataset(records, output_size=input_size, batch_size=batch_size, training=True,
-                                 augment=True, seed=0))
+    data = DataConfig(output_size=input_size, batch_size=batch_size, augment=True, seed=0)
+    iterator = iter(make_dataset(records, data, training=True))
     for _ in range(warmup):
         next(iterator)
     start = time.perf_counter()

@@ -62,11 +62,12 @@ def check_variants(names) -> list[str]:
 def synthetic_representative_images(input_size, num_samples=100, cache_dir="cache", seed=0):
     """``num_samples`` float32 (1, S, S, 3) crops of the synthetic held-out split (generated into
     ``cache_dir`` on first use), as the evaluation pipeline feeds them to the network."""
+    from lgh_tf.config import DataConfig
     from lgh_tf.data.pipeline import make_dataset
     from lgh_tf.data.synthetic import load_synthetic
 
     records = load_synthetic(cache_dir, "test", num_samples=num_samples, seed=seed)
-    dataset = make_dataset(records, output_size=input_size, batch_size=1, training=False)
+    dataset = make_dataset(records, DataConfig(output_size=input_size, batch_size=1), training=False)
     return [batch["image"].numpy() for batch in dataset.take(num_samples)]
 
 
