@@ -231,3 +231,13 @@ def test_task_config_round_trip():
     images = make_batch()["image"]
     np.testing.assert_array_equal(clone(images)["uv"].numpy(), task(images)["uv"].numpy())
 
+
+
+def test_config_classes_live_in_lgh_tf_config_and_old_import_paths_still_work():
+    from lgh_tf import config
+    from lgh_tf.data import pipeline
+    from lgh_tf.training import loop, schedules, task
+
+    assert task.OptimConfig is config.OptimConfig and loop.TrainConfig is config.TrainConfig
+    assert schedules.TemperatureSchedule is config.TemperatureSchedule
+    assert pipeline.AugmentConfig is config.AugmentConfig and pipeline.DataConfig is config.DataConfig
