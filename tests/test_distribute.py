@@ -63,6 +63,8 @@ def _child(stage, modes):
         task.compile()
         return task
 
+    slot_names = {}
+
     def state(task):
         """{name: per-replica numpy values} of the network, the step and every optimizer slot."""
         named = dict(task.network.checkpoint_variables())
@@ -70,6 +72,7 @@ def _child(stage, modes):
             for index, variable in enumerate(optimizer.variables):  # names hold the model's name
                 kind = "m" if "momentum" in variable.name else "v" if "velocity" in variable.name else "x"
                 named[f"optimizer_{group}/{kind}/{index:04d}"] = variable
+                slot_names[f"optimizer_{group}/{kind}/{index:04d}"] = variable.name
         return {
             name: [np.asarray(v) for v in tf.distribute.get_strategy().experimental_local_results(
                 getattr(variable, "value", variable))]
@@ -117,16 +120,23 @@ def _child(stage, modes):
         step(next(iter(dataset)))
         with strategy.scope():
             after = {name: values for name, values in state(task).items()}
-        slot_diff, weight_diff, stat_diff, compared = 0.0, 0.0, 0.0, 0
+        slot_diff, weight_diff, stat_diff, compared, worst = 0.0, 0.0, 0.0, 0, {}
         replica_spread = 0.0
+        per_tensor = {}
         for name, ref in reference.items():
             ref = ref[0]
+            if name.startswith("optimizer_") and "/m/" in name and np.max(np.abs(ref), initial=0) > 0 \
+                    and "bias" not in slot_names.get(name, ""):
+                per_tensor[slot_names.get(name, name)] = float(
+                    np.max(np.abs(after[name][0] - ref)) / np.max(np.abs(ref)))
             for value in after[name]:
                 diff = np.abs(value.astype(np.float64) - ref)
                 replica_spread = max(replica_spread, float(np.max(np.abs(value - after[name][0]), initial=0)))
                 if name.startswith("optimizer_"):
                     scale = slot_scale[name.rsplit("/", 1)[0]]
-                    slot_diff = max(slot_diff, float(np.max(diff, initial=0)) / max(scale, 1e-30))
+                    value_diff = float(np.max(diff, initial=0)) / max(scale, 1e-30)
+                    if value_diff > slot_diff:
+                        slot_diff, worst["slot"] = value_diff, slot_names.get(name, name)
                 elif "moving_" in name:
                     scale = float(np.max(np.abs(ref), initial=0))
                     stat_diff = max(stat_diff, float(np.max(diff, initial=0)) / max(scale, 1e-30))
@@ -136,8 +146,8 @@ def _child(stage, modes):
                     g = np.full(ref.shape, np.inf) if g is None else np.abs(g.numpy())  # None: not moved
                     keep = g > GRADIENT_FLOOR * gradient_scale[group_of[path]]
                     compared += int(keep.sum()) if value is after[name][0] else 0
-                    if keep.any():
-                        weight_diff = max(weight_diff, float(np.max(diff[keep])) / rates[weight_names[name]])
+                    if keep.any() and float(np.max(diff[keep])) / rates[path] > weight_diff:
+                        weight_diff, worst["weight"] = float(np.max(diff[keep])) / rates[path], path
                 else:  # step, tau, the selector's sampling state
                     slot_diff = max(slot_diff, float(np.max(diff, initial=0)))
         # The first BatchNorm sees the same convolution outputs on one device and on 2 replicas.
@@ -152,6 +162,8 @@ def _child(stage, modes):
             "max_replica_spread": replica_spread,
             "stem_bn_replica_mean_diff": float(np.max(np.abs(np.mean(stem, axis=0) - reference[first][0]))),
             "stem_bn_replica_gap": float(np.max(np.abs(stem[0] - stem[1]))),
+            "worst": worst,
+            "worst_m_per_tensor": sorted(per_tensor.items(), key=lambda kv: -kv[1])[:4],
             "logs_diff_rel": max(abs(float(task.trackers[k].result()) - v) / max(abs(v), 1.0)
                                  for k, v in reference_logs.items()),
         }
