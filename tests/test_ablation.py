@@ -6,13 +6,12 @@ import sys
 
 import cv2
 import pytest
-from conftest import REPO
+from conftest import REPO, load_tool
 
 from lgh_tf.evaluation.grouping import adjusted_rand_index
 from lgh_tf.visualize import groups_to_assignment
 
-sys.path.insert(0, str(REPO / "tools"))
-import ablation  # noqa: E402
+ablation = load_tool("ablation")
 
 
 def test_adjusted_rand_index_hand_computed():

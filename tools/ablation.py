@@ -42,7 +42,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 # name -> (main.py flags, Table 2 marks (manual, learned, fusion) or None, Table 3 row or None)
 CONFIGS = {

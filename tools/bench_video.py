@@ -30,8 +30,6 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 class TimedPredictor:
     """Wraps a Predictor, counting calls and network time."""

@@ -28,9 +28,6 @@ import sys
 
 import numpy as np
 
-# Run from a checkout: the package next to this script.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 DEFAULT_MODEL_NAME = "lgh"
 DEFAULT_SIGNATURE = "serving_default"
 
