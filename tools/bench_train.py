@@ -230,17 +230,9 @@ def main(argv=None) -> int:
 
     header = ("option", "images/s", "ms/step", "x default", "first step s", "peak RSS MiB", "GPU peak MiB",
               "loss")
-    print("\n| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    base = dict(rows).get("default", {}).get("images_per_s")
-    for option, r in rows:
-        if "error" in r:
-            print(f"| {option} | failed: {r['error'][:200]} |")
-            continue
-        ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
-        gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
-        print(f"| {option} | {r['images_per_s']:.2f} | {r['step_ms']:.0f} | {ratio} | {r['first_step_s']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} | {gpu} | {r['loss']:.4g} |")
+    print_table(header, rows, "default", lambda option, r, ratio, gpu: [
+        option, f"{r['images_per_s']:.2f}", f"{r['step_ms']:.0f}", ratio, f"{r['first_step_s']:.1f}",
+        f"{r['peak_rss_mb']:.0f}", gpu, f"{r['loss']:.4g}"])
     if "images_per_s" in pipeline:
         best = max((r["images_per_s"] for _, r in rows if "images_per_s" in r), default=0.0)
         verdict = "the pipeline is not the bottleneck" if pipeline["images_per_s"] > best else "PIPELINE-BOUND"
@@ -255,6 +247,21 @@ def main(argv=None) -> int:
             print(f"peak resident memory, training (default option) at batch {args.memory_batch}: "
                   f"{memory['peak_rss_mb']:.0f} MiB{gpu} ({memory['step_ms'] / 1e3:.1f} s/step)")
     return 0
+
+
+def print_table(header, rows, base_key, cells):
+    """A Markdown table of ``rows`` ((key, result) pairs); ``cells(key, result, ratio, gpu)`` gives a
+    row's cells, ``ratio`` its images/s over that of ``base_key`` (measured in the same run)."""
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    base = dict(rows).get(base_key, {}).get("images_per_s")
+    for key, r in rows:
+        if "error" in r:
+            print(f"| {key} | failed: {r['error'][:200]} |")
+            continue
+        ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
+        gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
+        print("| " + " | ".join(str(cell) for cell in cells(key, r, ratio, gpu)) + " |")
 
 
 def _main_mirrored(args) -> int:
@@ -279,17 +286,9 @@ def _main_mirrored(args) -> int:
         print(f"  {n} replica(s): {result}", flush=True)
     header = ("replicas", "global batch", "images/s", "images/s per replica", "x 1 replica", "ms/step",
               "first step s", "peak RSS MiB", "GPU:0 peak MiB", "loss")
-    print("\n| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    base = dict(rows).get(1, {}).get("images_per_s")
-    for n, r in rows:
-        if "error" in r:
-            print(f"| {n} | failed: {r['error'][:200]} |")
-            continue
-        ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
-        gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
-        print(f"| {n} | {per_replica * n} | {r['images_per_s']:.2f} | {r['images_per_s'] / n:.2f} | {ratio} | "
-              f"{r['step_ms']:.0f} | {r['first_step_s']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} | {r['loss']:.4g} |")
+    print_table(header, rows, 1, lambda n, r, ratio, gpu: [
+        n, per_replica * n, f"{r['images_per_s']:.2f}", f"{r['images_per_s'] / n:.2f}", ratio,
+        f"{r['step_ms']:.0f}", f"{r['first_step_s']:.1f}", f"{r['peak_rss_mb']:.0f}", gpu, f"{r['loss']:.4g}"])
     if not gpus:
         print("\nCPU: the logical devices share the same cores; the figures measure the cost of replication "
               "(all-reduce, per-replica graphs), not scaling.")
