@@ -38,7 +38,6 @@ def test_budget_scales_steps_in_whole_checkpoint_intervals():
     assert ablation.scaled_steps(0.001, 300, 400, 100) == ((0, 1), (1, 1))  # no stage 1, >= 1 step
 
 
-@pytest.mark.slow
 def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path):
     tiny = ["--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4",
             "--trunk_hidden=8", "--run_eagerly", "--batch_size=2", "--synthetic_train=16", "--synthetic_test=4",

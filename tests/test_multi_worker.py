@@ -70,7 +70,6 @@ def log_lines(text, *needles):
     return [line for line in text.splitlines() if any(n in line for n in needles)]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("LGH_TF_MULTI_WORKER_TEST") != "1",
     reason="two real workers take minutes each and have not yet passed end to end on the 2-core machine; "
