@@ -4,6 +4,11 @@ group selector (Eqs. 5-8) and the cross-group feature fusion (Eq. 9).
 Block structure follows the authors' release (shared/reference/README.md, "Grouped feature learning").
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -18,7 +23,7 @@ SELECTOR_MODES = ("sample", "soft", "hard")
 class ConvBNReLU(keras.layers.Layer):
     """k x k convolution (symmetric padding), BatchNorm, ReLU ("Basic" in the reference)."""
 
-    def __init__(self, filters, kernel_size=1, sync_batch_norm=False, **kwargs):
+    def __init__(self, filters: int, kernel_size: int = 1, sync_batch_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
@@ -26,17 +31,17 @@ class ConvBNReLU(keras.layers.Layer):
         self.conv = PaddedConv2D(filters, kernel_size, name="conv", dtype=self.dtype_policy)
         self.bn = batch_norm("bn", sync_batch_norm, self.dtype_policy)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         self.conv.build(input_shape)
         self.bn.build(self.conv.compute_output_shape(input_shape))
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         return keras.ops.relu(self.bn(self.conv(x), training=training))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return self.conv.compute_output_shape(input_shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size,
                       sync_batch_norm=self.sync_batch_norm)
@@ -51,7 +56,14 @@ class ResidualBlock2D(keras.layers.Layer):
     3x3 convolution and the 1x1 skip halve the resolution, and the main path ends in a ReLU too.
     """
 
-    def __init__(self, filters, strides=1, activate_main=False, sync_batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        strides: int = 1,
+        activate_main: bool = False,
+        sync_batch_norm: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
@@ -65,7 +77,7 @@ class ResidualBlock2D(keras.layers.Layer):
         self.skip_conv = None
         self.skip_bn = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         self.conv1.build(input_shape)
         shape = self.conv1.compute_output_shape(input_shape)
         self.bn1.build(shape)
@@ -80,7 +92,7 @@ class ResidualBlock2D(keras.layers.Layer):
             self.skip_conv.build(input_shape)
             self.skip_bn.build(shape)
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
         y = self.bn2(self.conv2(y), training=training)
         if self.activate_main:
@@ -88,10 +100,10 @@ class ResidualBlock2D(keras.layers.Layer):
         skip = x if self.skip_conv is None else self.skip_bn(self.skip_conv(x), training=training)
         return keras.ops.relu(y + skip)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return self.conv1.compute_output_shape(input_shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             filters=self.filters, strides=self.strides, activate_main=self.activate_main,
@@ -107,7 +119,7 @@ class UpBlock(keras.layers.Layer):
     Keras' ``padding="same"`` crops one pixel on each side here, as PyTorch's padding=1 does.
     """
 
-    def __init__(self, filters, sync_batch_norm=False, **kwargs):
+    def __init__(self, filters: int, sync_batch_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = filters
         self.sync_batch_norm = sync_batch_norm
@@ -116,17 +128,17 @@ class UpBlock(keras.layers.Layer):
         )
         self.bn = batch_norm("bn", sync_batch_norm, self.dtype_policy)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         self.deconv.build(input_shape)
         self.bn.build(self.deconv.compute_output_shape(input_shape))
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         return keras.ops.relu(self.bn(self.deconv(x), training=training))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return self.deconv.compute_output_shape(input_shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(filters=self.filters, sync_batch_norm=self.sync_batch_norm)
         return config
@@ -136,7 +148,7 @@ class UpBlock(keras.layers.Layer):
 class GroupTrunk(keras.layers.Layer):
     """Into the groups: concat[backbone heatmaps, shared features] -> Res2D(128) -> Res2D(channels)."""
 
-    def __init__(self, channels=32, hidden=128, sync_batch_norm=False, **kwargs):
+    def __init__(self, channels: int = 32, hidden: int = 128, sync_batch_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels = channels
         self.hidden = hidden
@@ -145,19 +157,21 @@ class GroupTrunk(keras.layers.Layer):
         self.block1 = ResidualBlock2D(hidden, sync_batch_norm=sync_batch_norm, name="block1", dtype=dtype)
         self.block2 = ResidualBlock2D(channels, sync_batch_norm=sync_batch_norm, name="block2", dtype=dtype)
 
-    def build(self, heatmaps_shape, features_shape):
+    def build(self, heatmaps_shape: Sequence[int | None], features_shape: Sequence[int | None]) -> None:
         shape = channels_to(heatmaps_shape, heatmaps_shape[-1] + features_shape[-1])
         self.block1.build(shape)
         self.block2.build(self.block1.compute_output_shape(shape))
 
-    def compute_output_shape(self, heatmaps_shape, features_shape):
+    def compute_output_shape(
+        self, heatmaps_shape: Sequence[int | None], features_shape: Sequence[int | None]
+    ) -> tuple[int | None, ...]:
         return channels_to(heatmaps_shape, self.channels)
 
-    def call(self, heatmaps, features, training=False):
+    def call(self, heatmaps: tf.Tensor, features: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = keras.ops.concatenate([heatmaps, features], axis=-1)
         return self.block2(self.block1(x, training=training), training=training)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(channels=self.channels, hidden=self.hidden, sync_batch_norm=self.sync_batch_norm)
         return config
@@ -171,7 +185,7 @@ class GroupBranch(keras.layers.Layer):
     b21 = Up(Basic1x1(concat[b31, b2])); f = Res2D(Basic1x1(concat[b21, b1, b0])).
     """
 
-    def __init__(self, channels=32, sync_batch_norm=False, **kwargs):
+    def __init__(self, channels: int = 32, sync_batch_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.channels = channels
         self.sync_batch_norm = sync_batch_norm
@@ -186,7 +200,7 @@ class GroupBranch(keras.layers.Layer):
         self.merge0 = ConvBNReLU(2 * c, 1, sync_batch_norm=sync, name="merge0", dtype=dtype)
         self.exit = ResidualBlock2D(c, sync_batch_norm=sync, name="exit", dtype=dtype)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         # In the order call() runs them (projection skips draw their initial seeds as they are made).
         c = self.channels
         self.entry.build(input_shape)
@@ -201,10 +215,10 @@ class GroupBranch(keras.layers.Layer):
         self.merge0.build(channels_to(s0, 3 * c))
         self.exit.build(channels_to(s0, 2 * c))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return channels_to(input_shape, self.channels)
 
-    def call(self, t, training=False):
+    def call(self, t: tf.Tensor, training: bool = False) -> tf.Tensor:
         b0 = self.entry(t, training=training)
         b1 = self.res(b0, training=training)
         b2 = self.down1(b1, training=training)
@@ -215,13 +229,13 @@ class GroupBranch(keras.layers.Layer):
         merged = self.merge0(keras.ops.concatenate([b21, b1, b0], -1), training=training)
         return self.exit(merged, training=training)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(channels=self.channels, sync_batch_norm=self.sync_batch_norm)
         return config
 
 
-def fusion_kernel_init(num_groups, channels, group, own_weight=0.9):
+def fusion_kernel_init(num_groups: int, channels: int, group: int, own_weight: float = 0.9) -> np.ndarray:
     """The 1x1 kernel of Eq. 9 at initialisation: alpha_k^k I on the group's own channels and
     (1 - alpha_k^k) / (K - 1) I on every other group's; shape (1, 1, K * C, C)."""
     kernel = np.zeros((num_groups * channels, channels), np.float32)
@@ -237,7 +251,14 @@ class GroupFeatureFusion(keras.layers.Layer):
     """Cross-group fusion (NDDR, Gao et al. 2019): for each group k, ReLU(BN(1x1 conv([F^1..F^K])))
     with the 1x1 kernel initialised to [alpha_1^k I, ..., alpha_K^k I] (Eq. 9)."""
 
-    def __init__(self, num_groups, channels=32, own_weight=0.9, sync_batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        num_groups: int,
+        channels: int = 32,
+        own_weight: float = 0.9,
+        sync_batch_norm: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.num_groups = num_groups
         self.channels = channels
@@ -258,16 +279,18 @@ class GroupFeatureFusion(keras.layers.Layer):
         ]
         self.bns = [batch_norm(f"bn_{k}", sync_batch_norm, self.dtype_policy) for k in range(num_groups)]
 
-    def build(self, group_features_shape):
+    def build(self, group_features_shape: Sequence[Sequence[int | None]]) -> None:
         stacked = channels_to(group_features_shape[0], self.num_groups * group_features_shape[0][-1])
         for conv, bn in zip(self.convs, self.bns):
             conv.build(stacked)
             bn.build(channels_to(stacked, self.channels))
 
-    def compute_output_shape(self, group_features_shape):
+    def compute_output_shape(
+        self, group_features_shape: Sequence[Sequence[int | None]]
+    ) -> list[tuple[int | None, ...]]:
         return [channels_to(group_features_shape[0], self.channels)] * self.num_groups
 
-    def call(self, group_features, training=False):
+    def call(self, group_features: Sequence[tf.Tensor], training: bool = False) -> list[tf.Tensor]:
         # [F^1 .. F^K] on the channel axis, as stack + reshape (the same memory layout as a concat):
         # Grappler hoists the branches' final ReLUs out of a ConcatV2 and then its remapper, fusing
         # the BN-folded exit convolutions, fails on the whole graph (TF 2.21: "Mutation::Apply error:
@@ -282,7 +305,7 @@ class GroupFeatureFusion(keras.layers.Layer):
             for conv, bn in zip(self.convs, self.bns)
         ]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             num_groups=self.num_groups, channels=self.channels, own_weight=self.own_weight,
@@ -303,7 +326,14 @@ class JointGroupSelector(keras.layers.Layer):
     and holds no logits (the paper's "Manual" grouping).
     """
 
-    def __init__(self, num_joints=21, num_groups=3, fixed_groups=None, seed=None, **kwargs):
+    def __init__(
+        self,
+        num_joints: int = 21,
+        num_groups: int = 3,
+        fixed_groups: Sequence[Sequence[int]] | None = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.num_groups = num_groups
@@ -321,7 +351,7 @@ class JointGroupSelector(keras.layers.Layer):
                     f"fixed_groups must hold every joint 0..{num_joints - 1} exactly once, got {joints}"
                 )
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Sequence[int | None] | None = None) -> None:
         if self.fixed_groups is None:
             self.theta = self.add_weight(
                 shape=(self.num_joints, self.num_groups),
@@ -334,7 +364,7 @@ class JointGroupSelector(keras.layers.Layer):
                 matrix[list(joints), group] = 1.0
             self._fixed_matrix = matrix
 
-    def call(self, temperature, mode="hard"):
+    def call(self, temperature: tf.Tensor | float, mode: str = "hard") -> tf.Tensor:
         if mode not in SELECTOR_MODES:
             raise ValueError(f"selector mode must be one of {SELECTOR_MODES}, got {mode!r}")
         if self.fixed_groups is not None:
@@ -352,7 +382,7 @@ class JointGroupSelector(keras.layers.Layer):
         concrete = tfp.distributions.RelaxedOneHotCategorical(temperature, logits=theta)
         return concrete.sample(seed=seed)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             num_joints=self.num_joints,

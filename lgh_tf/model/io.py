@@ -14,17 +14,28 @@ never load silently. Unreadable files (a truncated ``.index`` / ``.data``, an em
 ``config.json``) give a ``CheckpointError`` or ``ValueError`` naming the file.
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import os
 import re
 import tempfile
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
 from lgh_tf.config import ModelConfig
 from lgh_tf.convert import CheckpointError
 from lgh_tf.model.network import LearnableGroupsNet
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import numpy as np
+
+    # images (B, S, S, 3) float32 in [0, 1] -> (uv (B, J, 2), depth (B, J), heatmaps or None)
+    PoseFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 _LISTED = 5  # names quoted in a mismatch message
 _SAVED_MODEL_SIGNATURES = ("predict_float", "serving_default")
@@ -66,7 +77,7 @@ def _h5_datasets(path):
     return found
 
 
-def load_keras_weights(model, path):
+def load_keras_weights(model: LearnableGroupsNet, path: str) -> LearnableGroupsNet:
     """``model.load_weights(path)`` after checking that the file holds exactly the model's weights
     (Keras itself skips stored weights the model lacks)."""
     try:
@@ -95,7 +106,9 @@ def _unescape(name):
     return re.sub(r"\.(S|\.)", lambda m: "/" if m.group(1) == "S" else ".", name)
 
 
-def restore_checkpoint(model, prefix, section="network", only=""):
+def restore_checkpoint(
+    model: LearnableGroupsNet, prefix: str, section: str = "network", only: str = ""
+) -> LearnableGroupsNet:
     """Restores ``model`` from the ``section`` of a training checkpoint, exactly: every stored
     network weight used, every model weight filled (optimizer slots and the step are left).
     ``only``: restrict both sides to the weights whose names start with it (e.g. "backbone/")."""
@@ -125,12 +138,12 @@ def restore_checkpoint(model, prefix, section="network", only=""):
     return model
 
 
-def first_line(error):
+def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-def load_model(path):
+def load_model(path: str | os.PathLike[str]) -> LearnableGroupsNet:
     """Returns a built LearnableGroupsNet. ``path`` may be:
 
     - a training ``model_dir`` (config.json + checkpoints/), or a checkpoint prefix inside one;
@@ -177,7 +190,7 @@ def _load_keras(path):
     return restore_checkpoint(model, prefix)
 
 
-def model_paths(paths):
+def model_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
     """A list of non-empty paths from a list or one path; ValueError when none is left."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -187,7 +200,7 @@ def model_paths(paths):
     return paths
 
 
-def load_models(paths):
+def load_models(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[LearnableGroupsNet]:
     """``load_model`` for each path (a list: an ensemble), each checked to exist before any loads."""
     paths = model_paths(paths)
     for path in paths:
@@ -201,7 +214,7 @@ def load_models(paths):
 # ---------------------------------------------------------------------------------------------
 
 
-def find_saved_model(path):
+def find_saved_model(path: str | os.PathLike[str]) -> str | None:
     """The SavedModel directory under ``path`` (itself, or the highest numbered version of a TF
     Serving base directory), or None when ``path`` holds none."""
     path = os.fspath(path)
@@ -216,7 +229,7 @@ def find_saved_model(path):
     return None
 
 
-def load_function(path):
+def load_function(path: str | os.PathLike[str]) -> tuple[PoseFunction, int]:
     """``(fn, input_size)`` for one model path: ``fn(images)`` with float32 (B, S, S, 3) RGB in
     [0, 1] answers numpy ``(uv (B, 21, 2) input pixels, depth (B, 21), heatmaps (B, S/4, S/4, 21)
     or None)``.

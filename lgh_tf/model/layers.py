@@ -5,13 +5,23 @@ has a bias, padding is symmetric ((k - 1) / 2 on each side), BatchNorm uses eps 
 in PyTorch terms (0.9 in Keras terms).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
-def batch_norm(name: str, synchronized: bool = False, dtype=None) -> keras.layers.BatchNormalization:
+def batch_norm(
+    name: str, synchronized: bool = False, dtype: str | keras.DTypePolicy | None = None
+) -> keras.layers.BatchNormalization:
     """A BatchNorm with the reference's epsilon and momentum; ``synchronized``: statistics over the
     global batch under tf.distribute (Keras all-reduces them per layer and step); ``dtype``: the
     owning layer's dtype policy."""
@@ -20,7 +30,7 @@ def batch_norm(name: str, synchronized: bool = False, dtype=None) -> keras.layer
     )
 
 
-def channels_to(shape, channels):
+def channels_to(shape: Sequence[int | None], channels: int) -> tuple[int | None, ...]:
     """``shape`` (a tuple, channels last) with its last axis set to ``channels``."""
     return tuple(shape[:-1]) + (channels,)
 
@@ -33,7 +43,7 @@ class PaddedConv2D(keras.layers.Layer):
     the sampling grid by one pixel against the reference; here stride-2 convolutions pad explicitly.
     """
 
-    def __init__(self, filters, kernel_size, strides=1, use_bias=True, **kwargs):
+    def __init__(self, filters: int, kernel_size: int, strides: int = 1, use_bias: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
@@ -53,23 +63,23 @@ class PaddedConv2D(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         if self.pad is not None:
             self.pad.build(input_shape)
             input_shape = self.pad.compute_output_shape(input_shape)
         self.conv.build(input_shape)
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         if self.pad is not None:
             x = self.pad(x)
         return self.conv(x)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         if self.pad is not None:
             input_shape = self.pad.compute_output_shape(input_shape)
         return self.conv.compute_output_shape(input_shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             filters=self.filters,

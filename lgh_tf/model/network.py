@@ -1,5 +1,10 @@
 """LearnableGroupsNet: the three modules of the paper composed into one Keras model."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
 import tensorflow as tf
 
@@ -15,6 +20,9 @@ from lgh_tf.model.grouped_features import (
 from lgh_tf.model.layers import channels_to
 from lgh_tf.model.recovery import PoseMapHead, SoftArgmax2D, combine_groups
 from lgh_tf.model.shared_features import HourglassBackbone
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Heatmaps are at 1/4 of the input resolution: heatmap index * 4 = input pixel (as the reference).
 HEATMAP_STRIDE = 4.0
@@ -38,7 +46,7 @@ class LearnableGroupsNet(keras.Model):
     every layer (the model passes its own dtype policy down; nothing global is switched).
     """
 
-    def __init__(self, config: ModelConfig | dict | None = None, **kwargs):
+    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
         # kwargs as any Keras layer's: ``dtype="mixed_bfloat16"`` gives every sub-layer that policy.
         super().__init__(**kwargs)
         if config is None:
@@ -86,7 +94,7 @@ class LearnableGroupsNet(keras.Model):
             name="temperature",
         )
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         # In the order call() runs them (projection skips draw their initial seeds as they are made).
         heatmaps_shape, features_shape = self.backbone.compute_output_shape(input_shape)
         self.backbone.build(input_shape)
@@ -104,14 +112,20 @@ class LearnableGroupsNet(keras.Model):
             readout.build(maps_shape, maps_shape)
         self.selector.build(())
 
-    def build_for_input(self):
+    def build_for_input(self) -> LearnableGroupsNet:
         """Creates every variable for ``config.input_size`` inputs; returns the model."""
         if not self.built:
             size = self.config.input_size
             self.build((None, size, size, 3))
         return self
 
-    def call(self, images, training=False, selector=None, temperature=None):
+    def call(
+        self,
+        images: tf.Tensor,
+        training: bool = False,
+        selector: str | tf.Tensor | np.ndarray | None = None,
+        temperature: tf.Tensor | float | None = None,
+    ) -> dict[str, tf.Tensor]:
         if isinstance(selector, str) and selector not in SELECTOR_MODES:
             raise ValueError(f"selector must be one of {SELECTOR_MODES} or a (J, K) matrix, got {selector!r}")
         if selector is None:
@@ -153,7 +167,7 @@ class LearnableGroupsNet(keras.Model):
             "backbone_uv": backbone_uv * HEATMAP_STRIDE,
         }
 
-    def checkpoint_variables(self):
+    def checkpoint_variables(self) -> dict[str, keras.Variable]:
         """{stable name: variable} for every variable (weights, BN statistics, tau, the selector's
         sampling state), independent of the model's own name. tf.train.Checkpoint does not descend
         into Keras 3's tracked lists of layers (hourglass stages, branches, heads), so checkpoints
@@ -170,12 +184,12 @@ class LearnableGroupsNet(keras.Model):
             names[name] = variable
         return names
 
-    def groups(self):
+    def groups(self) -> list[list[int]]:
         """The current hard grouping: a list of K lists of joint indices."""
         matrix = self.selector(tf.convert_to_tensor(self.temperature), mode="hard").numpy()
         return [[int(j) for j in range(matrix.shape[0]) if matrix[j, k] > 0.5] for k in range(matrix.shape[1])]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         import dataclasses
 
         config = super().get_config()
@@ -183,5 +197,5 @@ class LearnableGroupsNet(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> LearnableGroupsNet:
         return cls(**config)

@@ -1,34 +1,42 @@
 """Paper module 3, 3D joint recovery: per-group heatmap and depth heads, learnable-sharpness
 soft-argmax, the selector-weighted sum over groups (Eq. 5) and the lift to camera space (Eq. 3)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
 import tensorflow as tf
 
 from lgh_tf import geometry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @keras.saving.register_keras_serializable(package="lgh_tf")
 class PoseMapHead(keras.layers.Layer):
     """3x3 conv (hidden), ReLU, 3x3 conv (one map per joint). Used for heatmaps and depth maps."""
 
-    def __init__(self, num_joints=21, hidden=32, **kwargs):
+    def __init__(self, num_joints: int = 21, hidden: int = 32, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.hidden = hidden
         self.conv1 = keras.layers.Conv2D(hidden, 3, padding="same", name="conv1", dtype=self.dtype_policy)
         self.conv2 = keras.layers.Conv2D(num_joints, 3, padding="same", name="conv2", dtype=self.dtype_policy)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         self.conv1.build(input_shape)
         self.conv2.build(self.conv1.compute_output_shape(input_shape))
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         return self.conv2(keras.ops.relu(self.conv1(x)))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return tuple(input_shape[:-1]) + (self.num_joints,)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(num_joints=self.num_joints, hidden=self.hidden)
         return config
@@ -43,13 +51,15 @@ class SoftArgmax2D(keras.layers.Layer):
     v = sum p * row (heatmap indices 0..W-1, 0..H-1), depth = sum p * depth map.
     """
 
-    def __init__(self, num_joints=21, learnable_beta=True, beta_init=1.0, **kwargs):
+    def __init__(
+        self, num_joints: int = 21, learnable_beta: bool = True, beta_init: float = 1.0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.learnable_beta = learnable_beta
         self.beta_init = beta_init
 
-    def build(self, heatmaps_shape, depth_maps_shape=None):
+    def build(self, heatmaps_shape: Sequence[int | None], depth_maps_shape: Sequence[int | None] | None = None) -> None:
         self.beta = None
         if self.learnable_beta:
             self.beta = self.add_weight(
@@ -58,7 +68,7 @@ class SoftArgmax2D(keras.layers.Layer):
                 name="beta",
             )
 
-    def call(self, heatmaps, depth_maps=None):
+    def call(self, heatmaps: tf.Tensor, depth_maps: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor | None]:
         shape = tf.shape(heatmaps)
         height, width = shape[1], shape[2]
         logits = tf.cast(heatmaps, "float32")
@@ -77,7 +87,7 @@ class SoftArgmax2D(keras.layers.Layer):
         depth = tf.reduce_sum(p * depth_maps, axis=1)
         return uv, depth
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             num_joints=self.num_joints,
@@ -87,7 +97,7 @@ class SoftArgmax2D(keras.layers.Layer):
         return config
 
 
-def combine_groups(selector, group_uv, group_depth):
+def combine_groups(selector: tf.Tensor, group_uv: tf.Tensor, group_depth: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Eq. 5: J = sum_k S^k (.) J^k. selector (J, K); group_uv (B, K, J, 2); group_depth (B, K, J)."""
     selector = tf.cast(selector, group_uv.dtype)
     uv = tf.einsum("jk,bkjc->bjc", selector, group_uv)
@@ -95,7 +105,13 @@ def combine_groups(selector, group_uv, group_depth):
     return uv, depth
 
 
-def lift_to_camera(uv, depth, intrinsics, scale, root_depth):
+def lift_to_camera(
+    uv: tf.Tensor | np.ndarray,
+    depth: tf.Tensor | np.ndarray,
+    intrinsics: tf.Tensor | np.ndarray,
+    scale: tf.Tensor | np.ndarray,
+    root_depth: tf.Tensor | np.ndarray,
+) -> tf.Tensor:
     """Eq. 3: [x, y, z]^T = (s0 * z_rel + z_root) * M^-1 [u, v, 1]^T, float32 tensors.
 
     uv (B, J, 2) pixels of the image that ``intrinsics`` (B, 3, 3) describe (any invertible matrix

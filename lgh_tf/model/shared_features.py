@@ -4,9 +4,17 @@
 authors' release builds it (shared/reference/README.md, "Shared feature extraction").
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
 
 from lgh_tf.model.layers import PaddedConv2D, batch_norm, channels_to
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="lgh_tf")
@@ -17,7 +25,7 @@ class BottleneckResidual(keras.layers.Layer):
     No activation follows the sum.
     """
 
-    def __init__(self, filters, sync_batch_norm=False, **kwargs):
+    def __init__(self, filters: int, sync_batch_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = filters
         self.sync_batch_norm = sync_batch_norm
@@ -31,7 +39,7 @@ class BottleneckResidual(keras.layers.Layer):
         self.conv3 = keras.layers.Conv2D(filters, 1, name="conv3", dtype=dtype)
         self.skip = None
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         half_shape = channels_to(input_shape, self.filters // 2)
         self.bn.build(input_shape)
         self.conv1.build(input_shape)
@@ -44,7 +52,7 @@ class BottleneckResidual(keras.layers.Layer):
             self.skip = keras.layers.Conv2D(self.filters, 1, name="skip", dtype=self.dtype_policy)
             self.skip.build(input_shape)
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         y = keras.ops.relu(self.bn(x, training=training))
         y = keras.ops.relu(self.bn1(self.conv1(y), training=training))
         y = keras.ops.relu(self.bn2(self.conv2(y), training=training))
@@ -52,12 +60,12 @@ class BottleneckResidual(keras.layers.Layer):
         skip = x if self.skip is None else self.skip(x)
         return y + skip
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(filters=self.filters, sync_batch_norm=self.sync_batch_norm)
         return config
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return channels_to(input_shape, self.filters)
 
 
@@ -69,7 +77,9 @@ class Hourglass(keras.layers.Layer):
     is the hourglass one level shallower, or residuals at the bottom. Output = upper + lower.
     """
 
-    def __init__(self, depth=4, filters=256, num_modules=2, sync_batch_norm=False, **kwargs):
+    def __init__(
+        self, depth: int = 4, filters: int = 256, num_modules: int = 2, sync_batch_norm: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.depth = depth
         self.filters = filters
@@ -77,7 +87,7 @@ class Hourglass(keras.layers.Layer):
         self.sync_batch_norm = sync_batch_norm
         dtype = self.dtype_policy
 
-        def stage(name):
+        def stage(name: str) -> list[BottleneckResidual]:
             return [
                 BottleneckResidual(filters, sync_batch_norm, name=f"{name}_{i}", dtype=dtype)
                 for i in range(num_modules)
@@ -102,7 +112,7 @@ class Hourglass(keras.layers.Layer):
             shape = block.compute_output_shape(shape)
         return shape
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         # In the order call() runs them (projection skips draw their initial seeds as they are made).
         self._build_stage(self.upper, input_shape)
         self.pool.build(input_shape)
@@ -121,7 +131,7 @@ class Hourglass(keras.layers.Layer):
             x = block(x, training=training)
         return x
 
-    def call(self, x, training=False):
+    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         upper = self._run(self.upper, x, training)
         lower = self._run(self.lower_in, self.pool(x), training)
         if isinstance(self.inner, Hourglass):
@@ -131,13 +141,13 @@ class Hourglass(keras.layers.Layer):
         lower = self._run(self.lower_out, lower, training)
         return upper + self.upsample(lower)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(depth=self.depth, filters=self.filters, num_modules=self.num_modules,
                       sync_batch_norm=self.sync_batch_norm)
         return config
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return channels_to(input_shape, self.filters)
 
 
@@ -149,7 +159,9 @@ class HourglassBackbone(keras.layers.Layer):
     features (B, H/4, W/4, filters))``.
     """
 
-    def __init__(self, num_joints=21, filters=256, depth=4, sync_batch_norm=False, **kwargs):
+    def __init__(
+        self, num_joints: int = 21, filters: int = 256, depth: int = 4, sync_batch_norm: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.filters = filters
@@ -169,7 +181,7 @@ class HourglassBackbone(keras.layers.Layer):
         self.feature_bn = batch_norm("feature_bn", sync, dtype)
         self.heatmap_conv = keras.layers.Conv2D(num_joints, 1, name="heatmap_conv", dtype=dtype)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int | None]) -> None:
         # In the order call() runs them (projection skips draw their initial seeds as they are made).
         self.stem_conv.build(input_shape)
         shape = self.stem_conv.compute_output_shape(input_shape)
@@ -182,7 +194,7 @@ class HourglassBackbone(keras.layers.Layer):
         self.feature_bn.build(shape)
         self.heatmap_conv.build(shape)
 
-    def call(self, images, training=False):
+    def call(self, images: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         x = keras.ops.relu(self.stem_bn(self.stem_conv(images), training=training))
         x = self.res1(x, training=training)
         x = self.pool(x)
@@ -195,13 +207,15 @@ class HourglassBackbone(keras.layers.Layer):
         heatmaps = self.heatmap_conv(features)
         return heatmaps, features
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(num_joints=self.num_joints, filters=self.filters, depth=self.depth,
                       sync_batch_norm=self.sync_batch_norm)
         return config
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(
+        self, input_shape: Sequence[int | None]
+    ) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
         shape = self.stem_conv.compute_output_shape(input_shape)
         shape = self.pool.compute_output_shape(shape)
         return channels_to(shape, self.num_joints), channels_to(shape, self.filters)
