@@ -7,12 +7,16 @@ A ``tf.train.CheckpointManager`` keeps the last few checkpoints: weights, every 
 step, tau and the selector's sampling state.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -25,7 +29,7 @@ from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.training.task import HandPoseTask
 
 
-def make_strategy(name):
+def make_strategy(name: str) -> tf.distribute.Strategy:
     """``mirrored``: one replica per local GPU, or, without GPUs, per logical CPU device (one unless
     ``tf.config.set_logical_device_configuration`` split the CPU); ``multi_worker``: the cluster
     of ``TF_CONFIG``, each worker's local GPUs (or its CPU)."""
@@ -41,7 +45,7 @@ def make_strategy(name):
     raise ValueError(f"strategy must be default, mirrored or multi_worker, got {name!r}")
 
 
-def worker_of(strategy):
+def worker_of(strategy: tf.distribute.Strategy) -> tuple[int, int, bool]:
     """(task id, number of workers, chief?) of this process under ``strategy``."""
     resolver = getattr(strategy, "cluster_resolver", None)
     workers = getattr(strategy.extended, "_num_workers", 1)
@@ -49,7 +53,12 @@ def worker_of(strategy):
     return int(task_id), int(workers), bool(strategy.extended.should_checkpoint)
 
 
-def distributed_train_dataset(strategy, make_train_dataset, start_sample, global_batch_size):
+def distributed_train_dataset(
+    strategy: tf.distribute.Strategy,
+    make_train_dataset: Callable[..., tf.data.Dataset],
+    start_sample: int,
+    global_batch_size: int,
+) -> tuple[tf.distribute.DistributedDataset, Callable[[tf.distribute.InputContext], tf.data.Dataset]]:
     """The training stream split over ``strategy``'s replicas by data.
 
     Each worker's input pipeline keeps every ``num_workers``-th sample of the one global stream
@@ -62,7 +71,7 @@ def distributed_train_dataset(strategy, make_train_dataset, start_sample, global
     if global_batch_size % replicas:
         raise ValueError(f"batch_size {global_batch_size} is not divisible by the {replicas} replicas")
 
-    def dataset_fn(context):
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return make_train_dataset(
             start_sample,
             batch_size=context.get_per_replica_batch_size(global_batch_size),
@@ -72,7 +81,7 @@ def distributed_train_dataset(strategy, make_train_dataset, start_sample, global
     return strategy.distribute_datasets_from_function(dataset_fn), dataset_fn
 
 
-def make_checkpoint(task):
+def make_checkpoint(task: HandPoseTask) -> tf.train.Checkpoint:
     """Everything a resumed run needs, by stable names."""
     objects = {"network": task.network.checkpoint_variables(), "step": task.step}
     for group, optimizer in task.optimizers.items():
@@ -80,7 +89,7 @@ def make_checkpoint(task):
     return tf.train.Checkpoint(**objects)
 
 
-def restore_network_weights(network, path, backbone_only=False):
+def restore_network_weights(network: LearnableGroupsNet, path: str, backbone_only: bool = False) -> str:
     """Loads only the network's weights from a training checkpoint (e.g. stage 1 into stage 2).
 
     ``path`` is a checkpoint prefix, a directory holding checkpoints (the latest is taken), or a
@@ -102,7 +111,7 @@ class TrainingDivergedError(RuntimeError):
     """The loss or a weight became NaN or infinite; nothing non-finite was saved."""
 
 
-def non_finite_variables(variables):
+def non_finite_variables(variables: Mapping[str, Any]) -> list[str]:
     """Names of the floating-point variables in ``{name: variable}`` holding NaN or inf."""
     bad = []
     for name, variable in variables.items():
@@ -112,7 +121,7 @@ def non_finite_variables(variables):
     return bad
 
 
-def checkpoint_variables(task):
+def checkpoint_variables(task: HandPoseTask) -> dict[str, keras.Variable]:
     """{name: variable} of everything ``make_checkpoint`` saves (network and optimizer slots)."""
     names = {f"network/{k}": v for k, v in task.network.checkpoint_variables().items()}
     for group, optimizer in task.optimizers.items():
@@ -124,12 +133,12 @@ class NonFiniteGuard(keras.callbacks.Callback):
     """Stops the run at the first step whose loss is NaN or inf (the next checkpoint would hold
     the diverged weights): raises TrainingDivergedError naming the step."""
 
-    def __init__(self, task, last_good):
+    def __init__(self, task: HandPoseTask, last_good: Callable[[], str]) -> None:
         super().__init__()
         self.task = task
         self.last_good = last_good
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(float(np.asarray(loss))):
             step = int(self.task.step.numpy())
@@ -147,13 +156,13 @@ class CheckpointCallback(keras.callbacks.Callback):
     its own temporary directory and deletes it at once; only the chief's checkpoint is kept.
     """
 
-    def __init__(self, manager, task, scratch=False):
+    def __init__(self, manager: tf.train.CheckpointManager, task: HandPoseTask, scratch: bool = False) -> None:
         super().__init__()
         self.manager = manager
         self.task = task
         self.scratch = scratch
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         step = int(self.task.step.numpy())
         bad = non_finite_variables(checkpoint_variables(self.task))
         if bad:
@@ -177,7 +186,7 @@ RESUME_FIXED = {
 }
 
 
-def config_differences(stored, current):
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """["section.key: stored -> current", ...] for the RESUME_FIXED entries that differ."""
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
     differences = []
@@ -189,7 +198,7 @@ def config_differences(stored, current):
     return differences
 
 
-def read_run_config(model_dir):
+def read_run_config(model_dir: str) -> dict[str, Any]:
     """The ``config.json`` of a training directory (a ValueError naming it when unreadable)."""
     path = os.path.join(model_dir, "config.json")
     try:
@@ -205,12 +214,12 @@ def read_run_config(model_dir):
 class GroupingCallback(keras.callbacks.Callback):
     """TensorBoard: the current grouping as an image and text, and each joint's group as a scalar."""
 
-    def __init__(self, task, log_dir):
+    def __init__(self, task: HandPoseTask, log_dir: str) -> None:
         super().__init__()
         self.task = task
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "groups"))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         network = self.task.network
         step = int(self.task.step.numpy())
         groups = network.groups()
@@ -236,7 +245,7 @@ class LearningCurvesCallback(keras.callbacks.Callback):
     continues the curves of the steps it kept.
     """
 
-    def __init__(self, task, model_dir, history, title=""):
+    def __init__(self, task: HandPoseTask, model_dir: str, history: dict[str, Any], title: str = "") -> None:
         super().__init__()
         self.task = task
         self.model_dir = model_dir
@@ -244,10 +253,10 @@ class LearningCurvesCallback(keras.callbacks.Callback):
         self.title = title
         self._means = {}
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._means = {}
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         train = self.history["train"]
         n = batch + 1  # the Keras batch index restarts at 0 with every epoch
         train.setdefault("step", []).append(int(self.task.step.numpy()))
@@ -259,7 +268,7 @@ class LearningCurvesCallback(keras.callbacks.Callback):
             self._means[name] = mean
             train.setdefault(name, []).append(value)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         held_out = {k[len("val_"):]: float(np.asarray(v)) for k, v in (logs or {}).items()
                     if k.startswith("val_")}
         if held_out:
@@ -267,7 +276,7 @@ class LearningCurvesCallback(keras.callbacks.Callback):
         write_learning_curves(self.model_dir, self.history, self.title)
 
 
-def read_history(model_dir, start_step):
+def read_history(model_dir: str, start_step: int) -> dict[str, Any]:
     """The curves a previous run of ``model_dir`` wrote, cut at ``start_step`` (the resume point)."""
     path = os.path.join(model_dir, "learning_curves.json")
     history = {"train": {}, "eval": {}}
@@ -281,7 +290,7 @@ def read_history(model_dir, start_step):
     return history
 
 
-def add_held_out(history, step, figures):
+def add_held_out(history: dict[str, Any], step: int, figures: Mapping[str, float]) -> None:
     """Appends one held-out point (``{"error_2d_px": ..., ...}``) unless ``step`` has one already."""
     held_out = history["eval"]
     if step in held_out.get("step", []):
@@ -292,14 +301,14 @@ def add_held_out(history, step, figures):
             held_out.setdefault(name, []).append(float(value))
 
 
-def write_learning_curves(model_dir, history, title=""):
+def write_learning_curves(model_dir: str, history: dict[str, Any], title: str = "") -> str:
     """learning_curves.json and learning_curves.png, each written to a temporary name and renamed."""
     files.write_json(os.path.join(model_dir, "learning_curves.json"), files.to_jsonable(history), indent=None)
     picture = visualize.learning_curves_figure(history, title)
     return files.write_png(os.path.join(model_dir, "learning_curves.png"), picture)
 
 
-def grouping_picture(network, title):
+def grouping_picture(network: LearnableGroupsNet, title: str) -> np.ndarray:
     """The network's hard grouping (paper Fig. 4 style), each joint labelled with its largest
     soft weight softmax(theta / tau) when the grouping is learned. RGB uint8."""
     probabilities = None
@@ -309,12 +318,12 @@ def grouping_picture(network, title):
     return visualize.grouping_figure(network.groups(), title, probabilities)
 
 
-def write_grouping_picture(network, model_dir, title):
+def write_grouping_picture(network: LearnableGroupsNet, model_dir: str, title: str) -> str:
     """groups.png in ``model_dir`` (written to a temporary name and renamed)."""
     return files.write_png(os.path.join(model_dir, "groups.png"), grouping_picture(network, title))
 
 
-def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig):
+def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig) -> HandPoseTask:
     keras.utils.set_random_seed(train.seed)  # reproducible initial weights
     # The network's own dtype policy, passed down to every layer: nothing global to switch back.
     policy = "mixed_bfloat16" if train.mixed_precision else None
@@ -324,7 +333,14 @@ def build_task(model_config: ModelConfig, optim: OptimConfig, train: TrainConfig
     return task
 
 
-def train(model_config, optim, train_config, make_train_dataset, eval_dataset=None, strategy=None):
+def train(
+    model_config: ModelConfig,
+    optim: OptimConfig,
+    train_config: TrainConfig,
+    make_train_dataset: Callable[..., tf.data.Dataset],
+    eval_dataset: tf.data.Dataset | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[HandPoseTask, dict[str, Any]]:
     """Trains (or resumes) in ``train_config.model_dir``.
 
     ``make_train_dataset(start_sample)`` returns the infinite batched training stream starting at

@@ -1,5 +1,9 @@
 """Training losses: Eq. 10 for the full network, l1 on 2D joints for pre-training the hourglass."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+
 import tensorflow as tf
 
 from lgh_tf.model.recovery import lift_to_camera
@@ -7,13 +11,15 @@ from lgh_tf.model.recovery import lift_to_camera
 MM_PER_METRE = 1000.0
 
 
-def recover_xyz_mm(uv, depth, batch):
+def recover_xyz_mm(uv: tf.Tensor, depth: tf.Tensor, batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
     """Eq. 3 with the ground-truth crop intrinsics, hand scale and root depth; millimetres."""
     xyz = lift_to_camera(uv, depth, batch["K"], batch["scale"], batch["root_depth"])
     return xyz * MM_PER_METRE
 
 
-def pose_loss_3d_per_sample(xyz_pred_mm, xyz_true_mm, beta=20.0):
+def pose_loss_3d_per_sample(
+    xyz_pred_mm: tf.Tensor, xyz_true_mm: tf.Tensor, beta: float = 20.0
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Eq. 10 for each sample: L = ||[X, Y] - [X^, Y^]||_1 + beta ||Z - Z^||_1, as means over
     joints (millimetres). Returns (loss, xy term, z term), each (B,); z before the beta weight."""
     diff = tf.abs(tf.cast(xyz_pred_mm, tf.float32) - tf.cast(xyz_true_mm, tf.float32))
@@ -22,27 +28,27 @@ def pose_loss_3d_per_sample(xyz_pred_mm, xyz_true_mm, beta=20.0):
     return loss_xy + beta * loss_z, loss_xy, loss_z
 
 
-def pose_loss_3d(xyz_pred_mm, xyz_true_mm, beta=20.0):
+def pose_loss_3d(xyz_pred_mm: tf.Tensor, xyz_true_mm: tf.Tensor, beta: float = 20.0) -> tuple[tf.Tensor, ...]:
     """Eq. 10 as the mean over the batch: (loss, xy term, z term), scalars."""
     return tuple(tf.reduce_mean(t) for t in pose_loss_3d_per_sample(xyz_pred_mm, xyz_true_mm, beta))
 
 
-def pose_loss_2d_per_sample(uv_pred, uv_true):
+def pose_loss_2d_per_sample(uv_pred: tf.Tensor, uv_true: tf.Tensor) -> tf.Tensor:
     """l1 on 2D joints in crop pixels (summed over u and v, mean over joints): (B,)."""
     diff = tf.abs(tf.cast(uv_pred, tf.float32) - tf.cast(uv_true, tf.float32))
     return tf.reduce_mean(tf.reduce_sum(diff, axis=-1), axis=-1)
 
 
-def pose_loss_2d(uv_pred, uv_true):
+def pose_loss_2d(uv_pred: tf.Tensor, uv_true: tf.Tensor) -> tf.Tensor:
     """l1 on 2D joints in crop pixels, mean over the batch."""
     return tf.reduce_mean(pose_loss_2d_per_sample(uv_pred, uv_true))
 
 
-def joint_error_per_sample(pred, true):
+def joint_error_per_sample(pred: tf.Tensor, true: tf.Tensor) -> tf.Tensor:
     """Mean Euclidean distance over joints (px for uv, mm for xyz in mm): (B,)."""
     return tf.reduce_mean(tf.norm(tf.cast(pred, tf.float32) - tf.cast(true, tf.float32), axis=-1), axis=-1)
 
 
-def mean_joint_error(pred, true):
+def mean_joint_error(pred: tf.Tensor, true: tf.Tensor) -> tf.Tensor:
     """Mean Euclidean distance over joints and batch (px for uv, mm for xyz in mm)."""
     return tf.reduce_mean(joint_error_per_sample(pred, true))

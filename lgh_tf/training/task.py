@@ -8,8 +8,12 @@ tau of Eq. 8 follows ``TemperatureSchedule`` of the task's own step counter and 
 network's ``temperature`` variable before every step, so it is saved with the weights.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -29,7 +33,7 @@ VARIABLE_GROUPS = (
 )
 
 
-def group_variables(variables):
+def group_variables(variables: Iterable[keras.Variable]) -> dict[str, list[keras.Variable]]:
     """Splits trainable variables into the VARIABLE_GROUPS: {name: [variables]}."""
     groups = {name: [] for name, _ in VARIABLE_GROUPS}
     for variable in variables:
@@ -45,7 +49,7 @@ class HandPoseTask(keras.Model):
     """Trains ``network`` in one of STAGES. ``fit``/``evaluate`` take batches from
     ``lgh_tf.data.pipeline`` (dicts with image, uv, depth, xyz, K, scale, root_depth)."""
 
-    def __init__(self, network: LearnableGroupsNet, optim: OptimConfig | None = None, **kwargs):
+    def __init__(self, network: LearnableGroupsNet, optim: OptimConfig | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.network = network
         self.optim = optim or OptimConfig()
@@ -61,16 +65,18 @@ class HandPoseTask(keras.Model):
         self.optimizers = {}
 
     @property
-    def metrics(self):
+    def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
 
-    def call(self, images, training=False, **kwargs):
+    def call(
+        self, images: tf.Tensor | Mapping[str, tf.Tensor], training: bool = False, **kwargs: Any
+    ) -> dict[str, tf.Tensor]:
         if isinstance(images, dict):  # a pipeline batch (Keras builds distributed models this way)
             images = images["image"]
         return self.network(images, training=training, **kwargs)
 
     # ------------------------------------------------------------------------------------------
-    def trainable_groups(self):
+    def trainable_groups(self) -> dict[str, list[keras.Variable]]:
         """{group name: variables} trained in this stage."""
         if self.optim.stage == "pretrain2d":
             return {"backbone": list(self.network.backbone.trainable_variables)}
@@ -85,7 +91,7 @@ class HandPoseTask(keras.Model):
             group, o.lr_rest
         )
 
-    def scheduled_rate(self, group):
+    def scheduled_rate(self, group: str) -> float | keras.optimizers.schedules.LearningRateSchedule:
         """The group's learning rate, or its cosine decay over ``lr_decay_steps`` (a Keras schedule
         of the optimizer's own step, so a resumed run continues it)."""
         rate = self._learning_rate(group)
@@ -93,7 +99,7 @@ class HandPoseTask(keras.Model):
             rate = keras.optimizers.schedules.CosineDecay(rate, self.optim.lr_decay_steps)
         return rate
 
-    def compile(self, **kwargs):
+    def compile(self, **kwargs: Any) -> None:
         """Creates one Adam per variable group (built now, so every slot exists before tracing)."""
         if not self.network.built:
             self.network.build_for_input()
@@ -106,7 +112,7 @@ class HandPoseTask(keras.Model):
         super().compile(optimizer=main, **kwargs)
 
     # ------------------------------------------------------------------------------------------
-    def compute_terms(self, batch, training):
+    def compute_terms(self, batch: Mapping[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
         """Forward pass and per-sample loss terms for the current stage: {metric: (B,) values},
         "loss" the objective (Eq. 10, or l1 on 2D joints in stage pretrain2d)."""
         images = batch["image"]
@@ -145,7 +151,7 @@ class HandPoseTask(keras.Model):
             logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
-    def train_step(self, data):
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         batch = data[0] if isinstance(data, tuple) else data
         self.network.temperature.assign(self.optim.temperature(self.step))  # tau(step), Eq. 8
         groups = self.trainable_groups()
@@ -165,7 +171,7 @@ class HandPoseTask(keras.Model):
         self.step.assign_add(1)
         return self._update_trackers(terms)
 
-    def test_step(self, data):
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         batch = data[0] if isinstance(data, tuple) else data
         return self._update_trackers(self.compute_terms(batch, training=False))
 
@@ -176,7 +182,7 @@ class HandPoseTask(keras.Model):
         # builds the network and every optimizer slot, as on one device, where Keras skips it too.
         return
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             network=keras.saving.serialize_keras_object(self.network), optim=dataclasses.asdict(self.optim)
@@ -184,7 +190,7 @@ class HandPoseTask(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> HandPoseTask:
         config = dict(config)
         network = keras.saving.deserialize_keras_object(config.pop("network"))
         optim = dict(config.pop("optim"))
