@@ -5,11 +5,17 @@ template's placeholder), one row per published evaluation image, in their order.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lgh_tf import files
 from lgh_tf.data import schema
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 FREIHAND_NUM_VERTS = 778
 # FreiHAND order: 0 wrist, then thumb, index, middle, ring, little, each MCP -> tip.
@@ -19,17 +25,19 @@ FREIHAND_FROM_OURS = (0,) + tuple(
 )
 
 
-def to_freihand_order(xyz):
+def to_freihand_order(xyz: npt.ArrayLike) -> np.ndarray:
     """(..., 21, D) joints in our (RHD) order -> FreiHAND's order (wrist, each finger MCP->tip)."""
     return np.asarray(xyz)[..., list(FREIHAND_FROM_OURS), :]
 
 
-def from_freihand_order(xyz):
+def from_freihand_order(xyz: npt.ArrayLike) -> np.ndarray:
     """(..., 21, D) joints in FreiHAND's order -> our (RHD) order."""
     return np.asarray(xyz)[..., list(np.argsort(FREIHAND_FROM_OURS)), :]
 
 
-def write_freihand_submission(path, xyz_m, verts=None):
+def write_freihand_submission(
+    path: str | os.PathLike[str], xyz_m: npt.ArrayLike, verts: npt.ArrayLike | None = None
+) -> str | os.PathLike[str]:
     """Writes FreiHAND's ``pred.json``: ``[xyz_list, verts_list]`` as the official ``pred.py``.
 
     ``xyz_m`` (N, 21, 3) metres in our joint order, in the order of the evaluation images
@@ -53,7 +61,9 @@ def write_freihand_submission(path, xyz_m, verts=None):
     return path
 
 
-def submission_rows(results, predictions, gt):
+def submission_rows(
+    results: Mapping[str, Any], predictions: Mapping[str, Any], gt: Mapping[str, Any] | None
+) -> np.ndarray:
     """pred.json's rows (N, 21, 3) metres: one per published evaluation image, in order, or a
     ValueError naming the first image without a (finite) prediction."""
     index = np.asarray(gt["index"]) if gt is not None else np.arange(len(predictions["xyz_mm"]))
@@ -69,7 +79,7 @@ def submission_rows(results, predictions, gt):
     return xyz
 
 
-def check_finite_rows(xyz):
+def check_finite_rows(xyz: np.ndarray) -> None:
     """ValueError naming the first evaluation image whose (21, 3) row is not finite."""
     bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)))
     if len(bad):

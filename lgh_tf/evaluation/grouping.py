@@ -4,7 +4,14 @@ Used to ask whether two training runs (e.g. two seeds) learned the same joint gr
 same partition (whatever the group numbering), about 0 for groupings no more alike than chance.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 def _pairs(counts):
@@ -12,7 +19,7 @@ def _pairs(counts):
     return counts * (counts - 1.0) / 2.0
 
 
-def adjusted_rand_index(labels_a, labels_b):
+def adjusted_rand_index(labels_a: npt.ArrayLike, labels_b: npt.ArrayLike) -> float:
     """ARI of two labelings of the same items (any hashable labels; numbering does not matter).
 
     ARI = (sum_ij C(n_ij, 2) - E) / (M - E), with n_ij the contingency table,

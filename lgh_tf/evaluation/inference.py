@@ -4,12 +4,20 @@ and lifting its predictions to 3D with Eq. 3 (``lgh_tf.geometry``)."""
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lgh_tf import geometry
 from lgh_tf.geometry import NOMINAL_SCALE_M, root_depth_from_scale
 from lgh_tf.geometry import lift as lift_numpy
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    # a LearnableGroupsNet, or any callable images -> {"uv": ..., "depth": ...}
+    PoseModel = Callable[..., dict[str, Any]]
 
 
 def _as_model_list(models):
@@ -50,14 +58,16 @@ def _prediction_fn(model):
     return run_callable
 
 
-def model_input_size(model):
+def model_input_size(model: PoseModel) -> int | None:
     """The square input size a model expects (``config.input_size`` or ``input_size``)."""
     config = getattr(model, "config", None)
     size = getattr(config, "input_size", None) or getattr(model, "input_size", None)
     return int(size) if size else None
 
 
-def predict_dataset(models, dataset, *, max_batches=None):
+def predict_dataset(
+    models: PoseModel | Sequence[PoseModel], dataset: tf.data.Dataset, *, max_batches: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Runs one model or a checkpoint ensemble over a batched eval dataset.
 
     Ensemble (paper Table 1): the mean of the models' uv and relative depth. 3D joints come from

@@ -18,12 +18,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lgh_tf import geometry
 from lgh_tf.data import schema
 from lgh_tf.evaluation import metrics
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import tensorflow as tf
+
+    from lgh_tf.config import AugmentConfig
+    from lgh_tf.data.schema import Records
 
 # TensorFlow and the tf.data pipeline are imported where they are used, so that a missing data set
 # is reported without the seconds TensorFlow takes to import.
@@ -42,8 +50,15 @@ DEXTER_BOX_FACTOR = 2.0
 DEXTER_MIN_CROP_PX = 200.0
 
 
-def load_eval_records(dataset, *, data_dir="", cache_dir="cache", seed=0, synthetic_test=None,
-                      reader_options=None):
+def load_eval_records(
+    dataset: str,
+    *,
+    data_dir: str = "",
+    cache_dir: str = "cache",
+    seed: int = 0,
+    synthetic_test: int | None = None,
+    reader_options: dict[str, Any] | None = None,
+) -> tuple[Records, np.ndarray | None]:
     """(Records, scales) of a data set's evaluation split.
 
     ``scales`` is None, or (N,) hand scales in metres given by the data set itself (FreiHAND's
@@ -105,8 +120,16 @@ def _fingertip_boxes(records):
     return boxes
 
 
-def make_eval_dataset(dataset, records, *, output_size, batch_size=16, crop=None, scales=None,
-                      augment_config=None):
+def make_eval_dataset(
+    dataset: str,
+    records: Records,
+    *,
+    output_size: int,
+    batch_size: int = 16,
+    crop: str | None = None,
+    scales: npt.ArrayLike | None = None,
+    augment_config: AugmentConfig | None = None,
+) -> tf.data.Dataset:
     """Batched evaluation inputs with everything needed to score them.
 
     Args:

@@ -42,10 +42,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lgh_tf.data.schema import FINGER_JOINTS, FINGERS, JOINT_NAMES, NUM_JOINTS
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "AUC_20_50_FIRST_INDEX",
@@ -232,7 +236,7 @@ def _warn_if_not_millimetres(gt: np.ndarray, counted: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def epe(pred, gt, visible=None) -> np.ndarray:
+def epe(pred: npt.ArrayLike, gt: npt.ArrayLike, visible: npt.ArrayLike | None = None) -> np.ndarray:
     """Per-joint end-point errors: the Euclidean distance between ``pred`` and ``gt``.
 
     Args:
@@ -275,7 +279,7 @@ def _average_error(errors, visible, pooled: bool, statistic: str) -> float:
     return float(np.mean(per_joint[np.isfinite(per_joint)]))
 
 
-def mean_epe(errors, visible=None, *, pooled: bool = False) -> float:
+def mean_epe(errors: npt.ArrayLike, visible: npt.ArrayLike | None = None, *, pooled: bool = False) -> float:
     """Mean end-point error of (N, J) ``errors`` over the counted joints.
 
     Default (Zimmermann & Brox 2017 ``EvalUtil``): mean over keypoints of each keypoint's mean
@@ -285,7 +289,7 @@ def mean_epe(errors, visible=None, *, pooled: bool = False) -> float:
     return _average_error(errors, visible, pooled, "mean")
 
 
-def median_epe(errors, visible=None, *, pooled: bool = False) -> float:
+def median_epe(errors: npt.ArrayLike, visible: npt.ArrayLike | None = None, *, pooled: bool = False) -> float:
     """Median end-point error of (N, J) ``errors`` over the counted joints.
 
     Default (Zimmermann & Brox 2017 ``EvalUtil``, used for the paper's "Median EPE"): the mean over
@@ -295,7 +299,11 @@ def median_epe(errors, visible=None, *, pooled: bool = False) -> float:
 
 
 def per_joint_epe(
-    errors, visible=None, *, names: Sequence[str] | None = None, statistic: str = "mean"
+    errors: npt.ArrayLike,
+    visible: npt.ArrayLike | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    statistic: str = "mean",
 ) -> dict[str, float | None]:
     """Per-joint mean (or median) error as ``{joint name: value}``; None for a joint never counted.
 
@@ -314,7 +322,9 @@ def per_joint_epe(
     return {name: (float(v) if np.isfinite(v) else None) for name, v in zip(names, values)}
 
 
-def pck_curve(errors, thresholds, visible=None, *, pooled: bool = False) -> np.ndarray:
+def pck_curve(
+    errors: npt.ArrayLike, thresholds: npt.ArrayLike, visible: npt.ArrayLike | None = None, *, pooled: bool = False
+) -> np.ndarray:
     """Percentage of correct keypoints: the fraction of counted errors ``<= t`` for each threshold.
 
     Default (Zimmermann & Brox 2017 ``EvalUtil``): PCK is computed per keypoint over the samples
@@ -350,7 +360,7 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     return float(integrate(y, x))
 
 
-def auc(thresholds, pck) -> float:
+def auc(thresholds: npt.ArrayLike, pck: npt.ArrayLike) -> float:
     """Area under a PCK curve, normalised by the threshold range (so a perfect curve gives 1).
 
     Trapezoid rule over the given thresholds, divided by ``thresholds[-1] - thresholds[0]``:
@@ -398,7 +408,9 @@ def _masked_centroids(pred, gt, vis):
     return mu_p, mu_g, pc, gc, count[:, 0] > 0
 
 
-def align_scale_translation(pred, gt, visible=None, *, scale: bool = True) -> np.ndarray:
+def align_scale_translation(
+    pred: npt.ArrayLike, gt: npt.ArrayLike, visible: npt.ArrayLike | None = None, *, scale: bool = True
+) -> np.ndarray:
     """Least-squares scale + translation of each predicted pose onto its ground truth.
 
     For each sample, finds ``s >= 0`` and ``t`` minimising ``sum_j ||s * pred_j + t - gt_j||^2``
@@ -434,13 +446,13 @@ def align_scale_translation(pred, gt, visible=None, *, scale: bool = True) -> np
 
 
 def procrustes_align(
-    pred,
-    gt,
-    visible=None,
+    pred: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    visible: npt.ArrayLike | None = None,
     *,
     allow_reflection: bool = False,
     return_transform: bool = False,
-):
+) -> np.ndarray | tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Similarity (Procrustes) alignment of each predicted pose onto its ground truth.
 
     For each sample, finds the scale ``s``, rotation ``R`` and translation ``t`` minimising
@@ -505,7 +517,9 @@ def procrustes_align(
 # ---------------------------------------------------------------------------------------------
 
 
-def rhd_stb_3d_protocol(pred_mm, gt_mm, visible=None, *, pooled: bool = False) -> dict:
+def rhd_stb_3d_protocol(
+    pred_mm: npt.ArrayLike, gt_mm: npt.ArrayLike, visible: npt.ArrayLike | None = None, *, pooled: bool = False
+) -> dict[str, Any]:
     """RHD / STB 3D protocol (Zimmermann & Brox 2017; the paper's Tables 2-3 and Fig. 3a-b).
 
     The prediction must already be in camera coordinates with the GT root depth and the GT hand
@@ -548,15 +562,15 @@ def rhd_stb_3d_protocol(pred_mm, gt_mm, visible=None, *, pooled: bool = False) -
 
 
 def dexter_protocol(
-    pred_mm,
-    gt_mm,
-    visible=None,
+    pred_mm: npt.ArrayLike,
+    gt_mm: npt.ArrayLike,
+    visible: npt.ArrayLike | None = None,
     *,
     joints: Sequence[int] = FINGERTIPS,
     align: str = "scale_translation",
-    thresholds_mm=None,
+    thresholds_mm: npt.ArrayLike | None = None,
     pooled: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Dexter+Object protocol (Sridhar et al. 2016 data; evaluation as Yang et al. 2019).
 
     Only the annotated joints count: ``joints`` (default the five fingertips, RHD indices 1, 5,
@@ -617,8 +631,13 @@ def dexter_protocol(
 
 
 def freihand_protocol(
-    pred_mm, gt_mm, visible=None, *, allow_reflection: bool = True, pooled: bool = False
-) -> dict:
+    pred_mm: npt.ArrayLike,
+    gt_mm: npt.ArrayLike,
+    visible: npt.ArrayLike | None = None,
+    *,
+    allow_reflection: bool = True,
+    pooled: bool = False,
+) -> dict[str, Any]:
     """FreiHAND keypoint protocol (Zimmermann et al. 2019, official ``eval.py``; paper Table 1).
 
     Every predicted pose is similarity-aligned to its ground truth with ``procrustes_align`` on
@@ -660,7 +679,14 @@ def freihand_protocol(
     return result
 
 
-def pck_2d(pred_uv, gt_uv, thresholds_px, visible=None, *, pooled: bool = False) -> np.ndarray:
+def pck_2d(
+    pred_uv: npt.ArrayLike,
+    gt_uv: npt.ArrayLike,
+    thresholds_px: npt.ArrayLike,
+    visible: npt.ArrayLike | None = None,
+    *,
+    pooled: bool = False,
+) -> np.ndarray:
     """2D PCK curve in pixels: fraction of visible keypoints within each threshold (``<=``).
 
     Per-keypoint averaging as ``pck_curve`` (Zimmermann & Brox 2017 ``eval2d.py`` also counts
@@ -672,7 +698,14 @@ def pck_2d(pred_uv, gt_uv, thresholds_px, visible=None, *, pooled: bool = False)
     return pck_curve(epe(pred, gt, visible), thresholds_px, pooled=pooled)
 
 
-def protocol_2d(pred_uv, gt_uv, visible=None, *, thresholds_px=None, pooled: bool = False) -> dict:
+def protocol_2d(
+    pred_uv: npt.ArrayLike,
+    gt_uv: npt.ArrayLike,
+    visible: npt.ArrayLike | None = None,
+    *,
+    thresholds_px: npt.ArrayLike | None = None,
+    pooled: bool = False,
+) -> dict[str, Any]:
     """2D keypoint figures in pixels: mean/median EPE, PCK curve and its AUC.
 
     Default thresholds ``np.linspace(0, 30, 20)`` px, as the authors' ``eval_RHD.py``, which
@@ -715,7 +748,7 @@ def _plain_scalar(value):
     return value if math.isfinite(value) else None
 
 
-def summarize(result: Mapping, *, curves: bool = False) -> dict:
+def summarize(result: Mapping[str, Any], *, curves: bool = False) -> dict[str, Any]:
     """A JSON-serialisable copy of a protocol result: Python floats/ints, nested dicts kept.
 
     Arrays (PCK curves, thresholds) are dropped unless ``curves=True``, which turns them into
@@ -734,7 +767,7 @@ def summarize(result: Mapping, *, curves: bool = False) -> dict:
 
 
 def format_table(
-    results,
+    results: Mapping[str, Mapping[str, Any]] | Sequence[tuple[str, Mapping[str, Any]]],
     columns: Sequence[tuple[str, str]] = RHD_STB_COLUMNS,
     *,
     name_header: str = "Method",

@@ -4,6 +4,8 @@ per-joint errors, ``predictions.npz`` and, for FreiHAND, ``pred.json`` in an out
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +19,7 @@ TABLE_COLUMNS = {
 }
 
 
-def results_table(rows, *, precision=3):
+def results_table(rows: Mapping[str, Mapping[str, Any]], *, precision: int = 3) -> str:
     """The paper's table layout for ``{row name: scoring.score(...) result}`` (one protocol), plus the
     2D figures (mean EPE in px, AUC over 0-30 px)."""
     rows = dict(rows)
@@ -36,7 +38,14 @@ def results_table(rows, *, precision=3):
     return metrics.format_table(flat, columns, precision=precision)
 
 
-def write_report(results, out_dir, *, predictions=None, gt=None, title=None):
+def write_report(
+    results: Mapping[str, Any],
+    out_dir: str,
+    *,
+    predictions: Mapping[str, Any] | None = None,
+    gt: Mapping[str, Any] | None = None,
+    title: str | None = None,
+) -> dict[str, str]:
     """Writes the evaluation into ``out_dir``; returns ``{what: path}``.
 
     ``results.json`` (every figure of ``results``, curves and per-joint errors included),

@@ -21,12 +21,18 @@ pixels mapped back through the crop); per-joint errors are in every protocol's r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from lgh_tf.data import schema
 from lgh_tf.evaluation import metrics
 from lgh_tf.geometry import NOMINAL_SCALE_M, back_project
 from lgh_tf.geometry import lift as lift_numpy
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 PROTOCOLS = {
     "synthetic": "rhd_stb_3d",
@@ -37,7 +43,9 @@ PROTOCOLS = {
 }
 
 
-def fit_root_and_scale(uv, depth, intrinsics, gt_xyz, visible):
+def fit_root_and_scale(
+    uv: npt.ArrayLike, depth: npt.ArrayLike, intrinsics: npt.ArrayLike, gt_xyz: npt.ArrayLike, visible: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     """(root depth, scale) (N,) minimising sum ||(s d_j + z) r_j - X_j||^2 over visible joints.
 
     Eq. 3 is linear in (z_root, s): a 2x2 least-squares problem per sample. Samples with fewer
@@ -72,7 +80,7 @@ def _has_labels(gt):
     return bool(np.isfinite(xyz).all(axis=-1).any()) and bool(np.asarray(gt["visible"]).any())
 
 
-def score(dataset, predictions, gt):
+def score(dataset: str, predictions: Mapping[str, Any], gt: Mapping[str, Any]) -> dict[str, Any]:
     """Scores predictions with the data set's protocol; a JSON-ready dict (see module docstring).
 
     Returns ``dataset``, ``protocol``, ``num_samples``, ``3d`` (the protocol's figures, PCK curve
