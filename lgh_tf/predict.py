@@ -27,11 +27,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lgh_tf import geometry
 from lgh_tf.data.schema import JOINT_NAMES, NUM_JOINTS, SCALE_BONE
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 BOX_MARGIN = geometry.CROP_MARGIN
 
@@ -49,24 +54,26 @@ class Predictor:
     the backbone's, read by :func:`lgh_tf.localize.heatmap_confidence`); ``run`` returns all three
     (heatmaps None when a function gives none), averaged over an ensemble."""
 
-    def __init__(self, functions, input_size, description):
+    def __init__(
+        self, functions: Iterable[Callable[[np.ndarray], Sequence[Any]]], input_size: int, description: str
+    ) -> None:
         self.functions = list(functions)
         self.input_size = int(input_size)
         self.description = description
 
-    def run(self, images):
+    def run(self, images: npt.ArrayLike) -> dict[str, np.ndarray | None]:
         images = np.asarray(images, np.float32)
         outputs = [tuple(fn(images)) for fn in self.functions]
         mean = lambda i: np.mean([np.asarray(o[i], np.float64) for o in outputs], axis=0)  # noqa: E731
         heatmaps = mean(2) if all(len(o) > 2 and o[2] is not None for o in outputs) else None
         return {"uv": mean(0), "depth": mean(1), "heatmaps": heatmaps}
 
-    def __call__(self, images):
+    def __call__(self, images: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         out = self.run(images)
         return out["uv"], out["depth"]
 
 
-def load_predictor(paths):
+def load_predictor(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Predictor:
     """A :class:`Predictor` for one model path or a list (an ensemble: mean uv and depth).
 
     Each path is anything ``lgh_tf.model.io.load_function`` reads: a training directory or
@@ -92,7 +99,7 @@ def load_predictor(paths):
 # ---------------------------------------------------------------------------------------------
 
 
-def numbers(values, count, name, meaning):
+def numbers(values: npt.ArrayLike, count: int, name: str, meaning: str) -> list[float]:
     """``count`` finite numbers from a sequence, or a ValueError naming ``name``. Text such as
     ``"x,y,w,h"`` is the command line's to parse (``flags.lgh_flags.parse_numbers``)."""
     if isinstance(values, (str, bytes)):
@@ -108,7 +115,7 @@ def numbers(values, count, name, meaning):
     return result
 
 
-def intrinsics_matrix(intrinsics):
+def intrinsics_matrix(intrinsics: npt.ArrayLike) -> np.ndarray:
     """(fx, fy, cx, cy) (pixels) -> the 3x3 camera matrix; a 3x3 matrix is checked and passed through."""
     if isinstance(intrinsics, np.ndarray) and intrinsics.shape == (3, 3):
         matrix = intrinsics.astype(np.float64)
@@ -121,7 +128,7 @@ def intrinsics_matrix(intrinsics):
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def check_box(box, image_width, image_height):
+def check_box(box: npt.ArrayLike, image_width: int, image_height: int) -> tuple[float, float, float, float]:
     """(x, y, w, h) (pixels of the image) as floats; it must overlap the image."""
     x, y, w, h = numbers(box, 4, "box", "x,y,w,h")
     if w <= 0 or h <= 0:
@@ -144,7 +151,7 @@ def _positive(value, name):
     return value
 
 
-def to_rgb_uint8(image, name="image"):
+def to_rgb_uint8(image: npt.ArrayLike, name: str = "image") -> tuple[np.ndarray, list[str]]:
     """An image array -> ((H, W, 3) uint8 RGB, notes). Grey is replicated, RGBA loses its alpha;
     other channel counts raise ValueError. 16-bit and float ([0, 1]) images are rescaled.
     Arrays are taken as RGB(A); ``read_image`` converts OpenCV's BGR(A) first."""
@@ -189,7 +196,7 @@ _EXIF_TRANSFORMS = {
 }
 
 
-def exif_orientation(path):
+def exif_orientation(path: str | os.PathLike[str]) -> int:
     """The EXIF orientation tag of an image file (1-8), 1 when it has none or cannot say."""
     try:
         from PIL import Image
@@ -201,7 +208,7 @@ def exif_orientation(path):
     return value if value in _EXIF_TRANSFORMS else 1
 
 
-def read_image(path):
+def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     """Reads an image file -> ((H, W, 3) uint8 RGB, notes) as displayed: a photo's EXIF orientation
     is applied (a phone photo comes out upright, and all pixel coordinates refer to it); ValueError
     naming the file if it cannot be read or has an unsupported channel count."""
@@ -240,7 +247,9 @@ map_points = geometry.map_points
 render_crop = geometry.render_crop
 
 
-def crop_for_box(box, image_width, image_height, output_size, box_margin=BOX_MARGIN):
+def crop_for_box(
+    box: Sequence[float] | None, image_width: int, image_height: int, output_size: int, box_margin: float = BOX_MARGIN
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(crop_from_image, centre, side) for a box (x, y, w, h), or the whole image when None."""
     if box is None:
         centre, side = geometry.image_square(image_width, image_height)
@@ -249,7 +258,7 @@ def crop_for_box(box, image_width, image_height, output_size, box_margin=BOX_MAR
     return geometry.square_crop_matrix(centre, float(side), output_size), centre, float(side)
 
 
-def depth_display_scale(uv):
+def depth_display_scale(uv: np.ndarray) -> float:
     """Pixels per unit of relative depth for the 2.5D view: the longest 2D proximal phalanx of the
     four fingers (the least foreshortened; the reference bone is such a phalanx)."""
     from lgh_tf.data.schema import FINGER_JOINTS
@@ -265,7 +274,15 @@ def depth_display_scale(uv):
 # ---------------------------------------------------------------------------------------------
 
 
-def load_inputs(image, *, intrinsics=None, box=None, scale=None, root_depth=None, boxes=None):
+def load_inputs(
+    image: str | os.PathLike[str] | np.ndarray,
+    *,
+    intrinsics: npt.ArrayLike | None = None,
+    box: npt.ArrayLike | None = None,
+    scale: float | None = None,
+    root_depth: float | None = None,
+    boxes: Sequence[npt.ArrayLike] | None = None,
+) -> dict[str, Any]:
     """Reads and checks everything about one prediction except the model (cheap, so that bad input
     fails before a model is loaded). Returns a dict: rgb, source, K, box, boxes, scale, root_depth,
     notes. ``boxes`` are a detector's boxes (a list of (x, y, w, h)); the most confident hand of
@@ -286,8 +303,15 @@ def load_inputs(image, *, intrinsics=None, box=None, scale=None, root_depth=None
     }
 
 
-def camera_and_scale(K, scale, width, height, *, assume_camera=True,
-                     field_of_view=geometry.DEFAULT_FIELD_OF_VIEW_DEG):
+def camera_and_scale(
+    K: np.ndarray | None,
+    scale: float | None,
+    width: int,
+    height: int,
+    *,
+    assume_camera: bool = True,
+    field_of_view: float = geometry.DEFAULT_FIELD_OF_VIEW_DEG,
+) -> tuple[np.ndarray | None, float | None, dict[str, str]]:
     """(K, scale, assumptions): the given intrinsics and hand scale, or, with ``assume_camera``,
     the documented defaults (``geometry.default_intrinsics``, ``geometry.NOMINAL_SCALE_M``), each
     assumption written out in ``assumptions`` {what: sentence}."""
@@ -304,7 +328,14 @@ def camera_and_scale(K, scale, width, height, *, assume_camera=True,
     return K, scale, assumptions
 
 
-def lift_hand(uv_crop, depth, crop_from_image, K, scale, root_depth=None):
+def lift_hand(
+    uv_crop: npt.ArrayLike,
+    depth: npt.ArrayLike,
+    crop_from_image: npt.ArrayLike,
+    K: npt.ArrayLike,
+    scale: float,
+    root_depth: float | None = None,
+) -> tuple[np.ndarray, float, str]:
     """Eq. 3 for one hand: (xyz (21, 3), root_depth, source). ``K`` is the original image's; the
     crop intrinsics are ``crop_from_image @ K``. Without ``root_depth`` it is the depth at which the
     predicted reference bone has length ``scale`` (``geometry.root_depth_from_scale``, the
@@ -319,10 +350,22 @@ def lift_hand(uv_crop, depth, crop_from_image, K, scale, root_depth=None):
     return xyz, float(root_depth), source
 
 
-def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, root_depth=None,
-                  box_margin=BOX_MARGIN, hand="right", boxes=None, iterations=None,
-                  assume_camera=True, field_of_view=geometry.DEFAULT_FIELD_OF_VIEW_DEG,
-                  min_confidence=None):
+def predict_image(
+    predictor: Predictor,
+    image: str | os.PathLike[str] | np.ndarray | dict[str, Any],
+    *,
+    intrinsics: npt.ArrayLike | None = None,
+    box: npt.ArrayLike | None = None,
+    scale: float | None = None,
+    root_depth: float | None = None,
+    box_margin: float = BOX_MARGIN,
+    hand: str = "right",
+    boxes: Sequence[npt.ArrayLike] | None = None,
+    iterations: int | None = None,
+    assume_camera: bool = True,
+    field_of_view: float = geometry.DEFAULT_FIELD_OF_VIEW_DEG,
+    min_confidence: float | None = None,
+) -> dict[str, Any]:
     """Runs ``predictor`` on one image; returns a JSON-ready dict (plus the image under "_image").
 
     Args:
@@ -462,7 +505,7 @@ def predict_image(predictor, image, *, intrinsics=None, box=None, scale=None, ro
     }
 
 
-def write_outputs(result, out_dir, stem=None):
+def write_outputs(result: dict[str, Any], out_dir: str, stem: str | None = None) -> dict[str, str]:
     """Writes ``<stem>.json``, ``<stem>_skeleton.png`` (the 2D skeleton over the image) and
     ``<stem>_3d.png`` (3D skeleton, or 2.5D from uv + relative depth, two viewpoints) into
     ``out_dir``; returns ``{what: path}``."""
@@ -495,7 +538,7 @@ def write_outputs(result, out_dir, stem=None):
     return paths
 
 
-def read_detections(path):
+def read_detections(path: str | os.PathLike[str]) -> dict[str | int, list[list[float]]]:
     """A detector's boxes from a JSON-lines file: one object per line, ``{"image": NAME, "boxes":
     [[x, y, w, h], ...]}`` (NAME: the file's name or path) or ``{"frame": INDEX, "boxes": ...}``
     (video frames, counted from 0). Returns {name or frame index: [boxes]}; ValueError naming the
@@ -519,8 +562,18 @@ def read_detections(path):
     return table
 
 
-def run(checkpoints, image, *, out_dir="runs/predict", intrinsics=None, box=None, scale=None,
-        root_depth=None, detections=None, **options):
+def run(
+    checkpoints: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    image: str | os.PathLike[str] | np.ndarray,
+    *,
+    out_dir: str = "runs/predict",
+    intrinsics: npt.ArrayLike | None = None,
+    box: npt.ArrayLike | None = None,
+    scale: float | None = None,
+    root_depth: float | None = None,
+    detections: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> tuple[dict[str, Any], dict[str, str]]:
     """load_predictor + predict_image + write_outputs; returns (result, paths). ``detections``: a
     JSON-lines file of boxes (``read_detections``), looked up by the image's file name;
     ``options`` go to ``predict_image`` (hand, iterations, field_of_view, ...)."""
