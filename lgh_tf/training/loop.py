@@ -28,6 +28,28 @@ from lgh_tf.model.io import first_line, restore_checkpoint
 from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.training.task import HandPoseTask
 
+# The coordination service's default (10 s) aborted two workers on one busy 2-core host while they
+# built their first functions; a worker that really died still stops the others, just later.
+HEARTBEAT_TIMEOUT_S = 300
+
+
+def _configure_coordination(heartbeat_timeout_s):
+    """The coordination service of ``TF_CONFIG``'s cluster, as MultiWorkerMirroredStrategy would
+    configure it (it keeps one configured before it), with a longer heartbeat timeout."""
+    from tensorflow.core.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    cluster = resolver.cluster_spec()
+    if context.context().coordination_service is not None or not cluster.jobs:
+        return
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster),
+        coordinated_jobs=jobs, heartbeat_timeout_in_ms=heartbeat_timeout_s * 1000)
+
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """``mirrored``: one replica per local GPU, or, without GPUs, per logical CPU device (one unless
@@ -41,6 +63,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
+        _configure_coordination(HEARTBEAT_TIMEOUT_S)
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be default, mirrored or multi_worker, got {name!r}")
 
