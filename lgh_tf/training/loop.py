@@ -36,7 +36,7 @@ HEARTBEAT_TIMEOUT_S = 300
 def _configure_coordination(heartbeat_timeout_s):
     """The coordination service of ``TF_CONFIG``'s cluster, as MultiWorkerMirroredStrategy would
     configure it (it keeps one configured before it), with a longer heartbeat timeout."""
-    from tensorflow.core.protobuf import coordination_config_pb2
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
     from tensorflow.python.distribute import multi_worker_util
     from tensorflow.python.eager import context
 
