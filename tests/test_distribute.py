@@ -191,10 +191,25 @@ def run_child(stage, modes):
     return results
 
 
-@pytest.mark.slow
+# One child per stage (each builds the one-device reference once); pretrain2d also runs per-replica BN.
+MODES = {"full": ["sync"], "pretrain2d": ["sync", "per_replica"]}
+
+
+@pytest.fixture(scope="module")
+def children():
+    cache = {}
+
+    def results(stage):
+        if stage not in cache:
+            cache[stage] = run_child(stage, MODES[stage])
+        return cache[stage]
+
+    return results
+
+
 @pytest.mark.parametrize("stage", ["full", "pretrain2d"])
-def test_two_replicas_with_sync_batch_norm_take_the_single_device_step(stage):
-    results = run_child(stage, ["sync"])
+def test_two_replicas_with_sync_batch_norm_take_the_single_device_step(stage, children):
+    results = children(stage)
     assert results["replicas"] == 2
     assert results["single_step_moved"] > 0
     sync = results["sync"]
@@ -208,9 +223,8 @@ def test_two_replicas_with_sync_batch_norm_take_the_single_device_step(stage):
     assert sync["logs_diff_rel"] < 1e-5, sync  # the logged terms are global-batch means
 
 
-@pytest.mark.slow
-def test_per_replica_batch_norm_keeps_each_replicas_statistics():
-    results = run_child("pretrain2d", ["per_replica"])
+def test_per_replica_batch_norm_keeps_each_replicas_statistics(children):
+    results = children("pretrain2d")
     # Per-replica BatchNorm (the default): each replica normalises with its own half-batch
     # statistics and keeps its own moving statistics; for the first BN, whose input does not
     # depend on the others, their average is the one-device statistic.

@@ -9,13 +9,12 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import tensorflow as tf
 from conftest import REPO
 from test_main_train import TINY
 
-# Per two-worker run: about 22 min each on the shared 2-core development machine; a hung
-# collective must not hang the suite.
+# Per two-worker run: ~50 s on the 2-core development machine; a hung collective must not hang
+# the suite.
 RUN_TIMEOUT_S = 2400
 # The traced train step (the collectives' real path), not the eager one the other tiny runs use.
 # A constant rate: the resume runs to more steps, which a cosine decay (fixed length) refuses.
@@ -71,11 +70,6 @@ def log_lines(text, *needles):
     return [line for line in text.splitlines() if any(n in line for n in needles)]
 
 
-@pytest.mark.skipif(
-    os.environ.get("LGH_TF_MULTI_WORKER_TEST") != "1",
-    reason="two real workers take minutes each and have not yet passed end to end on the 2-core machine; "
-           "run with LGH_TF_MULTI_WORKER_TEST=1",
-)
 def test_two_workers_train_checkpoint_on_the_chief_and_resume(tmp_path):
     from lgh_tf.data.synthetic import load_synthetic
 
