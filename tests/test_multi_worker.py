@@ -15,7 +15,7 @@ from test_main_train import TINY
 
 # Per two-worker run: ~50 s on the 2-core development machine; a hung collective must not hang
 # the suite.
-RUN_TIMEOUT_S = 2400
+RUN_TIMEOUT_S = 600
 # The traced train step (the collectives' real path), not the eager one the other tiny runs use.
 # A constant rate: the resume runs to more steps, which a cosine decay (fixed length) refuses.
 GRAPH_TINY = [flag for flag in TINY if flag != "--run_eagerly"] + ["--lr_decay=none"]
