@@ -6,7 +6,7 @@ import sys
 
 import cv2
 import pytest
-from conftest import REPO, load_tool
+from conftest import REPO, load_tool, run_main
 
 from lgh_tf.evaluation.grouping import adjusted_rand_index
 from lgh_tf.visualize import groups_to_assignment
@@ -38,16 +38,24 @@ def test_budget_scales_steps_in_whole_checkpoint_intervals():
     assert ablation.scaled_steps(0.001, 300, 400, 100) == ((0, 1), (1, 1))  # no stage 1, >= 1 step
 
 
-def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path):
+def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, capsys):
     tiny = ["--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4",
             "--trunk_hidden=8", "--run_eagerly", "--batch_size=2", "--synthetic_train=16", "--synthetic_test=4",
             "--eval_batches=1"]
-    command = [sys.executable, str(REPO / "tools" / "ablation.py"), f"--out_dir={tmp_path / 'ab'}",
-               "--configs=k1,learned_fusion", "--seeds=2", "--pretrain_steps=1", "--steps=2",
-               f"--cache_dir={tmp_path / 'cache'}", "--", *tiny]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=REPO)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "[4/4]" in result.stdout
+    arguments = [f"--out_dir={tmp_path / 'ab'}", "--configs=k1,learned_fusion", "--seeds=2", "--pretrain_steps=1",
+                 "--steps=2", f"--cache_dir={tmp_path / 'cache'}", "--", *tiny]
+
+    def run_in_process(command, log_path):
+        # The tool's main.py commands, run in this process (no TensorFlow start-up per run).
+        assert command[:2] == [sys.executable, str(REPO / "main.py")], command
+        result = run_main(*command[2:], check=False)
+        with open(log_path, "a") as log:
+            log.write(f"\n$ {' '.join(command)}\n{result.stdout}{result.stderr}")
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    monkeypatch.setattr(ablation, "_run", run_in_process)
+    assert ablation.main(arguments) == 0
+    assert "[4/4]" in capsys.readouterr().out
     out = tmp_path / "ab"
     table = (out / "ablation.md").read_text()
     assert "| Manual | Learned | Fea. Fuse | Mean EPE [mm] | Median EPE [mm] | AUC [20-50]" in table
@@ -66,8 +74,9 @@ def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path):
     for seed in (0, 1):  # stage 1 once per seed, shared by the configurations
         assert json.loads((out / f"pretrain2d_s{seed}" / "train_results.json").read_text())["step"] == 1
 
-    # Run again: everything is finished, so nothing trains or evaluates again.
+    # Run again, as a user would: everything is finished, so nothing trains or evaluates again.
     logs = {p: p.read_text() for p in out.glob("*.log")}
+    command = [sys.executable, str(REPO / "tools" / "ablation.py"), *arguments]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.read_text() for p in out.glob("*.log")} == logs  # no command ran
