@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, distribute_tests
 
 SLOT_RTOL = 1e-5
 WEIGHT_TOL_IN_LR = 1e-6
@@ -207,6 +207,7 @@ def children():
     return results
 
 
+@distribute_tests
 @pytest.mark.parametrize("stage", ["full", "pretrain2d"])
 def test_two_replicas_with_sync_batch_norm_take_the_single_device_step(stage, children):
     results = children(stage)
@@ -223,6 +224,7 @@ def test_two_replicas_with_sync_batch_norm_take_the_single_device_step(stage, ch
     assert sync["logs_diff_rel"] < 1e-5, sync  # the logged terms are global-batch means
 
 
+@distribute_tests
 def test_per_replica_batch_norm_keeps_each_replicas_statistics(children):
     results = children("pretrain2d")
     # Per-replica BatchNorm (the default): each replica normalises with its own half-batch

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, distribute_tests
 from test_main_train import TINY
 
 # Per two-worker run: ~50 s on the 2-core development machine; a hung collective must not hang
@@ -70,6 +70,7 @@ def log_lines(text, *needles):
     return [line for line in text.splitlines() if any(n in line for n in needles)]
 
 
+@distribute_tests
 def test_two_workers_train_checkpoint_on_the_chief_and_resume(tmp_path):
     from lgh_tf.data.synthetic import load_synthetic
 
