@@ -39,56 +39,29 @@ def with_dataset_flagfile(argv):
     return argv
 
 
+def _from_flags(config_class, values, **other):
+    """``config_class`` with every field that has a flag of the same name taken from it, and the
+    fields whose flag is named otherwise (or derived) given in ``other``."""
+    import dataclasses
+
+    named = {f.name: values[f.name].value for f in dataclasses.fields(config_class) if f.name in values}
+    return config_class(**{**named, **other})
+
+
 def configs_from_flags(values=FLAGS):
     """The ExperimentConfig of the flags: the one place flags become library settings (built once
     per run and passed down whole). Not validated here: run_train does, naming a bad value."""
     from lgh_tf.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TemperatureSchedule, TrainConfig
 
-    model = ModelConfig(
-        num_groups=values.num_groups,
-        fusion=values.fusion,
-        grouping=values.grouping,
-        input_size=values.input_size,
-        backbone_filters=values.backbone_filters,
-        hourglass_depth=values.hourglass_depth,
-        group_channels=values.group_channels,
-        trunk_hidden=values.trunk_hidden,
-        initial_temperature=values.temperature_initial,
-        selector_seed=values.seed,
-        sync_batch_norm=values.sync_batch_norm,
-    )
+    model = _from_flags(ModelConfig, values, initial_temperature=values.temperature_initial,
+                        selector_seed=values.seed)
     # The pipeline's own XLA warp stays on (DataConfig.jit_compile); --jit_compile is the train step's.
     data = DataConfig(output_size=values.input_size, batch_size=values.batch_size, seed=values.seed)
-    optim = OptimConfig(
-        stage=values.stage,
-        beta=values.beta,
-        lr_pretrain=values.lr_pretrain,
-        lr_selector=values.lr_selector,
-        lr_fusion=values.lr_fusion,
-        lr_rest=values.lr_rest,
-        lr_decay_steps=values.steps if values.lr_decay == "cosine" else 0,
-        temperature=TemperatureSchedule(
-            values.temperature_initial,
-            values.temperature_decrement,
-            values.temperature_every,
-            values.temperature_floor,
-        ),
-    )
-    train = TrainConfig(
-        model_dir=values.model_dir or os.path.join("runs", values.dataset),
-        steps=values.steps,
-        batch_size=values.batch_size,
-        checkpoint_every=values.checkpoint_every,
-        keep_checkpoints=values.keep_checkpoints,
-        eval_batches=values.eval_batches,
-        seed=values.seed,
-        jit_compile=values.jit_compile,
-        run_eagerly=values.run_eagerly,
-        mixed_precision=values.mixed_precision,
-        strategy=values.strategy,
-        init_checkpoint=values.init_checkpoint,
-        init_backbone_only=values.init_backbone_only,
-    )
+    schedule = TemperatureSchedule(values.temperature_initial, values.temperature_decrement,
+                                   values.temperature_every, values.temperature_floor)
+    optim = _from_flags(OptimConfig, values, temperature=schedule,
+                        lr_decay_steps=values.steps if values.lr_decay == "cosine" else 0)
+    train = _from_flags(TrainConfig, values, model_dir=values.model_dir or os.path.join("runs", values.dataset))
     return ExperimentConfig(model=model, data=data, optim=optim, train=train, pretrain_steps=values.pretrain_steps)
 
 
