@@ -56,7 +56,8 @@ def configs_from_flags(values=FLAGS):
     model = _from_flags(ModelConfig, values, initial_temperature=values.temperature_initial,
                         selector_seed=values.seed)
     # The pipeline's own XLA warp stays on (DataConfig.jit_compile); --jit_compile is the train step's.
-    data = DataConfig(output_size=values.input_size, batch_size=values.batch_size, seed=values.seed)
+    data = DataConfig(output_size=values.input_size, batch_size=values.batch_size, seed=values.seed,
+                      augment=values.augment)
     schedule = TemperatureSchedule(values.temperature_initial, values.temperature_decrement,
                                    values.temperature_every, values.temperature_floor)
     optim = _from_flags(OptimConfig, values, temperature=schedule,

@@ -62,6 +62,8 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"]
 flags.DEFINE_integer("pretrain_steps", 0, "With --stage=full and no --init_checkpoint: first pre-train the hourglass "
                      "on 2D joints for this many steps (stage 1, in <model_dir>/pretrain2d), "
                      "then train stage 2 from it.")
+flags.DEFINE_boolean("augment", True, "Online augmentation of the training crops (the paper's: crop scale, rotation, "
+                     "shift, hue); --noaugment trains on the evaluation crop.")
 flags.DEFINE_boolean("deterministic", False, "tf.config.experimental.enable_op_determinism(): bitwise-repeatable runs.")
 flags.DEFINE_string("init_checkpoint", "", "Stage-1 checkpoint (prefix or directory) to start stage 'full' from.")
 flags.DEFINE_boolean("init_backbone_only", False, "Take only the hourglass from --init_checkpoint (all that stage 1 "

@@ -38,12 +38,20 @@ def test_budget_scales_steps_in_whole_checkpoint_intervals():
     assert ablation.scaled_steps(0.001, 300, 400, 100) == ((0, 1), (1, 1))  # no stage 1, >= 1 step
 
 
+def test_budget_scales_tau_annealing_with_stage_2():
+    # tau reaches each value at the same fraction of stage 2 whatever the budget.
+    assert ablation.scaled_temperature_every(12, 800, 800) == 12
+    assert ablation.scaled_temperature_every(12, 800, 400) == 6
+    assert ablation.scaled_temperature_every(12, 800, 8000) == 120
+    assert ablation.scaled_temperature_every(12, 800, 10) == 1  # at least one step
+
+
 def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, capsys):
     tiny = ["--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4",
             "--trunk_hidden=8", "--run_eagerly", "--batch_size=2", "--synthetic_train=16", "--synthetic_test=4",
             "--eval_batches=1"]
     arguments = [f"--out_dir={tmp_path / 'ab'}", "--configs=k1,learned_fusion", "--seeds=2", "--pretrain_steps=1",
-                 "--steps=2", f"--cache_dir={tmp_path / 'cache'}", "--", *tiny]
+                 "--steps=2", "--temperature_every=7", f"--cache_dir={tmp_path / 'cache'}", "--", *tiny]
 
     def run_in_process(command, log_path):
         # The tool's main.py commands, run in this process (no TensorFlow start-up per run).
@@ -71,6 +79,8 @@ def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, c
     tile = cv2.imread(str(out / "k1_s0" / "groups.png"))
     assert picture.shape[0] >= 2 * 400 and picture.shape[1] >= 2 * 400  # 2 configs x 2 seeds
     assert tile is not None and (out / "k1_s0" / "learning_curves.png").exists()
+    config = json.loads((out / "learned_fusion_s1" / "config.json").read_text())
+    assert config["optim"]["temperature"]["every"] == 7  # the tool's --temperature_every reached stage 2
     for seed in (0, 1):  # stage 1 once per seed, shared by the configurations
         assert json.loads((out / f"pretrain2d_s{seed}" / "train_results.json").read_text())["step"] == 1
 

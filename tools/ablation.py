@@ -28,7 +28,9 @@ one resumes from its last checkpoint. Written into ``<out_dir>``:
     python tools/ablation.py --configs=k1,learned_fusion -- --batch_size=32   # flags after -- go to main.py
 
 ``--budget`` multiplies the steps (``--pretrain_steps`` and ``--steps``, by default those of
-``flags/synthetic.cfg``); every other flag of the runs is ``flags/synthetic.cfg``'s or given after ``--``.
+``flags/synthetic.cfg``) and tau's annealing interval with them (``--temperature_every``), so that
+tau reaches its floor at the same fraction of every budget; every other flag of the runs is
+``flags/synthetic.cfg``'s or given after ``--``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ def scaled_steps(budget, stage1, stage2, every):
     return tuple(scaled)
 
 
+def scaled_temperature_every(every, steps, scaled):
+    """tau's interval (Eq. 8's annealing, --temperature_every) for a stage 2 of ``scaled`` steps
+    instead of ``steps``: tau then falls to the same value at the same fraction of the run, so a
+    short budget still ends on nearly one-hot selectors, as the hard grouping of inference."""
+    return max(1, round(every * scaled / steps))
+
+
 def _finished(model_dir, steps):
     path = os.path.join(model_dir, "train_results.json")
     if not os.path.exists(path):
@@ -107,6 +116,7 @@ def _run(command, log_path):
 def train_and_evaluate(name, seed, args, extra, steps):
     """Trains (or resumes) and evaluates one run; returns its record for the tables."""
     (stage1_steps, stage1_every), (stage2_steps, stage2_every) = steps
+    tau_every = scaled_temperature_every(args.temperature_every, args.steps, stage2_steps)
     main = [sys.executable, os.path.join(REPO, "main.py")]
     common = [f"--cache_dir={args.cache_dir}", f"--synthetic_seed={args.synthetic_seed}",
               f"--seed={seed}"] + extra
@@ -123,7 +133,8 @@ def train_and_evaluate(name, seed, args, extra, steps):
         init = ([f"--init_checkpoint={stage1_dir}", "--init_backbone_only"] if stage1_steps
                 else ["--pretrain_steps=0"])
         _run(main + ["--mode=train", f"--model_dir={model_dir}", f"--steps={stage2_steps}",
-                     f"--checkpoint_every={stage2_every}"] + CONFIGS[name][0] + init + common, log_path)
+                     f"--checkpoint_every={stage2_every}", f"--temperature_every={tau_every}"]
+             + CONFIGS[name][0] + init + common, log_path)
         results = _finished(model_dir, stage2_steps)
         if os.path.exists(os.path.join(eval_dir, "results.json")):
             os.remove(os.path.join(eval_dir, "results.json"))  # evaluated an earlier checkpoint
@@ -173,7 +184,9 @@ def markdown(runs, args, steps):
         "# Ablation on the synthetic hands",
         "",
         f"Stage 1 {steps[0][0]} steps, stage 2 {steps[1][0]} steps (budget {args.budget:g} x "
-        f"flags/synthetic.cfg), seeds {seeds}, data seed {args.synthetic_seed}. "
+        f"flags/synthetic.cfg; stage 2 with --temperature_every="
+        f"{scaled_temperature_every(args.temperature_every, args.steps, steps[1][0])}), "
+        f"seeds {seeds}, data seed {args.synthetic_seed}. "
         "Figures: mean ± sample standard deviation over seeds; 3D with the RHD/STB protocol "
         "(ground-truth root depth and scale), 2D in original-image pixels.",
         "",
@@ -238,6 +251,9 @@ def main(argv=None):
                         help="stage-1 steps at budget 1 (default: flags/synthetic.cfg's)")
     parser.add_argument("--steps", type=int, default=int(defaults["steps"]),
                         help="stage-2 steps at budget 1 (default: flags/synthetic.cfg's)")
+    parser.add_argument("--temperature_every", type=float, default=None,
+                        help="tau's interval at budget 1 for --steps stage-2 steps, scaled with the budget "
+                        "(default: flags/synthetic.cfg's, in proportion to --steps)")
     parser.add_argument("--checkpoint_every", type=int, default=int(defaults.get("checkpoint_every", 100)))
     parser.add_argument("--synthetic_seed", type=int, default=0, help="the data (same for every run)")
     parser.add_argument("--cache_dir", default="cache")
@@ -249,6 +265,9 @@ def main(argv=None):
         parser.error(f"--configs: unknown {unknown}; choose from {', '.join(CONFIGS)}")
     if args.seeds < 1 or args.budget <= 0:
         parser.error("--seeds must be >= 1 and --budget > 0")
+    if args.temperature_every is None:
+        args.temperature_every = (float(defaults.get("temperature_every", 1000)) * args.steps
+                                  / float(defaults["steps"]))
     os.makedirs(args.out_dir, exist_ok=True)
     steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every)
     jobs = [(name, seed) for seed in range(args.seeds) for name in names]
