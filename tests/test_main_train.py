@@ -132,7 +132,7 @@ def test_flags_become_one_experiment_config_and_one_export_config():
     flags.FLAGS.unparse_flags()
     flags.FLAGS(main.with_dataset_flagfile([
         "main.py", "--input_size=64", "--batch_size=4", "--seed=3", "--lr_decay=cosine", "--steps=10",
-        "--pretrain_steps=2", "--temperature_every=7", "--tflite=float32,int8", "--export_version=5",
+        "--pretrain_steps=2", "--temperature_every=7", "--noaugment", "--tflite=float32,int8", "--export_version=5",
     ]))
     try:
         experiment = main.configs_from_flags().validate()
@@ -145,5 +145,5 @@ def test_flags_become_one_experiment_config_and_one_export_config():
     assert experiment.train.batch_size == experiment.data.batch_size == 4
     assert experiment.train.seed == experiment.data.seed == experiment.model.selector_seed == 3
     assert experiment.optim.lr_decay_steps == 10 and experiment.optim.temperature.every == 7
-    assert experiment.pretrain_steps == 2
+    assert experiment.pretrain_steps == 2 and experiment.data.augment is False
     assert export.tflite == ("float32", "int8") and export.version == 5 and export.precision == "float32"
