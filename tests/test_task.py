@@ -241,3 +241,20 @@ def test_config_classes_live_in_lgh_tf_config_and_old_import_paths_still_work():
     assert task.OptimConfig is config.OptimConfig and loop.TrainConfig is config.TrainConfig
     assert schedules.TemperatureSchedule is config.TemperatureSchedule
     assert pipeline.AugmentConfig is config.AugmentConfig and pipeline.DataConfig is config.DataConfig
+
+
+def test_held_out_batches_are_decoded_once_then_read_from_memory():
+    from lgh_tf.training.loop import held_out_batches
+
+    decoded = tf.Variable(0, dtype=tf.int64)
+
+    def decode(index):  # counts the elements the pipeline produces
+        decoded.assign_add(1)
+        return index * 10
+
+    pipeline = tf.data.Dataset.range(10).map(decode).batch(2)
+    held_out = held_out_batches(pipeline, 3)
+    assert int(decoded.numpy()) == 6  # the three batches, decoded when the held-out set is made
+    for _ in range(2):  # every checkpoint's validation: the same batches, nothing decoded again
+        assert [b.numpy().tolist() for b in held_out] == [[0, 10], [20, 30], [40, 50]]
+    assert int(decoded.numpy()) == 6

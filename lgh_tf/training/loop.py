@@ -430,9 +430,9 @@ def train(
     title = f"{c.model_dir}: stage {optim.stage}, {c.steps} steps"
     held_out = None
     if eval_dataset is not None:
-        results["before"] = _evaluate(task, eval_dataset, c)
+        held_out = held_out_batches(eval_dataset, c.eval_batches)
+        results["before"] = _evaluate(task, held_out)
         add_held_out(history, start_step, results["before"])
-        held_out = eval_dataset.take(c.eval_batches)
     total_epochs = -(-c.steps // c.checkpoint_every)
     initial_epoch = start_step // c.checkpoint_every
     if initial_epoch < total_epochs:
@@ -466,7 +466,7 @@ def train(
     results["temperature"] = float(task.network.temperature.numpy())
     results["groups"] = task.network.groups()
     if eval_dataset is not None:
-        results["after"] = _evaluate(task, eval_dataset, c)
+        results["after"] = _evaluate(task, held_out)
         add_held_out(history, results["step"], results["after"])
     if chief:
         results["learning_curves"] = write_learning_curves(c.model_dir, history, title)
@@ -482,13 +482,23 @@ def train(
 
 
 
-def _evaluate(task, eval_dataset, c):
+def held_out_batches(eval_dataset: tf.data.Dataset, num_batches: int) -> tf.data.Dataset:
+    """The first ``num_batches`` held-out batches, decoded once and then read from memory by the
+    before/after figures and every checkpoint's validation. Restarting the decoding pipeline for
+    each validation instead cost up to 18 s per checkpoint on 2 cores (the abandoned iterator's
+    teardown). The paper's setting (8 batches of 32 at 256x256) holds ~200 MB."""
     # Every worker evaluates the same held-out batches (no auto-sharding): equal batch counts on
     # all workers (no collective waits for a worker that ran out) and the same figures on each.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    held_out = eval_dataset.take(num_batches).with_options(options).cache()
+    for _ in held_out:  # fills the cache
+        pass
+    return held_out
+
+
+def _evaluate(task, held_out):
     with warnings.catch_warnings():  # a held-out set may be smaller than eval_batches
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        logs = task.evaluate(eval_dataset.take(c.eval_batches).with_options(options), verbose=0,
-                             return_dict=True)
+        logs = task.evaluate(held_out, verbose=0, return_dict=True)
     return {k: float(np.asarray(v)) for k, v in logs.items()}
