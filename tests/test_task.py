@@ -254,7 +254,9 @@ def test_held_out_batches_are_decoded_once_then_read_from_memory():
 
     pipeline = tf.data.Dataset.range(10).map(decode).batch(2)
     held_out = held_out_batches(pipeline, 3)
-    assert int(decoded.numpy()) == 6  # the three batches, decoded when the held-out set is made
+    made = int(decoded.numpy())  # the three batches (and what tf.data's prefetching ran ahead)
+    assert made >= 6
     for _ in range(2):  # every checkpoint's validation: the same batches, nothing decoded again
         assert [b.numpy().tolist() for b in held_out] == [[0, 10], [20, 30], [40, 50]]
-    assert int(decoded.numpy()) == 6
+    assert int(decoded.numpy()) == made
+    assert int(held_out.cardinality()) == 3  # a known length: Keras stops without running it out
