@@ -113,10 +113,10 @@ def _run(command, log_path):
         sys.exit(f"error: {' '.join(command[1:3])} ... failed with exit status {code}; see {log_path}")
 
 
-def train_and_evaluate(name, seed, args, extra, steps):
-    """Trains (or resumes) and evaluates one run; returns its record for the tables."""
+def train_and_evaluate(name, seed, args, extra, steps, tau_every):
+    """Trains (or resumes) and evaluates one run (stage 2 with tau's interval ``tau_every``);
+    returns its record for the tables."""
     (stage1_steps, stage1_every), (stage2_steps, stage2_every) = steps
-    tau_every = scaled_temperature_every(args.temperature_every, args.steps, stage2_steps)
     main = [sys.executable, os.path.join(REPO, "main.py")]
     common = [f"--cache_dir={args.cache_dir}", f"--synthetic_seed={args.synthetic_seed}",
               f"--seed={seed}"] + extra
@@ -175,7 +175,7 @@ def seed_agreement(runs, name):
     return (sum(pairs) / len(pairs), len(pairs)) if pairs else None
 
 
-def markdown(runs, args, steps):
+def markdown(runs, args, steps, tau_every):
     """ablation.md: Tables 2 and 3 in the paper's layout, mean +- std over seeds."""
     names = [n for n in CONFIGS if any(r["config"] == n for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
@@ -184,8 +184,7 @@ def markdown(runs, args, steps):
         "# Ablation on the synthetic hands",
         "",
         f"Stage 1 {steps[0][0]} steps, stage 2 {steps[1][0]} steps (budget {args.budget:g} x "
-        f"flags/synthetic.cfg; stage 2 with --temperature_every="
-        f"{scaled_temperature_every(args.temperature_every, args.steps, steps[1][0])}), "
+        f"flags/synthetic.cfg; stage 2 with --temperature_every={tau_every}), "
         f"seeds {seeds}, data seed {args.synthetic_seed}. "
         "Figures: mean ± sample standard deviation over seeds; 3D with the RHD/STB protocol "
         "(ground-truth root depth and scale), 2D in original-image pixels.",
@@ -270,13 +269,14 @@ def main(argv=None):
                                   / float(defaults["steps"]))
     os.makedirs(args.out_dir, exist_ok=True)
     steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every)
+    tau_every = scaled_temperature_every(args.temperature_every, args.steps, steps[1][0])
     jobs = [(name, seed) for seed in range(args.seeds) for name in names]
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
     runs, started = [], time.time()
     for done, (name, seed) in enumerate(jobs):
         begin = time.time()
-        runs.append(train_and_evaluate(name, seed, args, extra, steps))
+        runs.append(train_and_evaluate(name, seed, args, extra, steps, tau_every))
         elapsed = time.time() - started
         eta = elapsed / (done + 1) * (len(jobs) - done - 1)
         figures = runs[-1]["figures"]
@@ -285,7 +285,7 @@ def main(argv=None):
               flush=True)
     from lgh_tf import files
 
-    files.write_bytes(os.path.join(args.out_dir, "ablation.md"), markdown(runs, args, steps).encode())
+    files.write_bytes(os.path.join(args.out_dir, "ablation.md"), markdown(runs, args, steps, tau_every).encode())
     files.write_json(os.path.join(args.out_dir, "ablation.json"),
                      {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget, "runs": runs})
     files.write_png(os.path.join(args.out_dir, "groups.png"), groups_picture(runs))
