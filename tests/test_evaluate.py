@@ -47,7 +47,7 @@ def test_main_eval_synthetic_and_ensemble(trained_run, tmp_path):
                       f"--cache_dir={cache}", "--synthetic_test=8", "--batch_size=4",
                       f"--output_dir={out}")
     assert "Mean EPE [mm]" in result.stdout and "AUC [20-50]" in result.stdout
-    assert "LGH " in result.stdout and "2D EPE [px]" in result.stdout
+    assert "LGH " in result.stdout and "2D EPE [px]" in result.stdout and "2D EPE [% crop]" in result.stdout
     report = json.loads((out / "results.json").read_text())
     assert report["dataset"] == "synthetic" and report["protocol"] == "rhd_stb_3d"
     assert report["num_samples"] == 8 and report["checkpoints"] == [str(model_dir)]
@@ -78,6 +78,11 @@ def test_main_eval_synthetic_and_ensemble(trained_run, tmp_path):
     for key in ("mean_epe_mm", "median_epe_mm", "auc_20_50", "auc_0_50"):
         assert a["3d"][key] == pytest.approx(report["3d"][key], abs=1e-3)
     assert a["2d"]["mean_epe_px"] == pytest.approx(report["2d"]["mean_epe_px"], abs=1e-3)
+    # The 2D error in the network's 64-px crop, as the training logs report it, and its share.
+    crop_epe = np.linalg.norm(single["uv_px"] - gt["uv_px"], axis=-1).mean()
+    assert report["2d_crop"]["crop_size_px"] == 64
+    assert report["2d_crop"]["mean_epe_px"] == pytest.approx(crop_epe, abs=1e-3)
+    assert report["2d_crop"]["mean_epe_percent_of_crop"] == pytest.approx(100 * crop_epe / 64, abs=1e-3)
 
 
 def test_eval_inputs_match_the_pipeline_and_lift_exactly(tmp_path):
@@ -95,7 +100,11 @@ def test_eval_inputs_match_the_pipeline_and_lift_exactly(tmp_path):
     np.testing.assert_allclose(predictions["uv_image_px"], gt["uv_image_px"], atol=1e-3)
     results = evaluate.evaluate("synthetic", predictions, gt)
     assert results["3d"]["mean_epe_mm"] < 1e-3 and min(results["3d"]["pck"][1:]) == 1.0
-    assert results["2d"]["mean_epe_px"] < 1e-3
+    assert results["2d"]["mean_epe_px"] < 1e-3 and results["2d_crop"]["mean_epe_px"] < 1e-3
+    # A uv off by (3, 4) crop pixels: 5 px, 7.8125% of the 64-px crop.
+    shifted = dict(predictions, uv_px=predictions["uv_px"] + np.array([3.0, 4.0]))
+    crop = evaluate.evaluate("synthetic", shifted, gt)["2d_crop"]
+    assert crop["mean_epe_px"] == pytest.approx(5.0) and crop["mean_epe_percent_of_crop"] == pytest.approx(7.8125)
     # Without the root depth it is recovered from the scale.
     np.testing.assert_allclose(
         evaluate.root_depth_from_scale(predictions["uv_px"], predictions["depth"], gt["K"],

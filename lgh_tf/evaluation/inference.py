@@ -86,7 +86,7 @@ def predict_dataset(
       predictions: ``uv_px`` (N, 21, 2) crop pixels, ``uv_image_px`` original pixels (when the
       batches carry ``crop_from_image``), ``depth`` (N, 21), ``xyz_mm`` (N, 21, 3),
       ``root_depth_mm`` and ``scale_mm`` (N,) used for the lift, ``root_estimated`` (N,) bool,
-      ``num_models``.
+      ``num_models``, ``crop_size_px`` (the side of the square crop the network saw).
       gt: ``uv_px``, ``uv_image_px``, ``xyz_mm``, ``visible``, ``K`` (crop), ``crop_from_image``,
       ``scale_mm``, ``root_depth_mm`` (NaN where unknown), ``index``.
     """
@@ -96,6 +96,7 @@ def predict_dataset(
         raise ValueError(f"the models of an ensemble must share the input size, got {sorted(sizes)}")
     functions = [_prediction_fn(m) for m in models]
     collected = {}
+    crop_size = None
     for number, batch in enumerate(dataset):
         if max_batches is not None and number >= max_batches:
             break
@@ -103,6 +104,7 @@ def predict_dataset(
         if sizes and images.shape[1] not in sizes:
             raise ValueError(f"the dataset's images are {images.shape[1]} px, the model takes "
                              f"{sizes.pop()} px")
+        crop_size = int(images.shape[1])
         outputs = [fn(images) for fn in functions]
         row = {
             "pred_uv": np.mean([o[0] for o in outputs], axis=0, dtype=np.float64),
@@ -137,6 +139,7 @@ def predict_dataset(
         "scale_mm": 1000.0 * scale_used,
         "root_estimated": estimated,
         "num_models": len(models),
+        "crop_size_px": crop_size,
     }
     gt = {
         "uv_px": data["uv"].astype(np.float64),

@@ -21,19 +21,21 @@ TABLE_COLUMNS = {
 
 def results_table(rows: Mapping[str, Mapping[str, Any]], *, precision: int = 3) -> str:
     """The paper's table layout for ``{row name: scoring.score(...) result}`` (one protocol), plus the
-    2D figures (mean EPE in px, AUC over 0-30 px)."""
+    2D figures (mean EPE in px, AUC over 0-30 px, mean EPE as % of the network's crop side)."""
     rows = dict(rows)
     protocols = {r["protocol"] for r in rows.values()}
     if len(protocols) != 1:
         raise ValueError(f"one protocol per table, got {sorted(protocols)}")
     columns = tuple(TABLE_COLUMNS[protocols.pop()]) + (
-        ("2D EPE [px]", "epe_2d_px"), ("2D AUC [0-30px]", "auc_2d"))
+        ("2D EPE [px]", "epe_2d_px"), ("2D AUC [0-30px]", "auc_2d"), ("2D EPE [% crop]", "epe_2d_crop_pct"))
     flat = {}
     for name, result in rows.items():
         cells = dict(result.get("3d") or {})
         if result.get("2d"):
             cells["epe_2d_px"] = result["2d"].get("mean_epe_px")
             cells["auc_2d"] = result["2d"].get("auc")
+        if result.get("2d_crop"):
+            cells["epe_2d_crop_pct"] = result["2d_crop"].get("mean_epe_percent_of_crop")
         flat[name] = cells
     return metrics.format_table(flat, columns, precision=precision)
 

@@ -85,8 +85,10 @@ def score(dataset: str, predictions: Mapping[str, Any], gt: Mapping[str, Any]) -
 
     Returns ``dataset``, ``protocol``, ``num_samples``, ``3d`` (the protocol's figures, PCK curve
     and per-joint mean errors, or None without labels), ``2d`` (``metrics.protocol_2d`` in
-    original-image pixels, or crop pixels when the batches had no crop matrix), ``units``,
-    ``root_depth`` / ``scale`` / ``crop`` (how Eq. 3 was fed) and ``notes``.
+    original-image pixels, or crop pixels when the batches had no crop matrix), ``2d_crop`` (mean
+    and median EPE in the network's crop pixels, and the mean as a percentage of the crop side;
+    when the predictions name the crop size), ``units``, ``root_depth`` / ``scale`` / ``crop``
+    (how Eq. 3 was fed) and ``notes``.
     """
     if dataset not in PROTOCOLS:
         raise ValueError(f"unknown data set {dataset!r}; one of {sorted(PROTOCOLS)}")
@@ -124,9 +126,20 @@ def score(dataset: str, predictions: Mapping[str, Any], gt: Mapping[str, Any]) -
         pred_uv, gt_uv, unit = predictions["uv_image_px"], gt["uv_image_px"], "original-image pixels"
     else:
         pred_uv, gt_uv, unit = predictions["uv_px"], gt["uv_px"], "crop pixels"
-    result_2d = None
+    result_2d = result_2d_crop = None
     if labelled:
         result_2d = metrics.protocol_2d(pred_uv, gt_uv, visible_2d)
+        size = predictions.get("crop_size_px")
+        if size:
+            # In the network's own crop too: the training logs' held-out 2D error, and its share of
+            # the crop side, comparable across input sizes.
+            crop_2d = metrics.protocol_2d(predictions["uv_px"], gt["uv_px"], visible_2d)
+            result_2d_crop = {
+                "crop_size_px": int(size),
+                "mean_epe_px": crop_2d["mean_epe_px"],
+                "median_epe_px": crop_2d["median_epe_px"],
+                "mean_epe_percent_of_crop": 100.0 * crop_2d["mean_epe_px"] / float(size),
+            }
     crop = {"rhd_stb_3d": "ground-truth keypoint box", "dexter": "fingertip box",
             "freihand": "whole image"}[protocol]
     return {
@@ -136,6 +149,7 @@ def score(dataset: str, predictions: Mapping[str, Any], gt: Mapping[str, Any]) -
         "num_models": int(predictions.get("num_models", 1)),
         "3d": None if result_3d is None else metrics.summarize(result_3d, curves=True),
         "2d": None if result_2d is None else metrics.summarize(result_2d, curves=True),
+        "2d_crop": None if result_2d_crop is None else metrics.summarize(result_2d_crop),
         "units": {"3d": "mm (mean EPE also in cm for FreiHAND)", "2d": unit},
         "root_depth": root_note,
         "scale": scale_note,
