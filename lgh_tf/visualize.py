@@ -11,9 +11,11 @@ import numpy as np  # noqa: E402
 
 from lgh_tf.data.schema import BONES, FINGER_JOINTS, JOINT_NAMES, NUM_JOINTS  # noqa: E402
 
-# The paper's Fig. 4 colours groups red, green, blue; more groups continue with tab10.
-GROUP_COLOURS = ("#d62728", "#2ca02c", "#1f77b4") + tuple(
-    matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab10").colors[3:]
+# The paper's Fig. 4 colours groups red, green, blue; more groups continue with tab10's others.
+_PAPER_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
+GROUP_COLOURS = _PAPER_COLOURS + tuple(
+    colour for colour in (matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab10").colors)
+    if colour not in _PAPER_COLOURS
 ) + tuple(matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20b").colors)
 
 # A flat open right hand, palm facing the viewer, wrist at the bottom (arbitrary units).

@@ -100,3 +100,10 @@ def test_read_history_cuts_at_the_resume_step(tmp_path):
         "eval": {"step": [0, 2], "error_2d_px": [20.0, 10.0]},
     }
     assert loop.read_history(str(tmp_path), 0) == {"train": {}, "eval": {}}  # a fresh run
+
+
+def test_group_colours_start_with_the_papers_and_never_repeat():
+    from lgh_tf import visualize
+
+    assert visualize.GROUP_COLOURS[:3] == ("#d62728", "#2ca02c", "#1f77b4")  # Fig. 4: red, green, blue
+    assert len(set(visualize.GROUP_COLOURS)) == len(visualize.GROUP_COLOURS) >= 10
