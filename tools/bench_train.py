@@ -20,6 +20,10 @@ batch (one traced and one timed step) to report its peak memory, whatever batch 
     python tools/bench_train.py                         # CPU: batch 4, all options
     python tools/bench_train.py --batch_size 32         # GPU
     python tools/bench_train.py --input_size 128 --options default,bf16 --memory_batch 0
+    python tools/bench_train.py --preset=synthetic --batch_size 16 --steps 10 --options default --memory_batch 0
+
+``--preset=synthetic`` times the quickstart's network (``flags/synthetic.cfg``: 64 px, its widths)
+at its batch: a check of how fast a machine runs the quickstart, and how fast it runs now.
 
 ``--strategy=mirrored`` times the default option under ``tf.distribute.MirroredStrategy`` for each
 replica count of ``--replicas`` instead (per-replica batch ``--batch_size``, so the global batch
@@ -42,6 +46,18 @@ import sys
 import time
 
 OPTIONS = {"default": (False, False), "jit": (True, False), "bf16": (False, True), "jit+bf16": (True, True)}
+# The flags of flags/synthetic.cfg that shape the network (--preset=synthetic).
+PRESET_FIELDS = ("input_size", "backbone_filters", "hourglass_depth", "group_channels", "trunk_hidden")
+
+
+def preset_config(preset):
+    """{ModelConfig field: value} of the quickstart preset's network, or {} for the paper's."""
+    if not preset:
+        return {}
+    from ablation import synthetic_defaults  # tools/ is this script's directory
+
+    values = synthetic_defaults()
+    return {name: int(values[name]) for name in PRESET_FIELDS if name in values}
 
 
 def peak_rss_mb() -> float:
@@ -165,15 +181,17 @@ def _child(args) -> int:
                                  replicas=int(args.child.split(":")[1]))
     else:
         jit_compile, mixed_precision = OPTIONS[args.child]
-        result = time_train_step(args.input_size, args.batch_size, jit_compile, mixed_precision,
-                                 args.steps, args.cache_dir)
+        overrides = preset_config(args.preset)
+        result = time_train_step(overrides.pop("input_size", args.input_size), args.batch_size, jit_compile,
+                                 mixed_precision, args.steps, args.cache_dir, config_overrides=overrides)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 
 def _run_child(args, child, batch_size, steps) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--child", child, "--input_size", str(args.input_size),
-               "--batch_size", str(batch_size), "--steps", str(steps), "--cache_dir", args.cache_dir]
+               "--batch_size", str(batch_size), "--steps", str(steps), "--cache_dir", args.cache_dir,
+               "--preset", args.preset]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     for line in done.stdout.splitlines():
@@ -194,8 +212,12 @@ def main(argv=None) -> int:
     parser.add_argument("--strategy", default="default", choices=["default", "mirrored"],
                         help="mirrored: time the default option over each --replicas count instead")
     parser.add_argument("--replicas", default="1,2", help="--strategy=mirrored: comma list of replica counts")
+    parser.add_argument("--preset", default="", choices=["", "synthetic"],
+                        help="synthetic: the quickstart's network (flags/synthetic.cfg: input size and widths)")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.preset:
+        args.input_size = preset_config(args.preset)["input_size"]
     if args.child:
         return _child(args)
     if args.strategy == "mirrored":
@@ -217,7 +239,8 @@ def main(argv=None) -> int:
     load_synthetic(args.cache_dir, "train")
     for size in {batch_size, args.memory_batch} - {0}:
         load_synthetic(args.cache_dir, "test", num_samples=max(size, 8))
-    print(f"train step, stage full, paper network {args.input_size}x{args.input_size}, batch {batch_size}, "
+    network = "the quickstart's network" if args.preset else "paper network"
+    print(f"train step, stage full, {network} {args.input_size}x{args.input_size}, batch {batch_size}, "
           f"{args.steps} timed steps, {device}, TF {tf.__version__}", flush=True)
 
     rows = []
