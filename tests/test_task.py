@@ -120,7 +120,7 @@ def test_train_step_sets_tau_from_the_step_and_fit_runs():
     network = LearnableGroupsNet(small_config()).build_for_input()
     schedule = TemperatureSchedule(initial=3.0, decrement=1.0, every=2, floor=0.5)
     task = HandPoseTask(network, OptimConfig(temperature=schedule))
-    task.compile()
+    task.compile(run_eagerly=True)  # the traced step is the shared trained_run's (conftest)
     batch = make_batch()
     dataset = tf.data.Dataset.from_tensors(batch).repeat(5)
     history = task.fit(dataset, epochs=1, verbose=0)
