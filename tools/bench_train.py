@@ -60,6 +60,10 @@ def preset_config(preset):
     return {name: int(values[name]) for name in PRESET_FIELDS if name in values}
 
 
+def network_name(args):
+    return "the quickstart's network" if args.preset else "paper network"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB: VmHWM of /proc/self/status. (ru_maxrss is no
     use in a child process: Linux carries the parent's peak across fork + exec.)"""
@@ -173,17 +177,18 @@ def time_pipeline(input_size, batch_size, cache_dir, batches=20, warmup=3) -> fl
 
 def _child(args) -> int:
     """Runs one measurement in this (fresh) process and prints it as one JSON line."""
+    # The preset's widths; its input size is already args.input_size (main()).
+    widths = {name: value for name, value in preset_config(args.preset).items() if name != "input_size"}
     if args.child == "pipeline":
         result = {"images_per_s": time_pipeline(args.input_size, args.batch_size, args.cache_dir),
                   "peak_rss_mb": peak_rss_mb()}
     elif args.child.startswith("mirrored:"):
         result = time_train_step(args.input_size, args.batch_size, steps=args.steps, cache_dir=args.cache_dir,
-                                 replicas=int(args.child.split(":")[1]))
+                                 config_overrides=widths, replicas=int(args.child.split(":")[1]))
     else:
         jit_compile, mixed_precision = OPTIONS[args.child]
-        overrides = preset_config(args.preset)
-        result = time_train_step(overrides.pop("input_size", args.input_size), args.batch_size, jit_compile,
-                                 mixed_precision, args.steps, args.cache_dir, config_overrides=overrides)
+        result = time_train_step(args.input_size, args.batch_size, jit_compile, mixed_precision,
+                                 args.steps, args.cache_dir, config_overrides=widths)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -239,8 +244,7 @@ def main(argv=None) -> int:
     load_synthetic(args.cache_dir, "train")
     for size in {batch_size, args.memory_batch} - {0}:
         load_synthetic(args.cache_dir, "test", num_samples=max(size, 8))
-    network = "the quickstart's network" if args.preset else "paper network"
-    print(f"train step, stage full, {network} {args.input_size}x{args.input_size}, batch {batch_size}, "
+    print(f"train step, stage full, {network_name(args)} {args.input_size}x{args.input_size}, batch {batch_size}, "
           f"{args.steps} timed steps, {device}, TF {tf.__version__}", flush=True)
 
     rows = []
@@ -300,7 +304,7 @@ def _main_mirrored(args) -> int:
     counts = [int(n) for n in args.replicas.split(",") if n.strip()]
     for n in counts:
         load_synthetic(args.cache_dir, "test", num_samples=max(per_replica * n, 8))
-    print(f"train step under MirroredStrategy, stage full, paper network {args.input_size}x{args.input_size}, "
+    print(f"train step under MirroredStrategy, stage full, {network_name(args)} {args.input_size}x{args.input_size}, "
           f"batch {per_replica} per replica, {args.steps} timed steps, {device}, TF {tf.__version__}", flush=True)
     rows = []
     for n in counts:
