@@ -20,6 +20,7 @@ from flags import lgh_flags  # noqa: F401  (defines the flags)
 
 FLAGS = flags.FLAGS
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
+DEMO_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_models", "synthetic_demo")
 
 
 def with_dataset_flagfile(argv):
@@ -252,10 +253,9 @@ def run_predict():
     from lgh_tf import predict
 
     checkpoints = [path.strip() for path in FLAGS.checkpoint.split(",") if path.strip()]
-    if not checkpoints:
-        raise app.UsageError("--mode=predict needs --checkpoint (checkpoint, .pth, .weights.h5, SavedModel or .tflite)")
     if sum(bool(x) for x in (FLAGS.image, FLAGS.video, FLAGS.images)) != 1:
         raise app.UsageError("--mode=predict needs one of --image, --video or --images")
+    checkpoints = checkpoints or [demo_model()]
     out_dir = FLAGS.output_dir or os.path.join("runs", "predict")
     check_directory(out_dir, "--output_dir")
     options = dict(hand=FLAGS.hand, iterations=FLAGS.search_iterations, min_confidence=FLAGS.min_confidence,
@@ -276,6 +276,20 @@ def run_predict():
         print(f"note: {note}")
     for what, path in paths.items():
         print(f"wrote {what}: {path}")
+
+
+def demo_model():
+    """The shipped model (tools/build_demo.py: the quickstart trained on the synthetic hands), the
+    default of --mode=predict without --checkpoint; says so, since its answers on real photos are poor."""
+    from lgh_tf.model.io import find_saved_model
+
+    path = find_saved_model(DEMO_MODEL)
+    if path is None:
+        raise app.UsageError(f"--mode=predict needs --checkpoint (checkpoint, .pth, .weights.h5, SavedModel or "
+                             f".tflite); the shipped model {DEMO_MODEL} is missing (tools/build_demo.py rebuilds it)")
+    print(f"model: {os.path.relpath(path)} (the shipped demo model, trained on the synthetic hands only; "
+          f"--checkpoint=... for your own)")
+    return path
 
 
 def run_predict_video(checkpoints, out_dir, options):
