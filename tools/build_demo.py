@@ -16,6 +16,7 @@ Stages (``--stages``, in this order):
     figure    docs/images/demo.png: the shipped model on examples/hand1.png (no box, no camera: what
               `python main.py --mode=predict --image=examples/hand1.png` does), its 3D view and the
               learned groups; and the model's 2D error on every example, printed
+              (export also copies the run's learning_curves.png to docs/images/)
 
 When the default synthetic world (lgh_tf/data/synthetic.py) changes, rerun this tool without
 --run_dir and commit saved_models/synthetic_demo/, examples/ and docs/images/demo.png.
@@ -37,6 +38,7 @@ STAGES = ("train", "export", "examples", "figure")
 DEMO_DIR = os.path.join("saved_models", "synthetic_demo")
 EXAMPLES_DIR = "examples"
 FIGURE = os.path.join("docs", "images", "demo.png")
+CURVES = os.path.join("docs", "images", "learning_curves.png")
 
 
 def run_main(*args):
@@ -72,6 +74,11 @@ def stage_export(args, run_dir):
     shutil.rmtree(old, ignore_errors=True)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(target) for f in fs)
     print(f"shipped model: {DEMO_DIR} ({size / 1e6:.2f} MB)")
+    curves = os.path.join(run_dir, "learning_curves.png")
+    if os.path.isfile(curves):  # the training page's picture
+        os.makedirs(os.path.join(REPO, "docs", "images"), exist_ok=True)
+        shutil.copyfile(curves, os.path.join(REPO, CURVES))
+        print(f"wrote {CURVES}")
 
 
 def stage_examples(args):
