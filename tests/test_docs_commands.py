@@ -39,11 +39,21 @@ def pages() -> list[str]:
 
 
 def logical_lines(text: str):
-    """(line number, text) of every code-block line (continuations joined) and inline code span."""
-    lines = text.split("\n")
+    """(line number, text) of every code-block line (continuations joined) and every inline code
+    span (a span may run over several lines of its paragraph)."""
     in_block, pending, start = False, "", 0
-    for number, line in enumerate(lines, 1):
+    paragraph = []  # (line number, line) of the prose being gathered
+
+    def spans():
+        joined = "\n".join(line for _, line in paragraph)
+        for match in re.finditer(r"``(.+?)``|`([^`]+)`", joined, flags=re.S):
+            number = paragraph[0][0] + joined.count("\n", 0, match.start())
+            yield number, (match.group(1) or match.group(2)).replace("\n", " ")
+
+    for number, line in enumerate(text.split("\n"), 1):
         if line.lstrip().startswith(("```", "~~~")):
+            yield from spans()
+            paragraph = []
             in_block = not in_block
             pending = ""
             continue
@@ -55,9 +65,12 @@ def logical_lines(text: str):
                 continue
             yield start, pending + line
             pending = ""
+        elif line.strip():
+            paragraph.append((number, line))
         else:
-            for span in re.findall(r"``(.+?)``|`([^`]+)`", line):
-                yield number, span[0] or span[1]
+            yield from spans()
+            paragraph = []
+    yield from spans()
 
 
 def commands(text: str):
