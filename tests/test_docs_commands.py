@@ -8,7 +8,8 @@ parser (taken from its main() just before it parses). An unknown or misspelled f
 number, a missing --flagfile or a stray argument fails, naming the page, line and command.
 
 Placeholders are allowed where a reader substitutes a value: a token `...`, and a value written
-`<like this>` or `...` (only the flag's name is checked then). A tool that parses with
+`<like this>`, `...` or in capitals (`--steps=N`, `--data_dir=DIR`): only the flag's name is
+checked then. A tool that parses with
 parse_known_args passes what it does not know on to main.py (tools/ablation.py), so those are
 checked as main.py flags.
 """
@@ -104,14 +105,19 @@ def tokens(text: str) -> list[str]:
 
 
 def is_placeholder(value: str) -> bool:
-    return value in ("...", "…") or (value.startswith("<") and value.endswith(">")) or value.endswith("...")
+    """`...`, `<run dir>`, `N`, `DIR`: a value the reader fills in."""
+    return (value in ("...", "…") or (value.startswith("<") and value.endswith(">")) or value.endswith("...")
+            or re.fullmatch(r"[A-Z][A-Z_]*", value) is not None)
 
 
 def split_placeholders(args):
     """(arguments to parse, flag names whose value is a placeholder)."""
     kept, names = [], []
     for arg in args:
-        if is_placeholder(arg):
+        if arg in ("...", "…"):  # "and more flags"
+            continue
+        if is_placeholder(arg) and not arg.startswith("-"):  # a positional the reader fills in
+            kept.append("placeholder")
             continue
         if arg.startswith("-") and "=" in arg and is_placeholder(arg.split("=", 1)[1]):
             names.append(arg.split("=", 1)[0])
@@ -264,10 +270,12 @@ def test_a_misspelled_flag_is_caught(main_flags, tool_parsers, tmp_path, monkeyp
         "pip install -e . && lgh-tf --mode=predict --image=a.png --hand=both\n"
         "python tools/build_demo.py --stages=figure --num_example=3 > log.txt\n"
         "python tools/ablation.py --seeds=2 -- --batch_size=8 --stpes=3\n"
-        "python main.py --mode=groups --checkpoint=runs/x --model_dir=...   # fine\n```\n"
+        "python main.py --mode=groups --checkpoint=runs/x --model_dir=...   # fine\n"
+        "python tools/convert_torch_checkpoint.py <model.pth> OUT ...   # fine: placeholders\n"
+        "python main.py --mode=train --steps=N ...   # fine\n```\n"
     )
     problems, count = check_page(str(page), main_flags, tool_parsers)
-    assert count == 6
+    assert count == 8
     text = "\n".join(problems)
     assert len(problems) == 5, text
     for expected in ("batch_sise", "datset", "hand=both", "num_example", "stpes"):
