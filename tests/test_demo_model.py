@@ -78,3 +78,21 @@ def test_predict_without_checkpoint_uses_the_shipped_model(tmp_path):
     written = json.loads((tmp_path / "hand1.json").read_text())
     gt = np.asarray(examples()["hand1.png"]["uv"])
     assert np.mean(np.linalg.norm(np.asarray(written["uv"]) - gt, axis=-1)) < MAX_MEAN_ERROR_PX
+
+
+def test_examples_are_the_current_synthetic_world():
+    """The examples (and so the shipped model's training data) are today's default synthetic world:
+    when lgh_tf/data/synthetic.py changes what it draws, rebuild with `python tools/build_demo.py`."""
+    import cv2
+
+    from lgh_tf.data import synthetic
+
+    with open(os.path.join(EXAMPLES, "annotations.json")) as f:
+        annotations = json.load(f)
+    stale = []
+    for name, entry in annotations["images"].items():
+        sample = synthetic.render_sample(annotations["synthetic_seed"], entry["test_index"], split="test")
+        shipped = cv2.cvtColor(cv2.imread(os.path.join(EXAMPLES, name)), cv2.COLOR_BGR2RGB)
+        if not (np.array_equal(shipped, sample["image"]) and np.allclose(sample["uv"], entry["uv"], atol=1e-3)):
+            stale.append(name)
+    assert not stale, f"{stale} differ from the generator: rerun python tools/build_demo.py and commit its outputs"
