@@ -51,7 +51,7 @@ def load_tool(name):
 
 # The tf.distribute proofs (2 replicas vs one device, two real workers) start several TensorFlow
 # processes each: ~200 s together on 2 cores, more than the rest of the suite can spare in CI.
-# They are green; run them with LGH_TF_DISTRIBUTE_TESTS=1 (README, "Several GPUs and several machines").
+# They are green; run them with LGH_TF_DISTRIBUTE_TESTS=1 (docs/multi-gpu.md).
 distribute_tests = pytest.mark.skipif(
     os.environ.get("LGH_TF_DISTRIBUTE_TESTS") != "1",
     reason="multi-process tf.distribute checks (~200 s): run with LGH_TF_DISTRIBUTE_TESTS=1",

@@ -1,7 +1,7 @@
 """Localisation without a box, handedness, tracking, One Euro smoothing, EXIF and the video outputs,
 on synthetic sequences (``hand_sequences``) with an oracle that reads the joints off the pixels.
 
-Figures are printed (``pytest -s``) and asserted with margins; they are the ones in the README."""
+Figures are printed (``pytest -s``) and asserted with margins; they are the ones in docs/in-the-wild.md."""
 
 import json
 import os

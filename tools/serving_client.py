@@ -6,7 +6,7 @@ one hand), resized to the model's input size S (``lgh_tf.geometry``) and sent as
 (N, S, S, 3) to ``serving_default`` (or ``predict_xyz`` with ``--intrinsics``, ``--scale``,
 ``--root_depth``; the intrinsics must then describe the S x S crop).
 
-    # the REST body for curl (see README, "Deployment")
+    # the REST body for curl (see docs/deployment.md)
     python tools/serving_client.py hand.png --export_dir saved_models/lgh --rest > body.json
     curl -s -d @body.json http://localhost:8501/v1/models/lgh:predict
     # send it: REST or gRPC (needs `pip install tensorflow-serving-api==2.21.*`)
