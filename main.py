@@ -130,7 +130,7 @@ def labelled_sources(sources):
 
 
 def run_train():
-    from lgh_tf.data import pipeline
+    from lgh_tf import files
     from lgh_tf.training import loop
 
     if FLAGS.dataset == "dexter":
@@ -140,20 +140,37 @@ def run_train():
     experiment = configs_from_flags()
     with user_errors():
         experiment.validate()
-    model, data, optim, train = experiment.model, experiment.data, experiment.optim, experiment.train
+    train = experiment.train
     check_directory(train.model_dir, "--model_dir")
     # First: MultiWorkerMirroredStrategy configures the collective ops, which TF allows only
     # before anything initialises its runtime; both stages share it.
     strategy = loop.make_strategy(train.strategy)
+    with contextlib.ExitStack() as stack:
+        if loop.worker_of(strategy)[2]:  # the chief writes the run folder: one run per folder
+            with user_errors():
+                stack.enter_context(files.run_lock(train.model_dir, "--model_dir"))
+        with lost_worker_errors(train):
+            _train_stages(experiment, strategy)
+
+
+def _train_stages(experiment, strategy):
+    from lgh_tf.data import pipeline
+    from lgh_tf.data.registry import DatasetNotFoundError
+    from lgh_tf.training import loop
+
+    model, data, optim, train = experiment.model, experiment.data, experiment.optim, experiment.train
     if FLAGS.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    train_sources = load_sources("train")
+    with user_errors():
+        train_sources = load_sources("train")
     try:
-        eval_sources = labelled_sources(load_sources("eval"))
-    except Exception as error:  # noqa: BLE001  a set without labelled eval split still trains
-        logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset, error)
+        with user_errors():
+            eval_sources = labelled_sources(load_sources("eval"))
+    except DatasetNotFoundError as error:  # a set without a held-out split still trains (a damaged one stops)
+        logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset,
+                        str(error).splitlines()[0])
         eval_sources = None
 
     def make_train_dataset(start_sample, batch_size=data.batch_size, shard=(1, 0)):
@@ -346,11 +363,33 @@ def run_export():
 
 
 def check_directory(path, flag):
-    """Refuses, before any work, an output directory that cannot be one (a file is in the way)."""
-    from lgh_tf.files import require_directory
+    """Refuses, before any work, an output directory that cannot be one (a file is in the way) or
+    cannot be written (read-only, full, no permission)."""
+    from lgh_tf.files import require_writable
 
     with user_errors():
-        require_directory(path, flag, create=False)
+        require_writable(path, flag, create=False)
+
+
+@contextlib.contextmanager
+def lost_worker_errors(train):
+    """--strategy=multi_worker: a worker that died (the chief sees a gRPC / collective error) is one
+    line saying how to go on, not a traceback; nothing after the last checkpoint is lost."""
+    if train.strategy != "multi_worker":
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        from lgh_tf.model.io import first_line
+
+        latest = tf.train.latest_checkpoint(os.path.join(train.model_dir, "checkpoints")) or "none yet"
+        print(f"error: a worker of --strategy=multi_worker was lost ({type(error).__name__}: {first_line(error)}); "
+              f"restart every worker with the same flags: they resume from the last checkpoint ({latest})",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def fail(message):
@@ -369,6 +408,9 @@ def user_errors():
         if type(error).__name__ == "DatasetNotFoundError":
             raise  # main() prints it and exits 2
         fail(str(error))
+    except OSError as error:  # a file opened directly (permission, read-only, full disk)
+        where = f"{error.filename}: " if error.filename else ""
+        fail(f"{where}{error.strerror or error}")
 
 
 def main(argv):

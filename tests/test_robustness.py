@@ -114,10 +114,10 @@ def test_main_exits_non_zero_on_divergence(tmp_path):
 
 
 @pytest.mark.parametrize("change, expected", [
-    (dict(model_config=small_config(input_size=128)), ["model.input_size: 64 -> 128"]),
+    (dict(model_config=small_config(input_size=128)), ["--input_size: 64 -> 128"]),
     (dict(model_config=small_config(num_groups=2, fusion=False)),
-     ["model.fusion: True -> False", "model.num_groups: 3 -> 2"]),
-    (dict(batch_size=4), ["train.batch_size: 2 -> 4"]),
+     ["--fusion: True -> False", "--num_groups: 3 -> 2"]),
+    (dict(batch_size=4), ["--batch_size: 2 -> 4"]),
 ])
 def test_resume_with_other_settings_is_refused(good_run, tmp_path, change, expected):
     model_dir = _copy(good_run, tmp_path)
