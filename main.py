@@ -97,7 +97,8 @@ def reader_options():
         stb.palm_to_wrist(np.zeros((21, 3)), rule)  # an unknown rule fails before any data is read
     except ValueError as error:
         fail(f"--stb_wrist_rule: {error}")
-    return {"stb": {"camera": FLAGS.stb_camera, "wrist_rule": rule}}
+    return {"stb": {"camera": FLAGS.stb_camera, "wrist_rule": rule},
+            "dexter": {"corrected_annotations": FLAGS.dexter_annotations == "corrected"}}
 
 
 def load_sources(split):
@@ -291,6 +292,8 @@ def run_predict():
           f"3D: {'yes' if result['xyz'] is not None else 'no (2.5D only)'}")
     for note in result["notes"]:
         print(f"note: {note}")
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}")
     for what, path in paths.items():
         print(f"wrote {what}: {path}")
 
@@ -317,6 +320,8 @@ def run_predict_video(checkpoints, out_dir, options):
           f"{summary['frames_per_second'] or 0:.2f} frames/s")
     for name, why in ((s["name"], s["why"]) for s in summary["skipped"]):
         print(f"skipped {name}: {why}")
+    for problem in summary.get("problems", []):
+        print(f"warning: {problem}")
     for what, path in summary["paths"].items():
         print(f"wrote {what}: {path}")
 
@@ -345,6 +350,7 @@ def run_export():
         raise app.UsageError("--tflite needs --export_precision=float32 (TFLite is converted from a float32 export)")
     if config.version is not None and config.version < 0:
         fail(f"--export_version must be a non-negative integer, got {config.version}")
+    check_directory(config.export_dir, "--export_dir")
     with user_errors():
         model = load_model(FLAGS.checkpoint)
     with user_errors():
@@ -411,6 +417,13 @@ def user_errors():
     except OSError as error:  # a file opened directly (permission, read-only, full disk)
         where = f"{error.filename}: " if error.filename else ""
         fail(f"{where}{error.strerror or error}")
+    except Exception as error:
+        from lgh_tf import files
+
+        if type(error).__module__.startswith("tensorflow") and files.is_write_failure(error):
+            lines = str(error).strip().splitlines()  # TensorFlow's own I/O error: its first line names the file
+            fail(f"cannot write: {lines[0] if lines else type(error).__name__}")
+        raise
 
 
 def main(argv):
@@ -418,6 +431,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from lgh_tf.data.registry import DatasetNotFoundError
 
+    problems = lgh_flags.invalid_flags(FLAGS)  # every numeric flag, by its table (flags/lgh_flags.py)
+    if problems:
+        fail("; ".join(problems))
     modes = {"train": run_train, "groups": run_groups, "eval": run_eval, "predict": run_predict, "export": run_export}
     if FLAGS.mode not in modes:
         raise app.UsageError(f"--mode={FLAGS.mode} is not built yet (see the open issues)")

@@ -42,6 +42,16 @@ def output_error(path, error: BaseException) -> OutputError:
     return OutputError(f"cannot write {path}: {reason}; earlier outputs were left as they were")
 
 
+# How the I/O layers under TensorFlow and OpenCV word a failed write (they raise their own types).
+WRITE_FAILURE_TEXTS = ("No space left", "Read-only file system", "Permission denied", "Disk quota")
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """True for an OSError or a TensorFlow error that reports a full disk, a read-only file system
+    or a missing permission."""
+    return isinstance(error, OSError) or any(text in str(error) for text in WRITE_FAILURE_TEXTS)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside ``path`` (same extension, so writers that go by it work);

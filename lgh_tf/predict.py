@@ -215,6 +215,8 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     import cv2
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"image: {path} is a directory, not an image file (a folder of frames is --images)")
     if not os.path.isfile(path):
         raise ValueError(f"image: no such file {path}")
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -234,6 +236,15 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
                      "pixel coordinates refer to the displayed image")
     rgb, more = to_rgb_uint8(image, f"image {path}")
     return rgb, notes + more
+
+
+def image_damage(path: str | os.PathLike[str]) -> list[str]:
+    """Warnings for an image file that OpenCV decodes only partly (cut short, a damaged chunk): the
+    same checks as the data-set pipeline's; [] for a sound file."""
+    from lgh_tf.data.pipeline import image_file_problem
+
+    problem = image_file_problem(os.fspath(path))
+    return [f"{os.fspath(path)}: {problem}; the prediction used what could be decoded"] if problem else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,21 +296,24 @@ def load_inputs(
 ) -> dict[str, Any]:
     """Reads and checks everything about one prediction except the model (cheap, so that bad input
     fails before a model is loaded). Returns a dict: rgb, source, K, box, boxes, scale, root_depth,
-    notes. ``boxes`` are a detector's boxes (a list of (x, y, w, h)); the most confident hand of
-    them is kept. Raises ValueError naming the input (image, intrinsics, box, scale, root_depth)."""
+    notes, warnings (a damaged file decoded only partly). ``boxes`` are a detector's boxes (a list
+    of (x, y, w, h)); the most confident hand of them is kept. Raises ValueError naming the input
+    (image, intrinsics, box, scale, root_depth)."""
     if isinstance(image, (str, os.PathLike)):
         source = os.fspath(image)
         rgb, notes = read_image(source)
+        warnings = image_damage(source)
     else:
         source = None
         rgb, notes = to_rgb_uint8(image)
+        warnings = []
     height, width = rgb.shape[:2]
     K = None if intrinsics is None else intrinsics_matrix(intrinsics)
     box = None if box is None else check_box(box, width, height)
     boxes = [check_box(b, width, height) for b in (boxes or [])]
     return {
         "rgb": rgb, "source": source, "K": K, "box": box, "boxes": boxes, "scale": _positive(scale, "scale"),
-        "root_depth": _positive(root_depth, "root_depth"), "notes": notes,
+        "root_depth": _positive(root_depth, "root_depth"), "notes": notes, "warnings": warnings,
     }
 
 
@@ -501,6 +515,7 @@ def predict_image(
                           "~0.003); the hand's is the mean over joints",
         },
         "notes": notes,
+        "warnings": list(inputs.get("warnings", [])),  # e.g. a damaged file decoded only partly
         "_image": rgb,
     }
 

@@ -100,13 +100,15 @@ class OneEuroFilter:
 class FrameSource:
     """``frames``: an iterator of (index, name, (H, W, 3) uint8 RGB); ``count`` (None for a
     camera), ``fps``, ``name`` (the stem of the outputs), ``skipped`` [(name, why)] filled while
-    iterating (unreadable files of a folder)."""
+    iterating (unreadable files of a folder, undecodable frames of a video), ``problems`` (one line
+    each: a video that gave fewer frames than its container declares)."""
 
     frames: object
     count: int | None
     fps: float
     name: str
     skipped: list = dataclasses.field(default_factory=list)
+    problems: list = dataclasses.field(default_factory=list)  # e.g. fewer frames than declared
 
 
 def _folder_source(directory, fps, max_frames):
@@ -164,19 +166,29 @@ def open_frames(video=None, images=None, *, fps=None, max_frames=None):
         rate = DEFAULT_FPS
 
     def frames():
-        index = 0
+        index, read, failed = 0, 0, 0
         try:
             while not max_frames or index < max_frames:
                 ok, bgr = capture.read()
                 if not ok:
-                    break
+                    # A frame that fails to decode before the container's count: skip it (named) and
+                    # try the next, so a video damaged in the middle is not silently cut short.
+                    if count is None or index >= count:
+                        break
+                    source.skipped.append((f"frame {index}", "cannot be decoded (damaged or cut short)"))
+                    failed, index = failed + 1, index + 1
+                    continue
                 yield index, f"frame {index}", np.ascontiguousarray(bgr[..., ::-1])
-                index += 1
+                index, read = index + 1, read + 1
         finally:
             capture.release()
+            if count is not None and read < count:
+                source.problems.append(f"{video}: read {read} of the {count} frames its container declares "
+                                       f"({failed} could not be decoded: the file is damaged or cut short)")
 
     name = f"camera{video}" if camera else os.path.splitext(os.path.basename(video))[0]
-    return FrameSource(frames(), count, float(rate), name)
+    source = FrameSource(frames(), count, float(rate), name)
+    return source
 
 
 def array_source(frames, fps=DEFAULT_FPS, name="frames"):
@@ -406,6 +418,7 @@ def run(predictor, source, out_dir, *, view_3d=False, progress=True, **options):
     summary = {
         "source": stem, "model": getattr(predictor, "description", None), **counts, "hands": hands,
         "skipped": [{"name": n, "why": w} for n, w in source.skipped],
+        "frames_expected": source.count, "problems": list(source.problems),
         "seconds": elapsed, "frames_per_second": counts["frames"] / elapsed if elapsed > 0 else None,
         "fps": source.fps, "hand_mode": options.get("hand", "right"),
         "smoothing": dataclasses.asdict(one_euro) if options.get("smoothing", True) else None,

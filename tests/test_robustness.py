@@ -100,7 +100,7 @@ def test_main_exits_non_zero_on_divergence(tmp_path):
                       "--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4",
                       "--trunk_hidden=8", EAGER, "--batch_size=2", "--steps=4", "--checkpoint_every=2",
                       "--synthetic_train=8", "--synthetic_test=4", "--eval_batches=1", "--pretrain_steps=0",
-                      "--lr_rest=inf", "--lr_selector=inf", "--lr_fusion=inf", check=False)
+                      "--lr_rest=1e30", "--lr_selector=1e30", "--lr_fusion=1e30", check=False)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "error: training diverged at step" in result.stderr
     assert "Traceback" not in result.stderr

@@ -74,6 +74,9 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_TRAILER = b"IEND\xaeB`\x82"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _JPEG_EOI = b"\xff\xd9"
+# Dexter+Object ships its colour frames as BMP (color/Color_%04d.bmp); a BMP's header declares
+# its file size (bytes 2-5, little-endian), so a cut file is found before decoding.
+_BMP_MAGIC = b"BM"
 # Bytes at the end of a JPEG file searched for its end-of-image marker (tolerates trailing padding).
 _JPEG_TAIL_BYTES = 1024
 
@@ -83,7 +86,7 @@ _JPEG_TAIL_BYTES = 1024
 # ---------------------------------------------------------------------------------------------
 
 
-def _image_file_problem(path: str) -> str | None:
+def image_file_problem(path: str) -> str | None:
     """Why the image file at ``path`` cannot be decoded (cheap checks); None if it looks fine."""
     if not path:
         return "image file missing: empty path"
@@ -104,7 +107,12 @@ def _image_file_problem(path: str) -> str | None:
         if _JPEG_EOI not in tail:
             return "image file truncated: JPEG without end-of-image marker"
         return None
-    return "image file not PNG/JPEG: unknown magic bytes"
+    if head.startswith(_BMP_MAGIC) and len(head) >= 6:
+        declared = int.from_bytes(head[2:6], "little")
+        if size < declared:
+            return f"image file truncated: BMP of {size} bytes, its header says {declared}"
+        return None
+    return "image file not PNG/JPEG/BMP: unknown magic bytes"
 
 
 def _png_chunk_problem(path: str) -> str | None:
@@ -163,7 +171,7 @@ def find_invalid_samples(records: schema.Records, *, check_images: bool = True) 
 
     Checks NaN/inf (missing) joints in uv/xyz and bad K, a zero or non-finite hand scale
     ``|xyz[12] - xyz[11]|``, non-positive depths (root included) and, when ``check_images``, image
-    files that are missing, empty, not PNG/JPEG or truncated (reads 8 head and <= 1 KiB tail bytes).
+    files that are missing, empty, not PNG/JPEG/BMP or truncated (reads 8 head and <= 1 KiB tail bytes).
     """
     problems: dict[int, str] = {}
     uv = np.asarray(records.uv, dtype=np.float32)
@@ -172,7 +180,7 @@ def find_invalid_samples(records: schema.Records, *, check_images: bool = True) 
     for i in range(len(records)):
         reason = _label_problem(uv[i], xyz[i], intrinsics[i])
         if reason is None and check_images:
-            reason = _image_file_problem(str(records.image_path[i]))
+            reason = image_file_problem(str(records.image_path[i]))
         if reason is not None:
             problems[i] = reason
     return problems
@@ -236,11 +244,12 @@ def _records_to_dataset(records: schema.Records) -> tf.data.Dataset:
 
 
 def read_image(path: tf.Tensor) -> tf.Tensor:
-    """Reads and decodes a PNG/JPEG file into uint8 (H, W, 3) RGB.
+    """Reads and decodes a PNG/JPEG/BMP file into uint8 (H, W, 3) RGB.
 
     Raises InvalidArgumentError naming ``path`` when the bytes are neither JPEG nor a complete
-    PNG (magic bytes, IEND trailer), so that the ``ignore_errors`` guard downstream logs which file
-    it dropped; other decode failures are logged by the decoder without the path.
+    PNG (magic bytes, IEND trailer) nor a complete BMP (magic bytes, declared size), so that the
+    ``ignore_errors`` guard downstream logs which file it dropped; other decode failures are
+    logged by the decoder without the path.
     """
     contents = tf.io.read_file(path)
     length = tf.strings.length(contents)
@@ -251,8 +260,13 @@ def read_image(path: tf.Tensor) -> tf.Tensor:
         tf.equal(trailer, _PNG_TRAILER),
     )
     is_jpeg = tf.equal(tf.strings.substr(contents, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+    padded = tf.strings.join([contents, b"\0" * 6])  # 4 header bytes to read even from a stub
+    size_bytes = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 2, 4), tf.uint8), tf.int64)
+    declared = tf.reduce_sum(size_bytes * tf.constant([1, 1 << 8, 1 << 16, 1 << 24], tf.int64))
+    is_bmp = tf.logical_and(tf.equal(tf.strings.substr(contents, 0, len(_BMP_MAGIC)), _BMP_MAGIC),
+                            tf.cast(length, tf.int64) >= declared)
     with tf.control_dependencies(
-        [tf.debugging.Assert(is_png | is_jpeg, ["Not a complete PNG/JPEG image:", path])]
+        [tf.debugging.Assert(is_png | is_jpeg | is_bmp, ["Not a complete PNG/JPEG/BMP image:", path])]
     ):
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])

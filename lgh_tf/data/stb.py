@@ -213,16 +213,13 @@ def _read_hand_para(label_file: Path) -> np.ndarray:
     """``handPara`` of one label file as (N, 21, 3) in the raw joint order, millimetres."""
     from scipy import io as scipy_io
 
-    try:
+    with registry.reading(INFO, label_file):
         contents = scipy_io.loadmat(str(label_file))
-    except Exception as error:
-        raise ValueError(f"stb: cannot read {label_file}: {error}") from error
-    if "handPara" not in contents:
-        raise ValueError(f"stb: {label_file} has no 'handPara' array")
-    hand_para = np.asarray(contents["handPara"], dtype=np.float64)
-    if hand_para.ndim == 2 and hand_para.shape == (3, 21):  # a single frame squeezed by MATLAB
-        hand_para = hand_para[:, :, None]
-    if hand_para.ndim != 3 or hand_para.shape[:2] != (3, 21):
-        raise ValueError(f"stb: {label_file}: handPara has shape {hand_para.shape}, "
-                         "expected (3, 21, N)")
+        if "handPara" not in contents:
+            raise ValueError("no 'handPara' array")
+        hand_para = np.asarray(contents["handPara"], dtype=np.float64)
+        if hand_para.ndim == 2 and hand_para.shape == (3, 21):  # a single frame squeezed by MATLAB
+            hand_para = hand_para[:, :, None]
+        if hand_para.ndim != 3 or hand_para.shape[:2] != (3, 21):
+            raise ValueError(f"handPara has shape {hand_para.shape}, expected (3, 21, N)")
     return np.transpose(hand_para, (2, 1, 0))

@@ -515,9 +515,6 @@ def _train(
 
 
 
-_WRITE_FAILURES = ("No space left", "Read-only file system", "Permission denied", "Disk quota")
-
-
 @contextlib.contextmanager
 def output_errors(model_dir: str):
     """A write into the run folder that fails inside Keras (TensorBoard's event files, the
@@ -525,7 +522,7 @@ def output_errors(model_dir: str):
     try:
         yield
     except (tf.errors.OpError, OSError) as error:
-        if not any(text in str(error) for text in _WRITE_FAILURES):
+        if not files.is_write_failure(error):
             raise
         raise files.output_error(model_dir, error) from None
 
