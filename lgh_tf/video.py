@@ -25,7 +25,9 @@ assumptions) and, on request, ``<stem>_3d.mp4`` (the 3D skeleton, two views).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import glob
 import json
 import math
@@ -313,7 +315,7 @@ class _VideoWriter:
     are resized to the first frame's."""
 
     def __init__(self, path, fps):
-        self.path, self.fps, self.writer, self.size = path, fps, None, None
+        self.path, self.fps, self.writer, self.size, self.frames = path, fps, None, None, 0
         self.temporary = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp.mp4")
 
     def write(self, rgb):
@@ -327,14 +329,39 @@ class _VideoWriter:
         if (rgb.shape[1], rgb.shape[0]) != self.size:
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+        self.frames += 1
 
     def close(self, keep=True):
+        import cv2
+
         if self.writer is not None:
             self.writer.release()
             if keep:
+                # OpenCV's encoder fails silently (a full disk, a read-only folder): read the count
+                # back from the container before the file replaces an earlier one.
+                capture = cv2.VideoCapture(self.temporary)
+                written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+                capture.release()
+                if written < self.frames:
+                    with contextlib.suppress(OSError):
+                        os.remove(self.temporary)
+                    raise files.OutputError(f"cannot write {self.path}: the encoder stored {written} of "
+                                            f"{self.frames} frames (is the disk full?); earlier outputs were "
+                                            "left as they were")
                 os.replace(self.temporary, self.path)
             elif os.path.exists(self.temporary):
                 os.remove(self.temporary)
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """A failed write of the JSON lines (full disk) as an OutputError naming the output."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            raise
+        raise files.output_error(path, error) from None
 
 
 def _jsonable(record):
@@ -372,7 +399,7 @@ def run(predictor, source, out_dir, *, view_3d=False, progress=True, **options):
     start = time.perf_counter()
     complete = False
     try:
-        with open(jsonl_temporary, "w") as jsonl:
+        with _naming(paths["jsonl"]), open(jsonl_temporary, "w") as jsonl:
             for record in track(predictor, source, **options):
                 assumptions = record["assumptions"] or assumptions
                 jsonl.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")

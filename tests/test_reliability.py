@@ -289,6 +289,22 @@ def test_failed_atomic_write_names_the_path_and_keeps_the_old_file(tmp_path):
         assert sorted(os.listdir(disk)) == ["result.json"]  # no temporary left behind
 
 
+def test_video_on_a_full_disk_is_named_and_keeps_the_earlier_video(tmp_path):
+    """OpenCV's encoder fails silently on a full disk; the overlay video is checked before it
+    replaces an earlier one."""
+    rng = np.random.default_rng(0)
+    with mounted_tmpfs(tmp_path / "disk", "size=256k") as disk:
+        target = disk / "clip_overlay.mp4"
+        target.write_bytes(b"earlier video")
+        writer = video._VideoWriter(str(target), 10.0)
+        for _ in range(20):
+            writer.write(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+        with pytest.raises(files.OutputError, match=f"cannot write {target}: the encoder stored"):
+            writer.close()
+        assert target.read_bytes() == b"earlier video"
+        assert sorted(os.listdir(disk)) == ["clip_overlay.mp4"]
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Every numeric flag checked where it is parsed
 # ---------------------------------------------------------------------------------------------

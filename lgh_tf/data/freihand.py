@@ -121,6 +121,8 @@ def load_freihand(data_dir: str | os.PathLike | None = None, split: str = "train
         Ks.append(K)
         xyzs.append(xyz[list(OURS_FROM_FREIHAND)] if labelled else np.full((21, 3), np.nan))
     label = f"freihand/{split}"
+    damaged = k_path if not skipped or skipped[0][1].startswith("K ") or not labelled else xyz_path
+    registry.require_usable("freihand", damaged, num_unique, skipped)
     registry.report_skipped(logger, label, skipped)
 
     keep = np.asarray(keep, dtype=np.int64)

@@ -303,6 +303,13 @@ def report_skipped(log: logging.Logger, label: str, skipped: Sequence[tuple[str,
                 "y" if len(skipped) == 1 else "ies", listed, more)
 
 
+def require_usable(name: str, path, total: int, skipped: Sequence[tuple[str, str]]) -> None:
+    """A file none of whose ``total`` entries is usable is damaged as a whole (the wrong structure,
+    another data set's file): DatasetReadError naming it, not a data set that silently ends empty."""
+    if total and len(skipped) >= total:
+        raise read_error(name, path, f"none of its {total} entries is usable (first: {skipped[0][1]})")
+
+
 def check_array(value, shape: tuple[int, ...], name: str) -> tuple[np.ndarray | None, str | None]:
     """``(array float64, None)`` if ``value`` has ``shape`` and is finite, else ``(None, reason)``."""
     try:

@@ -102,6 +102,7 @@ def load_rhd(data_dir: str | os.PathLike | None = None, split: str = "train", *,
         xyz.append(parsed[1])
         K.append(parsed[2])
     label = f"rhd/{split}"
+    registry.require_usable("rhd", anno_path, len(sample_ids), skipped)
     registry.report_skipped(logger, label, skipped)
 
     ids = np.asarray(ids, dtype=np.int64)

@@ -180,6 +180,7 @@ def load_stb(data_dir: str | os.PathLike | None = None, split: str = "train", *,
     paths, xyz_all, skipped = [], [], []
     for seq, label_file, image_dir in zip(sequences, label_files, image_dirs):
         xyz_mm = _read_hand_para(label_file)  # (N, 21, 3) raw order, mm
+        skipped_before = len(skipped)
         for i, joints in enumerate(xyz_mm):
             reason = None
             if not np.all(np.isfinite(joints)):
@@ -194,6 +195,7 @@ def load_stb(data_dir: str | os.PathLike | None = None, split: str = "train", *,
                 continue
             paths.append(str(image_dir / f"{prefix}_{i}.png"))
             xyz_all.append(joints[list(OURS_FROM_STB)] / 1000.0)
+        registry.require_usable("stb", label_file, len(xyz_mm), skipped[skipped_before:])
     label = f"stb/{split}"
     registry.report_skipped(logger, label, skipped)
 
