@@ -132,7 +132,6 @@ def labelled_sources(sources):
 
 def run_train():
     from lgh_tf import files
-    from lgh_tf.training import loop
 
     if FLAGS.dataset == "dexter":
         raise app.UsageError(
@@ -143,11 +142,18 @@ def run_train():
         experiment.validate()
     train = experiment.train
     check_directory(train.model_dir, "--model_dir")
-    # First: MultiWorkerMirroredStrategy configures the collective ops, which TF allows only
-    # before anything initialises its runtime; both stages share it.
-    strategy = loop.make_strategy(train.strategy)
     with contextlib.ExitStack() as stack:
-        if loop.worker_of(strategy)[2]:  # the chief writes the run folder: one run per folder
+        # One run per folder, checked before TensorFlow starts (seconds); under multi_worker only
+        # the chief holds it, known once the strategy is made.
+        if train.strategy != "multi_worker":
+            with user_errors():
+                stack.enter_context(files.run_lock(train.model_dir, "--model_dir"))
+        from lgh_tf.training import loop
+
+        # First: MultiWorkerMirroredStrategy configures the collective ops, which TF allows only
+        # before anything initialises its runtime; both stages share it.
+        strategy = loop.make_strategy(train.strategy)
+        if train.strategy == "multi_worker" and loop.worker_of(strategy)[2]:
             with user_errors():
                 stack.enter_context(files.run_lock(train.model_dir, "--model_dir"))
         with lost_worker_errors(train):
