@@ -212,6 +212,7 @@ def run_lock(directory, what="--model_dir"):
     included), so no stale lock is ever left. Re-entrant within one process (stage 1 of a run
     folder runs inside its stage 2's lock). A second process gets a RunFolderBusyError naming the
     folder and the holder's PID (written into the lock file)."""
+    created = not os.path.isdir(directory)
     directory = require_directory(directory, what)
     key = os.path.realpath(directory)
     if key in _held_locks:
@@ -242,10 +243,16 @@ def run_lock(directory, what="--model_dir"):
     except OSError:
         pass  # the lock holds without the PID note
     _held_locks[key] = [fd, 1]
+    failed = True
     try:
         yield directory
+        failed = False
     finally:
         del _held_locks[key]
+        if failed and created and os.listdir(directory) == [LOCK_NAME]:
+            with contextlib.suppress(OSError):  # a run that stopped before writing leaves no folder
+                os.remove(path)
+                os.rmdir(directory)
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -176,17 +176,17 @@ def test_damaged_stb_mat_is_named(tmp_path, how):
         load_stb(tmp_path / "STB", "eval")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "shape"])
-def test_damaged_freihand_json_is_named(tmp_path, damage):
+@pytest.mark.parametrize("split, damage", [("eval", "truncate"), ("eval", "shape"), ("train", "shape")])
+def test_damaged_freihand_json_is_named(tmp_path, split, damage):
     root = tmp_path / "FreiHAND_pub_v2"
     fx.write_freihand(root, n_train=2, n_eval=2)
-    path = root / "evaluation_xyz.json"
+    path = root / ("evaluation_xyz.json" if split == "eval" else "training_xyz.json")
     if damage == "truncate":
         fx.damage(path)
     else:
         path.write_text(json.dumps([[1.0, 2.0, 3.0]] * 2))  # a list of the right length, wrong shape
     with pytest.raises(registry.DatasetReadError, match=f"^freihand: cannot read {path}: "):
-        load_freihand(root, "eval")
+        load_freihand(root, split)
 
 
 def test_garbled_dexter_annotation_is_named(tmp_path):
