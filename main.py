@@ -98,7 +98,8 @@ def reader_options():
         stb.palm_to_wrist(np.zeros((21, 3)), rule)  # an unknown rule fails before any data is read
     except ValueError as error:
         fail(f"--stb_wrist_rule: {error}")
-    return {"stb": {"camera": FLAGS.stb_camera, "wrist_rule": rule}}
+    return {"stb": {"camera": FLAGS.stb_camera, "wrist_rule": rule},
+            "dexter": {"corrected_annotations": FLAGS.dexter_annotations == "corrected"}}
 
 
 def load_sources(split):
@@ -131,8 +132,7 @@ def labelled_sources(sources):
 
 
 def run_train():
-    from lgh_tf.data import pipeline
-    from lgh_tf.training import loop
+    from lgh_tf import files
 
     if FLAGS.dataset == "dexter":
         raise app.UsageError(
@@ -141,20 +141,44 @@ def run_train():
     experiment = configs_from_flags()
     with user_errors():
         experiment.validate()
-    model, data, optim, train = experiment.model, experiment.data, experiment.optim, experiment.train
+    train = experiment.train
     check_directory(train.model_dir, "--model_dir")
-    # First: MultiWorkerMirroredStrategy configures the collective ops, which TF allows only
-    # before anything initialises its runtime; both stages share it.
-    strategy = loop.make_strategy(train.strategy)
+    with contextlib.ExitStack() as stack:
+        # One run per folder, checked before TensorFlow starts (seconds); under multi_worker only
+        # the chief holds it, known once the strategy is made.
+        if train.strategy != "multi_worker":
+            with user_errors():
+                stack.enter_context(files.run_lock(train.model_dir, "--model_dir"))
+        from lgh_tf.training import loop
+
+        # First: MultiWorkerMirroredStrategy configures the collective ops, which TF allows only
+        # before anything initialises its runtime; both stages share it.
+        strategy = loop.make_strategy(train.strategy)
+        if train.strategy == "multi_worker" and loop.worker_of(strategy)[2]:
+            with user_errors():
+                stack.enter_context(files.run_lock(train.model_dir, "--model_dir"))
+        with lost_worker_errors(train):
+            _train_stages(experiment, strategy)
+
+
+def _train_stages(experiment, strategy):
+    from lgh_tf.data import pipeline
+    from lgh_tf.data.registry import DatasetNotFoundError
+    from lgh_tf.training import loop
+
+    model, data, optim, train = experiment.model, experiment.data, experiment.optim, experiment.train
     if FLAGS.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    train_sources = load_sources("train")
+    with user_errors():
+        train_sources = load_sources("train")
     try:
-        eval_sources = labelled_sources(load_sources("eval"))
-    except Exception as error:  # noqa: BLE001  a set without labelled eval split still trains
-        logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset, error)
+        with user_errors():
+            eval_sources = labelled_sources(load_sources("eval"))
+    except DatasetNotFoundError as error:  # a set without a held-out split still trains (a damaged one stops)
+        logging.warning("no held-out split for %s (%s); training without before/after figures", FLAGS.dataset,
+                        str(error).splitlines()[0])
         eval_sources = None
 
     def make_train_dataset(start_sample, batch_size=data.batch_size, shard=(1, 0)):
@@ -274,6 +298,8 @@ def run_predict():
           f"3D: {'yes' if result['xyz'] is not None else 'no (2.5D only)'}")
     for note in result["notes"]:
         print(f"note: {note}")
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}")
     for what, path in paths.items():
         print(f"wrote {what}: {path}")
 
@@ -314,6 +340,8 @@ def run_predict_video(checkpoints, out_dir, options):
           f"{summary['frames_per_second'] or 0:.2f} frames/s")
     for name, why in ((s["name"], s["why"]) for s in summary["skipped"]):
         print(f"skipped {name}: {why}")
+    for problem in summary.get("problems", []):
+        print(f"warning: {problem}")
     for what, path in summary["paths"].items():
         print(f"wrote {what}: {path}")
 
@@ -342,6 +370,7 @@ def run_export():
         raise app.UsageError("--tflite needs --export_precision=float32 (TFLite is converted from a float32 export)")
     if config.version is not None and config.version < 0:
         fail(f"--export_version must be a non-negative integer, got {config.version}")
+    check_directory(config.export_dir, "--export_dir")
     with user_errors():
         model = load_model(FLAGS.checkpoint)
     with user_errors():
@@ -360,11 +389,33 @@ def run_export():
 
 
 def check_directory(path, flag):
-    """Refuses, before any work, an output directory that cannot be one (a file is in the way)."""
-    from lgh_tf.files import require_directory
+    """Refuses, before any work, an output directory that cannot be one (a file is in the way) or
+    cannot be written (read-only, full, no permission)."""
+    from lgh_tf.files import require_writable
 
     with user_errors():
-        require_directory(path, flag, create=False)
+        require_writable(path, flag, create=False)
+
+
+@contextlib.contextmanager
+def lost_worker_errors(train):
+    """--strategy=multi_worker: a worker that died (the chief sees a gRPC / collective error) is one
+    line saying how to go on, not a traceback; nothing after the last checkpoint is lost."""
+    if train.strategy != "multi_worker":
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        from lgh_tf.model.io import first_line
+
+        latest = tf.train.latest_checkpoint(os.path.join(train.model_dir, "checkpoints")) or "none yet"
+        print(f"error: a worker of --strategy=multi_worker was lost ({type(error).__name__}: {first_line(error)}); "
+              f"restart every worker with the same flags: they resume from the last checkpoint ({latest})",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def fail(message):
@@ -383,6 +434,16 @@ def user_errors():
         if type(error).__name__ == "DatasetNotFoundError":
             raise  # main() prints it and exits 2
         fail(str(error))
+    except OSError as error:  # a file opened directly (permission, read-only, full disk)
+        where = f"{error.filename}: " if error.filename else ""
+        fail(f"{where}{error.strerror or error}")
+    except Exception as error:
+        from lgh_tf import files
+
+        if type(error).__module__.startswith("tensorflow") and files.is_write_failure(error):
+            lines = str(error).strip().splitlines()  # TensorFlow's own I/O error: its first line names the file
+            fail(f"cannot write: {lines[0] if lines else type(error).__name__}")
+        raise
 
 
 def main(argv):
@@ -390,6 +451,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from lgh_tf.data.registry import DatasetNotFoundError
 
+    problems = lgh_flags.invalid_flags(FLAGS)  # every numeric flag, by its table (flags/lgh_flags.py)
+    if problems:
+        fail("; ".join(problems))
     modes = {"train": run_train, "groups": run_groups, "eval": run_eval, "predict": run_predict, "export": run_export}
     if FLAGS.mode not in modes:
         raise app.UsageError(f"--mode={FLAGS.mode} is not built yet (see the open issues)")

@@ -19,6 +19,8 @@ flags.DEFINE_enum("stb_camera", "BB_left", ["BB_left", "SK_color"], "STB: Bumble
                   "labels, or RealSense colour images with the _SK labels (moved into the colour camera).")
 flags.DEFINE_string("stb_wrist_rule", "zb2017", "STB: palm centre -> wrist, one of zb2017 (Zimmermann & Brox), "
                     "ge2019, yang2020, palm (no conversion) or a number k: wrist = palm + k (palm - middle MCP).")
+flags.DEFINE_enum("dexter_annotations", "original", ["original", "corrected"], "Dexter+Object: the released "
+                  "annotations/<Seq>3D.txt, or the corrected annotations/my_<Seq>3D.txt some public evaluations use.")
 flags.DEFINE_string("model_dir", "", "Training output: checkpoints, TensorBoard, config (default runs/<dataset>).")
 
 # Model (ModelConfig).
@@ -106,7 +108,8 @@ flags.DEFINE_float("min_confidence", 0.3, "--mode=predict: hands below this heat
 flags.DEFINE_string("video", "", "--mode=predict: a video file, a folder of frames, or a camera index (0, 1, ...).")
 flags.DEFINE_string("images", "", "--mode=predict: a folder of frames (file-name order), tracked as a video.")
 flags.DEFINE_float("fps", None, "--mode=predict --images: frames per second (default 30; videos: their own).")
-flags.DEFINE_integer("max_frames", None, "--mode=predict --video/--images: stop after this many frames.")
+flags.DEFINE_integer("max_frames", None, "--mode=predict --video/--images: stop after this many frames "
+                     "(0 or unset: every frame).")
 flags.DEFINE_boolean("smoothing", True, "--mode=predict --video/--images: One Euro filter on the 2D and 3D joints.")
 flags.DEFINE_float("smoothing_min_cutoff", 1.0, "One Euro: cutoff frequency at rest (Hz); lower = smoother.")
 flags.DEFINE_float("smoothing_beta", 1.0, "One Euro: cutoff increase per hand size per second of speed; "
@@ -124,6 +127,67 @@ flags.DEFINE_boolean("fold_batch_norms", True, "Export with every BatchNorm fold
 flags.DEFINE_string("tflite", "none", "TFLite variants to convert after the export, comma-separated: "
                     "none,float32,float16,dynamic_int8,int8 (int8 is calibrated on synthetic crops).")
 flags.DEFINE_integer("representative_samples", 100, "Synthetic crops calibrating the int8 TFLite variant.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Numeric flags: what a valid value is, checked once right after parsing (main.py calls
+# invalid_flags first and answers `error: --flag=value must be ...`, exit 2). A new numeric flag
+# adds one row here; None (an unset optional flag) is always accepted.
+# ---------------------------------------------------------------------------------------------
+
+
+def _finite(v):
+    return math.isfinite(v)
+
+
+POSITIVE = (lambda v: v > 0, "a positive integer")
+NON_NEGATIVE = (lambda v: v >= 0, "an integer >= 0")
+POSITIVE_REAL = (lambda v: _finite(v) and v > 0, "a finite number > 0")
+NON_NEGATIVE_REAL = (lambda v: _finite(v) and v >= 0, "a finite number >= 0")
+
+FLAG_CHECKS = {
+    # Model.
+    "num_groups": (lambda v: 1 <= v <= 21, "an integer in 1..21 (K, at most one group per joint)"),
+    "input_size": POSITIVE, "backbone_filters": POSITIVE, "hourglass_depth": POSITIVE,
+    "group_channels": POSITIVE, "trunk_hidden": POSITIVE,
+    # Optimisation: learning rates >= 0, tau > 0 (Eq. 8 divides by it), beta finite (Eq. 10).
+    "beta": NON_NEGATIVE_REAL,
+    "lr_pretrain": NON_NEGATIVE_REAL, "lr_selector": NON_NEGATIVE_REAL, "lr_fusion": NON_NEGATIVE_REAL,
+    "lr_rest": NON_NEGATIVE_REAL,
+    "temperature_initial": POSITIVE_REAL, "temperature_decrement": NON_NEGATIVE_REAL,
+    "temperature_every": POSITIVE, "temperature_floor": POSITIVE_REAL,
+    # Training loop.
+    "steps": POSITIVE, "batch_size": POSITIVE, "checkpoint_every": POSITIVE, "keep_checkpoints": POSITIVE,
+    "eval_batches": POSITIVE, "seed": NON_NEGATIVE, "pretrain_steps": NON_NEGATIVE,
+    # Synthetic data.
+    "synthetic_train": POSITIVE, "synthetic_test": POSITIVE, "synthetic_seed": NON_NEGATIVE,
+    # Prediction.
+    "scale": POSITIVE_REAL, "root_depth": POSITIVE_REAL,
+    "field_of_view": (lambda v: _finite(v) and 0 < v < 180, "in (0, 180) degrees"),
+    "search_iterations": POSITIVE, "min_confidence": (lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
+    "fps": POSITIVE_REAL, "max_frames": (lambda v: v >= 0, "an integer >= 0 (0: every frame)"),
+    "smoothing_min_cutoff": POSITIVE_REAL, "smoothing_beta": NON_NEGATIVE_REAL,
+    "smoothing_d_cutoff": POSITIVE_REAL,
+    # Export.
+    "export_version": NON_NEGATIVE, "representative_samples": POSITIVE,
+}
+
+
+def invalid_flags(values, checks=None):
+    """["--name=value must be ...", ...] for every flag of ``checks`` (default FLAG_CHECKS) whose
+    value fails its check; flags not defined or left at None are skipped."""
+    problems = []
+    for name, (check, meaning) in (checks or FLAG_CHECKS).items():
+        if name not in values or values[name].value is None:
+            continue
+        value = values[name].value
+        try:
+            ok = bool(check(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(f"--{name}={value} must be {meaning}")
+    return problems
 
 
 def parse_numbers(text, count, name, meaning):

@@ -6,11 +6,17 @@ in the same directory and moved over ``<name>`` with ``os.replace``, which is at
 system. A crash or kill leaves the previous file (or none) and at worst a hidden temporary file,
 never a truncated output. Directories (SavedModel versions) are staged under a hidden name and
 renamed when complete; :func:`remove_stale` clears what a killed run left behind.
+
+A write that fails (read-only folder, full disk, no permission) raises :class:`OutputError`, a
+ValueError naming the path, after the temporary file is removed: the previous output stays.
+:func:`run_lock` makes one process the only writer of a run folder (an OS file lock).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import math
 import os
@@ -20,10 +26,37 @@ import shutil
 import numpy as np
 
 
+class OutputError(ValueError):
+    """An output could not be written (read-only folder, full disk, permission): names the path."""
+
+
+def output_error(path, error: BaseException) -> OutputError:
+    """The one-line OutputError for ``error`` (an OSError or TensorFlow's I/O error) at ``path``."""
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+    if "No space left" in reason or (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)):
+        reason += " (the disk is full)"
+    return OutputError(f"cannot write {path}: {reason}; earlier outputs were left as they were")
+
+
+# How the I/O layers under TensorFlow and OpenCV word a failed write (they raise their own types).
+WRITE_FAILURE_TEXTS = ("No space left", "Read-only file system", "Permission denied", "Disk quota")
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """True for an OSError or a TensorFlow error that reports a full disk, a read-only file system
+    or a missing permission."""
+    return isinstance(error, OSError) or any(text in str(error) for text in WRITE_FAILURE_TEXTS)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside ``path`` (same extension, so writers that go by it work);
-    on success it replaces ``path``, on an exception it is removed and ``path`` is untouched."""
+    on success it replaces ``path``, on an exception it is removed and ``path`` is untouched
+    (an OSError becomes an OutputError naming ``path``)."""
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
     stem, ext = os.path.splitext(name)
@@ -31,9 +64,11 @@ def atomic_path(path):
     try:
         yield temporary
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.remove(temporary)
+        if isinstance(error, OSError):
+            raise output_error(path, error) from None
         raise
 
 
@@ -133,5 +168,91 @@ def require_directory(path, what, create=True):
     if not os.path.isdir(existing):
         raise ValueError(f"{what}: {path} cannot be a directory: {existing} is a file")
     if create:
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"{what}: cannot create {path}: {error.strerror}") from None
     return path
+
+
+def require_writable(path, what, create=True):
+    """``require_directory``, then a probe file written and removed in it (or, not created, in its
+    nearest existing parent): a read-only folder, a full disk or a missing permission is an
+    OutputError naming ``what`` and the path before any work is done."""
+    path = require_directory(path, what, create=create)
+    existing = path
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    probe = os.path.join(existing, f".write-probe-{os.getpid()}")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as error:
+        raise OutputError(f"{what}: cannot write in {existing}: {error.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
+    return path
+
+
+LOCK_NAME = ".lock"
+_held_locks: dict[str, list] = {}  # real path -> [file descriptor, depth]: re-entrant in one process
+
+
+class RunFolderBusyError(ValueError):
+    """Another live process holds the run folder's lock."""
+
+
+@contextlib.contextmanager
+def run_lock(directory, what="--model_dir"):
+    """Holds an exclusive OS lock (``flock``) on ``<directory>/.lock`` for the block: one writer per
+    run folder. The kernel releases it when the process ends, however it ends (``kill -9``
+    included), so no stale lock is ever left. Re-entrant within one process (stage 1 of a run
+    folder runs inside its stage 2's lock). A second process gets a RunFolderBusyError naming the
+    folder and the holder's PID (written into the lock file)."""
+    created = not os.path.isdir(directory)
+    directory = require_directory(directory, what)
+    key = os.path.realpath(directory)
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+        try:
+            yield directory
+        finally:
+            _held_locks[key][1] -= 1
+        return
+    path = os.path.join(directory, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise OutputError(f"{what}: cannot create the lock file {path}: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise OutputError(f"{what}: cannot lock {path}: {error.strerror}") from None
+        raise RunFolderBusyError(
+            f"{what} {directory} is in use by another run (PID {holder}); wait for it to end or stop it, "
+            "or use another folder") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the lock holds without the PID note
+    _held_locks[key] = [fd, 1]
+    failed = True
+    try:
+        yield directory
+        failed = False
+    finally:
+        del _held_locks[key]
+        if failed and created and os.listdir(directory) == [LOCK_NAME]:
+            with contextlib.suppress(OSError):  # a run that stopped before writing leaves no folder
+                os.remove(path)
+                os.rmdir(directory)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

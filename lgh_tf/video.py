@@ -25,7 +25,9 @@ assumptions) and, on request, ``<stem>_3d.mp4`` (the 3D skeleton, two views).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import glob
 import json
 import math
@@ -100,13 +102,15 @@ class OneEuroFilter:
 class FrameSource:
     """``frames``: an iterator of (index, name, (H, W, 3) uint8 RGB); ``count`` (None for a
     camera), ``fps``, ``name`` (the stem of the outputs), ``skipped`` [(name, why)] filled while
-    iterating (unreadable files of a folder)."""
+    iterating (unreadable files of a folder, undecodable frames of a video), ``problems`` (one line
+    each: a video that gave fewer frames than its container declares)."""
 
     frames: object
     count: int | None
     fps: float
     name: str
     skipped: list = dataclasses.field(default_factory=list)
+    problems: list = dataclasses.field(default_factory=list)  # e.g. fewer frames than declared
 
 
 def _folder_source(directory, fps, max_frames):
@@ -164,19 +168,29 @@ def open_frames(video=None, images=None, *, fps=None, max_frames=None):
         rate = DEFAULT_FPS
 
     def frames():
-        index = 0
+        index, read, failed = 0, 0, 0
         try:
             while not max_frames or index < max_frames:
                 ok, bgr = capture.read()
                 if not ok:
-                    break
+                    # A frame that fails to decode before the container's count: skip it (named) and
+                    # try the next, so a video damaged in the middle is not silently cut short.
+                    if count is None or index >= count:
+                        break
+                    source.skipped.append((f"frame {index}", "cannot be decoded (damaged or cut short)"))
+                    failed, index = failed + 1, index + 1
+                    continue
                 yield index, f"frame {index}", np.ascontiguousarray(bgr[..., ::-1])
-                index += 1
+                index, read = index + 1, read + 1
         finally:
             capture.release()
+            if count is not None and read < count:
+                source.problems.append(f"{video}: read {read} of the {count} frames its container declares "
+                                       f"({failed} could not be decoded: the file is damaged or cut short)")
 
     name = f"camera{video}" if camera else os.path.splitext(os.path.basename(video))[0]
-    return FrameSource(frames(), count, float(rate), name)
+    source = FrameSource(frames(), count, float(rate), name)
+    return source
 
 
 def array_source(frames, fps=DEFAULT_FPS, name="frames"):
@@ -301,7 +315,7 @@ class _VideoWriter:
     are resized to the first frame's."""
 
     def __init__(self, path, fps):
-        self.path, self.fps, self.writer, self.size = path, fps, None, None
+        self.path, self.fps, self.writer, self.size, self.frames = path, fps, None, None, 0
         self.temporary = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp.mp4")
 
     def write(self, rgb):
@@ -315,14 +329,39 @@ class _VideoWriter:
         if (rgb.shape[1], rgb.shape[0]) != self.size:
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+        self.frames += 1
 
     def close(self, keep=True):
+        import cv2
+
         if self.writer is not None:
             self.writer.release()
             if keep:
+                # OpenCV's encoder fails silently (a full disk, a read-only folder): read the count
+                # back from the container before the file replaces an earlier one.
+                capture = cv2.VideoCapture(self.temporary)
+                written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+                capture.release()
+                if written < self.frames:
+                    with contextlib.suppress(OSError):
+                        os.remove(self.temporary)
+                    raise files.OutputError(f"cannot write {self.path}: the encoder stored {written} of "
+                                            f"{self.frames} frames (is the disk full?); earlier outputs were "
+                                            "left as they were")
                 os.replace(self.temporary, self.path)
             elif os.path.exists(self.temporary):
                 os.remove(self.temporary)
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """A failed write of the JSON lines (full disk) as an OutputError naming the output."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            raise
+        raise files.output_error(path, error) from None
 
 
 def _jsonable(record):
@@ -360,7 +399,7 @@ def run(predictor, source, out_dir, *, view_3d=False, progress=True, **options):
     start = time.perf_counter()
     complete = False
     try:
-        with open(jsonl_temporary, "w") as jsonl:
+        with _naming(paths["jsonl"]), open(jsonl_temporary, "w") as jsonl:
             for record in track(predictor, source, **options):
                 assumptions = record["assumptions"] or assumptions
                 jsonl.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
@@ -406,6 +445,7 @@ def run(predictor, source, out_dir, *, view_3d=False, progress=True, **options):
     summary = {
         "source": stem, "model": getattr(predictor, "description", None), **counts, "hands": hands,
         "skipped": [{"name": n, "why": w} for n, w in source.skipped],
+        "frames_expected": source.count, "problems": list(source.problems),
         "seconds": elapsed, "frames_per_second": counts["frames"] / elapsed if elapsed > 0 else None,
         "fps": source.fps, "hand_mode": options.get("hand", "right"),
         "smoothing": dataclasses.asdict(one_euro) if options.get("smoothing", True) else None,

@@ -282,8 +282,9 @@ DEXTER_DEPTH_K = K_matrix(224.502, 230.494, 160.0, 120.0)
 
 def write_dexter(root: Path, frames: int = 3, missing_tip: tuple[str, int, int] | None = None,
                  corrupt_line: tuple[str, int] | None = None,
-                 empty_frame: tuple[str, int] | None = None, seed: int = 3) -> dict:
-    """dexter+object/data/<Seq>/{color/, depth/, annotations/<Seq>{2D,3D}.txt}.
+                 empty_frame: tuple[str, int] | None = None, seed: int = 3, corrected: bool = False) -> dict:
+    """dexter+object/data/<Seq>/{color/Color_%04d.bmp, depth/, annotations/<Seq>{2D,3D}.txt} (with
+    ``corrected`` also annotations/my_<Seq>3D.txt, holding the same lines).
 
     Returns {seq: [(image path, right-hand xyz (21,3) m, left-hand tips uv (5,2) or None), ...]}.
     """
@@ -312,13 +313,64 @@ def write_dexter(root: Path, frames: int = 3, missing_tip: tuple[str, int, int] 
             lines_3d.append(line)
             uv_depth = pinhole(depth_std, DEXTER_DEPTH_K)
             lines_2d.append("; ".join(f"{u:.2f}, {v:.2f}" for u, v in uv_depth) + ";")
-            image = base / "color" / f"image_{i}.png"
+            image = base / "color" / f"Color_{i:04d}.bmp"  # as released: 640x480 BMP
             _write_image(image, 640, 480, rng)
             depth = np.full((240, 320), 500, dtype=np.uint16)
             (base / "depth").mkdir(parents=True, exist_ok=True)
-            assert cv2.imwrite(str(base / "depth" / f"image_{i}.png"), depth)
+            assert cv2.imwrite(str(base / "depth" / f"Depth_{i:04d}.png"), depth)
             rows.append((str(image), right, pinhole(left_tips_mm / 1000.0, DEXTER_K)))
         (base / "annotations" / f"{seq}3D.txt").write_text("\n".join(lines_3d) + "\n")
+        if corrected:  # the corrected annotations some public evaluations use: same format, own name
+            (base / "annotations" / f"my_{seq}3D.txt").write_text("\n".join(lines_3d) + "\n")
         (base / "annotations" / f"{seq}2D.txt").write_text("\n".join(lines_2d) + "\n")
         truth[seq] = rows
     return truth
+
+
+# ---------------------------------------------------------------------------------------------
+# Damage, as a hostile user or a bad download makes it (tests/test_reliability.py)
+# ---------------------------------------------------------------------------------------------
+
+def damage(path: Path, how: str = "truncate") -> Path:
+    """Damages a written fixture file in place: "truncate" (cut at half), "empty" (0 bytes) or
+    "garbage" (bytes that are no format)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256))[::-1] * 8)
+    else:
+        raise ValueError(f"unknown damage {how!r}")
+    return path
+
+
+class RunsCode:
+    """Unpickled by a plain ``pickle.load``, it creates ``marker`` (the harmless stand-in for a shell
+    command): a pickle is a program unless it is read with a restricted unpickler."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def write_rhd_pickle(root: Path, content, split_dir: str = "evaluation") -> Path:
+    """Replaces the annotation pickle of an RHD fixture (``write_rhd``) by ``content``."""
+    path = root / split_dir / f"anno_{split_dir}.pickle"
+    with open(path, "wb") as f:
+        pickle.dump(content, f)
+    return path
+
+
+def write_video(path: Path, frames: int = 10, width: int = 64, height: int = 48, seed: int = 0) -> Path:
+    """An MJPG .avi of ``frames`` random frames (cv2.VideoWriter)."""
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    writer.release()
+    return Path(path)

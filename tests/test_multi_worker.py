@@ -82,9 +82,11 @@ def test_two_workers_train_checkpoint_on_the_chief_and_resume(tmp_path):
     first = run_workers(model_dir, cache, steps=2, logs_dir=tmp_path)
     checkpoints = model_dir / "checkpoints"
     assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-2")
-    # The chief's outputs only: no worker scratch directory or temporary file is left behind.
-    assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "groups.png", "learning_curves.json",
-                                             "learning_curves.png", "tensorboard", "train_results.json"]
+    # The chief's outputs only (and the chief's lock file): no worker scratch directory or temporary
+    # file is left behind.
+    assert sorted(os.listdir(model_dir)) == [".lock", "checkpoints", "config.json", "groups.png",
+                                             "learning_curves.json", "learning_curves.png", "tensorboard",
+                                             "train_results.json"]
     second = run_workers(model_dir, cache, steps=4, logs_dir=tmp_path)
     assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-4")
 

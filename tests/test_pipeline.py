@@ -392,7 +392,7 @@ def test_bad_samples_are_counted_skipped_and_named(tmp_path, caplog):
         "behind_camera.png": "non-positive root depth: z[12] = -0.9",
         "missing.png": "image file missing: no such file",
         "truncated.png": "image file truncated: PNG without IEND trailer",
-        "text.png": "image file not PNG/JPEG: unknown magic bytes",
+        "text.png": "image file not PNG/JPEG/BMP: unknown magic bytes",
         "empty.png": "image file empty: 0 bytes",
     }
     per_sample = [r.getMessage() for r in caplog.records if "skipping sample" in r.getMessage()]

@@ -100,7 +100,7 @@ def test_main_exits_non_zero_on_divergence(tmp_path):
                       "--input_size=64", "--backbone_filters=16", "--hourglass_depth=1", "--group_channels=4",
                       "--trunk_hidden=8", EAGER, "--batch_size=2", "--steps=4", "--checkpoint_every=2",
                       "--synthetic_train=8", "--synthetic_test=4", "--eval_batches=1", "--pretrain_steps=0",
-                      "--lr_rest=inf", "--lr_selector=inf", "--lr_fusion=inf", check=False)
+                      "--lr_rest=1e30", "--lr_selector=1e30", "--lr_fusion=1e30", check=False)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "error: training diverged at step" in result.stderr
     assert "Traceback" not in result.stderr
@@ -114,10 +114,10 @@ def test_main_exits_non_zero_on_divergence(tmp_path):
 
 
 @pytest.mark.parametrize("change, expected", [
-    (dict(model_config=small_config(input_size=128)), ["model.input_size: 64 -> 128"]),
+    (dict(model_config=small_config(input_size=128)), ["--input_size: 64 -> 128"]),
     (dict(model_config=small_config(num_groups=2, fusion=False)),
-     ["model.fusion: True -> False", "model.num_groups: 3 -> 2"]),
-    (dict(batch_size=4), ["train.batch_size: 2 -> 4"]),
+     ["--fusion: True -> False", "--num_groups: 3 -> 2"]),
+    (dict(batch_size=4), ["--batch_size: 2 -> 4"]),
 ])
 def test_resume_with_other_settings_is_refused(good_run, tmp_path, change, expected):
     model_dir = _copy(good_run, tmp_path)

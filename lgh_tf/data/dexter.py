@@ -3,14 +3,17 @@
 On-disk layout (as the public loaders of the data set read it; the release has one folder per
 sequence)::
 
-    data/<Seq>/color/*.png                 640 x 480 colour frames (sorted by name = frame order)
-    data/<Seq>/depth/*.png                 320 x 240 depth frames (unused)
+    data/<Seq>/color/Color_%04d.bmp        640 x 480 colour frames, BMP as released (PNG/JPEG are
+                                           read too; sorted by name = frame order)
+    data/<Seq>/depth/                      320 x 240 depth frames (unused)
     data/<Seq>/annotations/<Seq>3D.txt     one line per frame: "x, y, z;" for the five fingertips
                                            (thumb, index, middle, ring, little), millimetres, in
                                            the depth sensor's frame; further fields (object
                                            corners) are ignored; 32001 marks a fingertip that is
                                            not annotated in that frame
     data/<Seq>/annotations/<Seq>2D.txt     the same fingertips in depth-image pixels (unused)
+    data/<Seq>/annotations/my_<Seq>3D.txt  corrected 3D annotations some public evaluations use
+                                           (same format), read with ``corrected_annotations=True``
 
     <Seq>: Grasp1, Grasp2, Occlusion, Rigid, Pinch, Rotate. The sequence folders may also sit
     directly in the data set directory (without ``data/``).
@@ -99,7 +102,8 @@ def _natural_key(path: Path):
 def load_dexter(data_dir: str | os.PathLike | None = None, split: str = "eval", *,
                 sequences: tuple[str, ...] = SEQUENCES, mirror_left: bool = True,
                 drop_unannotated: bool = True, intrinsics: dict | None = None,
-                extrinsics: np.ndarray | None = None) -> registry.schema.Records:
+                extrinsics: np.ndarray | None = None,
+                corrected_annotations: bool = False) -> registry.schema.Records:
     """Read Dexter+Object (evaluation only) as Records with fingertip-only labels.
 
     Args:
@@ -111,6 +115,8 @@ def load_dexter(data_dir: str | os.PathLike | None = None, split: str = "eval", 
       drop_unannotated: drop frames in which no fingertip is annotated.
       intrinsics: ``dict(fx=, fy=, cx=, cy=)`` replacing the colour intrinsics.
       extrinsics: 3x4 depth -> colour ``[R | t]`` (t in mm) replacing ``DEPTH_TO_COLOR``.
+      corrected_annotations: read ``annotations/my_<Seq>3D.txt`` (the corrected annotation files
+        some public evaluations use) instead of ``<Seq>3D.txt``.
 
     Raises:
       DatasetNotFoundError: the directory, a sequence's colour folder or annotation file is missing.
@@ -128,17 +134,20 @@ def load_dexter(data_dir: str | os.PathLike | None = None, split: str = "eval", 
     seq_dirs = [registry.first_existing_dir(INFO, root, [root / "data" / seq, root / seq])
                 for seq in sequences]
     color_dirs = [registry.require_dir(INFO, root, d / "color") for d in seq_dirs]
-    anno_files = [registry.require_file(INFO, root, d / "annotations" / f"{seq}3D.txt")
+    prefix = "my_" if corrected_annotations else ""
+    anno_files = [registry.require_file(INFO, root, d / "annotations" / f"{prefix}{seq}3D.txt")
                   for seq, d in zip(sequences, seq_dirs)]
 
     paths, tips_all, skipped, unannotated = [], [], [], 0
     for seq, color_dir, anno_file in zip(sequences, color_dirs, anno_files):
         images = sorted((p for p in color_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES),
                         key=_natural_key)
-        lines = [line for line in anno_file.read_text().splitlines() if line.strip()]
+        with registry.reading(INFO, anno_file):
+            lines = [line for line in anno_file.read_text().splitlines() if line.strip()]
         if len(images) != len(lines):
-            raise ValueError(f"dexter: {seq}: {len(images)} colour frames in {color_dir} but "
-                             f"{len(lines)} annotation lines in {anno_file}")
+            raise registry.read_error("dexter", anno_file, f"{len(lines)} annotation lines but {len(images)} "
+                                      f"colour frames in {color_dir}")
+        skipped_before = len(skipped)
         for index, (image, line) in enumerate(zip(images, lines)):
             try:
                 tips = annotation_to_color(parse_annotation_line(line), extrinsics)
@@ -154,6 +163,8 @@ def load_dexter(data_dir: str | os.PathLike | None = None, split: str = "eval", 
                 continue
             paths.append(str(image))
             tips_all.append(tips)
+        if lines and len(skipped) - skipped_before == len(lines):  # not one line parses: not this format
+            raise registry.read_error("dexter", anno_file, f"no line is an annotation ({skipped[-len(lines)][1]})")
     label = f"dexter/{split}"
     registry.report_skipped(logger, label, skipped)
     if unannotated:

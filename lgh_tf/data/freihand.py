@@ -98,8 +98,8 @@ def load_freihand(data_dir: str | os.PathLike | None = None, split: str = "train
     labelled = xyz_path.is_file()
     xyz_list = _json_list(xyz_path) if labelled else None
     if xyz_list is not None and len(xyz_list) != len(K_list):
-        raise ValueError(f"freihand: {k_path.name} has {len(K_list)} entries but "
-                         f"{xyz_path.name} has {len(xyz_list)}")
+        raise registry.read_error("freihand", xyz_path, f"{len(xyz_list)} entries, but {k_path.name} has "
+                                  f"{len(K_list)}")
     num_unique = len(K_list)
 
     keep, Ks, xyzs, skipped = [], [], [], []
@@ -112,15 +112,17 @@ def load_freihand(data_dir: str | os.PathLike | None = None, split: str = "train
                 reason = "joint at or behind the camera"
         if reason is not None:
             if split == "eval":  # the server reads pred.json by position: no row may go missing
-                raise ValueError(f"freihand: evaluation sample {i:08d}: {reason} ({k_path.name}"
-                                 f"{'/' + xyz_path.name if labelled else ''}); every evaluation "
-                                 "image needs its row, so the split cannot be used as it is")
+                damaged = k_path if reason.startswith("K ") or not labelled else xyz_path
+                raise registry.read_error("freihand", damaged, f"evaluation sample {i:08d}: {reason}; every "
+                                          "evaluation image needs its row, so the split cannot be used as it is")
             skipped.append((f"{i:08d}", reason))
             continue
         keep.append(i)
         Ks.append(K)
         xyzs.append(xyz[list(OURS_FROM_FREIHAND)] if labelled else np.full((21, 3), np.nan))
     label = f"freihand/{split}"
+    damaged = k_path if not skipped or skipped[0][1].startswith("K ") or not labelled else xyz_path
+    registry.require_usable("freihand", damaged, num_unique, skipped)
     registry.report_skipped(logger, label, skipped)
 
     keep = np.asarray(keep, dtype=np.int64)
@@ -156,8 +158,9 @@ def load_freihand(data_dir: str | os.PathLike | None = None, split: str = "train
 
 
 def _json_list(path: Path) -> list:
-    with open(path) as f:
-        data = json.load(f)
-    if not isinstance(data, list):
-        raise ValueError(f"freihand: {path} holds a {type(data).__name__}, expected a list")
+    with registry.reading(INFO, path):
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, list):
+            raise ValueError(f"it holds a {type(data).__name__}, expected a list")
     return data

@@ -53,9 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import random
-import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -65,156 +63,21 @@ from lgh_tf import geometry
 from lgh_tf.config import AugmentConfig, DataConfig  # noqa: F401  (also importable from here, as before)
 from lgh_tf.data import schema
 
+# The up-front checks live in lgh_tf.data.validation (numpy only); importable from here as before.
+from lgh_tf.data.validation import (  # noqa: F401
+    _BMP_MAGIC,
+    _JPEG_MAGIC,
+    _PNG_MAGIC,
+    _PNG_TRAILER,
+    find_invalid_samples,
+    image_file_problem,
+    validate_records,
+)
+
 logger = logging.getLogger(__name__)
 
 # Size of the crop the paper's augmentation ranges are expressed in.
 REFERENCE_CROP_SIZE = 256
-
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_PNG_TRAILER = b"IEND\xaeB`\x82"
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_JPEG_EOI = b"\xff\xd9"
-# Bytes at the end of a JPEG file searched for its end-of-image marker (tolerates trailing padding).
-_JPEG_TAIL_BYTES = 1024
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation (numpy, once per Records).
-# ---------------------------------------------------------------------------------------------
-
-
-def _image_file_problem(path: str) -> str | None:
-    """Why the image file at ``path`` cannot be decoded (cheap checks); None if it looks fine."""
-    if not path:
-        return "image file missing: empty path"
-    if not os.path.isfile(path):
-        return "image file missing: no such file"
-    size = os.path.getsize(path)
-    if size == 0:
-        return "image file empty: 0 bytes"
-    with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(max(0, size - _JPEG_TAIL_BYTES))
-        tail = f.read()
-    if head.startswith(_PNG_MAGIC):
-        if not tail.endswith(_PNG_TRAILER):
-            return "image file truncated: PNG without IEND trailer"
-        return _png_chunk_problem(path)
-    if head.startswith(_JPEG_MAGIC):
-        if _JPEG_EOI not in tail:
-            return "image file truncated: JPEG without end-of-image marker"
-        return None
-    return "image file not PNG/JPEG: unknown magic bytes"
-
-
-def _png_chunk_problem(path: str) -> str | None:
-    """Walks a PNG's chunks and checks each one's CRC-32: a file damaged in the middle (which
-    still has its signature and IEND trailer) is found here, named and counted, instead of
-    failing to decode later. Reads the whole file (zlib.crc32 runs at GB/s)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    position = len(_PNG_MAGIC)
-    while position + 12 <= len(data):
-        length = int.from_bytes(data[position:position + 4], "big")
-        end = position + 12 + length
-        kind = data[position + 4:position + 8]
-        if end > len(data):
-            return f"image file corrupt: PNG chunk {kind!r} at byte {position} runs past the end"
-        if zlib.crc32(data[position + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
-            return f"image file corrupt: PNG chunk {kind.decode('latin-1')} at byte {position} fails its CRC"
-        if kind == b"IEND":
-            return None
-        position = end
-    return "image file corrupt: PNG chunks do not end with IEND"
-
-
-def _label_problem(uv: np.ndarray, xyz: np.ndarray, intrinsics: np.ndarray) -> str | None:
-    """Why one sample's labels are unusable; None if they are fine."""
-    for name, value, shape in (
-        ("uv", uv, (schema.NUM_JOINTS, 2)),
-        ("xyz", xyz, (schema.NUM_JOINTS, 3)),
-        ("K", intrinsics, (3, 3)),
-    ):
-        if value.shape != shape:
-            return f"bad label shape: {name} is {value.shape}, expected {shape}"
-        bad = ~np.isfinite(value)
-        if bad.any():
-            if name == "K":
-                return "non-finite K: NaN/inf entries"
-            joints = np.flatnonzero(bad.any(axis=-1)).tolist()
-            return f"missing joints: {name} is NaN/inf at joints {joints}"
-    if not np.allclose(intrinsics[2], (0.0, 0.0, 1.0)) or abs(np.linalg.det(intrinsics)) < 1e-12:
-        return "bad K: not an invertible pinhole matrix with last row (0, 0, 1)"
-    child, parent = schema.SCALE_BONE
-    hand_scale = float(np.linalg.norm(xyz[child].astype(np.float64) - xyz[parent]))
-    if not np.isfinite(hand_scale) or hand_scale <= 1e-6:
-        return f"bad hand scale: |xyz[{child}] - xyz[{parent}]| = {hand_scale:g}"
-    root_depth = float(xyz[schema.ROOT, 2])
-    if root_depth <= 0.0:
-        return f"non-positive root depth: z[{schema.ROOT}] = {root_depth:g}"
-    behind = np.flatnonzero(xyz[:, 2] <= 0.0).tolist()
-    if behind:
-        return f"non-positive joint depth: joints {behind}"
-    return None
-
-
-def find_invalid_samples(records: schema.Records, *, check_images: bool = True) -> dict[int, str]:
-    """Index -> reason for every sample of ``records`` that must not reach training.
-
-    Checks NaN/inf (missing) joints in uv/xyz and bad K, a zero or non-finite hand scale
-    ``|xyz[12] - xyz[11]|``, non-positive depths (root included) and, when ``check_images``, image
-    files that are missing, empty, not PNG/JPEG or truncated (reads 8 head and <= 1 KiB tail bytes).
-    """
-    problems: dict[int, str] = {}
-    uv = np.asarray(records.uv, dtype=np.float32)
-    xyz = np.asarray(records.xyz, dtype=np.float32)
-    intrinsics = np.asarray(records.K, dtype=np.float32)
-    for i in range(len(records)):
-        reason = _label_problem(uv[i], xyz[i], intrinsics[i])
-        if reason is None and check_images:
-            reason = _image_file_problem(str(records.image_path[i]))
-        if reason is not None:
-            problems[i] = reason
-    return problems
-
-
-def validate_records(
-    records: schema.Records, *, check_images: bool = True, max_logged: int = 20
-) -> schema.Records:
-    """Returns ``records`` without the samples :func:`find_invalid_samples` rejects.
-
-    Logs one warning per rejected sample naming its image path and the reason (the first
-    ``max_logged`` of them; the rest only in the count), then one summary line.
-    """
-    problems = find_invalid_samples(records, check_images=check_images)
-    if not problems:
-        logger.info("%s: all %d samples valid.", records.name, len(records))
-        return records
-    for n, (index, reason) in enumerate(sorted(problems.items())):
-        if n == max_logged:
-            logger.warning(
-                "%s: ... %d more invalid samples not listed.", records.name, len(problems) - n
-            )
-            break
-        logger.warning(
-            "%s: skipping sample %d (%s): %s",
-            records.name, index, records.image_path[index], reason,
-        )
-    reasons: dict[str, int] = {}
-    for reason in problems.values():
-        kind = reason.split(":")[0]
-        reasons[kind] = reasons.get(kind, 0) + 1
-    logger.warning(
-        "%s: skipped %d of %d samples (%s).",
-        records.name,
-        len(problems),
-        len(records),
-        "; ".join(f"{count} x {kind}" for kind, count in sorted(reasons.items())),
-    )
-    keep = np.ones(len(records), dtype=bool)
-    keep[list(problems)] = False
-    return records.subset(keep)
-
 
 # ---------------------------------------------------------------------------------------------
 # Per-sample graph ops.
@@ -236,11 +99,12 @@ def _records_to_dataset(records: schema.Records) -> tf.data.Dataset:
 
 
 def read_image(path: tf.Tensor) -> tf.Tensor:
-    """Reads and decodes a PNG/JPEG file into uint8 (H, W, 3) RGB.
+    """Reads and decodes a PNG/JPEG/BMP file into uint8 (H, W, 3) RGB.
 
     Raises InvalidArgumentError naming ``path`` when the bytes are neither JPEG nor a complete
-    PNG (magic bytes, IEND trailer), so that the ``ignore_errors`` guard downstream logs which file
-    it dropped; other decode failures are logged by the decoder without the path.
+    PNG (magic bytes, IEND trailer) nor a complete BMP (magic bytes, declared size), so that the
+    ``ignore_errors`` guard downstream logs which file it dropped; other decode failures are
+    logged by the decoder without the path.
     """
     contents = tf.io.read_file(path)
     length = tf.strings.length(contents)
@@ -251,8 +115,13 @@ def read_image(path: tf.Tensor) -> tf.Tensor:
         tf.equal(trailer, _PNG_TRAILER),
     )
     is_jpeg = tf.equal(tf.strings.substr(contents, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+    padded = tf.strings.join([contents, b"\0" * 6])  # 4 header bytes to read even from a stub
+    size_bytes = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 2, 4), tf.uint8), tf.int64)
+    declared = tf.reduce_sum(size_bytes * tf.constant([1, 1 << 8, 1 << 16, 1 << 24], tf.int64))
+    is_bmp = tf.logical_and(tf.equal(tf.strings.substr(contents, 0, len(_BMP_MAGIC)), _BMP_MAGIC),
+                            tf.cast(length, tf.int64) >= declared)
     with tf.control_dependencies(
-        [tf.debugging.Assert(is_png | is_jpeg, ["Not a complete PNG/JPEG image:", path])]
+        [tf.debugging.Assert(is_png | is_jpeg | is_bmp, ["Not a complete PNG/JPEG/BMP image:", path])]
     ):
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])

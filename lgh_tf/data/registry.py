@@ -15,6 +15,10 @@ Errors
   a required annotation file / image folder is missing; its message names the missing path, the
   expected layout and who publishes the data set. (Individual image files are not stat'ed up front;
   the pipeline's ``validate_records`` checks them.)
+* :class:`DatasetReadError` (a ValueError) when an annotation file (or a mask needed to read
+  the labels) is damaged: cut short, garbage, the wrong structure, or a pickle that names code.
+  Every reader parses each file inside :func:`reading`, so the message is always
+  ``<dataset>: cannot read <file>: <reason>``.
 * A corrupt annotation *entry* (non-finite values, wrong shape, a joint behind the camera) is
   skipped, counted and named in one ``logging`` warning per load (logger ``lgh_tf.data.<reader>``).
 
@@ -24,6 +28,7 @@ path checks), so that the readers do not depend on each other.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -53,6 +58,31 @@ DEFAULT_CACHE_DIR = os.environ.get("LGH_TF_CACHE_DIR", "~/.cache/lgh_tf")
 
 class DatasetNotFoundError(FileNotFoundError):
     """A data set directory or one of its required files is missing."""
+
+
+class DatasetReadError(ValueError):
+    """An annotation file of a data set is damaged; the message names the data set and the file."""
+
+
+def read_error(name: str, path, reason) -> DatasetReadError:
+    if isinstance(reason, BaseException):
+        lines = str(reason).strip().splitlines()
+        reason = f"{type(reason).__name__}: {lines[0]}" if lines else type(reason).__name__
+    return DatasetReadError(f"{name}: cannot read {path}: {reason}")
+
+
+@contextlib.contextmanager
+def reading(info: DatasetInfo | str, path):
+    """Parses of ``path`` inside the block: any failure but a missing file (truncated, garbage,
+    wrong structure, refused pickle) becomes ``DatasetReadError("<dataset>: cannot read <path>:
+    <reason>")``. The readers' one place for damaged annotation files."""
+    name = info if isinstance(info, str) else info.name
+    try:
+        yield
+    except (DatasetNotFoundError, DatasetReadError):
+        raise
+    except Exception as error:  # noqa: BLE001  whatever the damage, the user gets the file's name
+        raise read_error(name, path, error) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,10 +206,11 @@ DATASETS: dict[str, DatasetInfo] = {
         default_dir="~/datasets/dexter+object",
         env_var="LGH_TF_DEXTER_DIR",
         layout=(
-            "data/<Seq>/color/*.png             640x480 colour frames, one per annotation line\n"
-            "data/<Seq>/depth/*.png             320x240 depth (unused)\n"
+            "data/<Seq>/color/Color_%04d.bmp    640x480 colour frames (BMP), one per annotation line\n"
+            "data/<Seq>/depth/                  320x240 depth (unused)\n"
             "data/<Seq>/annotations/<Seq>3D.txt one line per frame: 'x, y, z;' x 5 fingertips "
-            "(thumb..little), mm, depth-camera frame, 32001 = not annotated\n"
+            "(thumb..little), mm, depth-camera frame, 32001 = not annotated (my_<Seq>3D.txt: the "
+            "corrected annotations, with corrected_annotations=True)\n"
             "  <Seq> in Grasp1, Grasp2, Occlusion, Rigid, Pinch, Rotate (the sequence folders may "
             "also sit directly in the data set directory)"
         ),
@@ -206,7 +237,12 @@ def load(name: str, data_dir: str | os.PathLike | None = None, split: str = "tra
     keyword ``options`` go to the reader (e.g. ``camera="SK_color"`` for STB).
     """
     info = get_info(name)
-    return info.reader(data_dir, split, **options)
+    try:
+        return info.reader(data_dir, split, **options)
+    except (ValueError, FileNotFoundError):
+        raise  # named by the reader (bad option, missing or damaged file)
+    except Exception as error:  # noqa: BLE001  a damage no reader foresaw: still one line
+        raise read_error(info.name, info.resolve_dir(data_dir), error) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +301,13 @@ def report_skipped(log: logging.Logger, label: str, skipped: Sequence[tuple[str,
     more = f", ... and {len(skipped) - max_listed} more" if len(skipped) > max_listed else ""
     log.warning("%s: skipped %d corrupt annotation entr%s: %s%s", label, len(skipped),
                 "y" if len(skipped) == 1 else "ies", listed, more)
+
+
+def require_usable(name: str, path, total: int, skipped: Sequence[tuple[str, str]]) -> None:
+    """A file none of whose ``total`` entries is usable is damaged as a whole (the wrong structure,
+    another data set's file): DatasetReadError naming it, not a data set that silently ends empty."""
+    if total and len(skipped) >= total:
+        raise read_error(name, path, f"none of its {total} entries is usable (first: {skipped[0][1]})")
 
 
 def check_array(value, shape: tuple[int, ...], name: str) -> tuple[np.ndarray | None, str | None]:

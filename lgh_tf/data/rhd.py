@@ -7,6 +7,9 @@ On-disk layout (``RHD_published_v2``)::
     training/mask/%05d.png            320 x 320 part labels
     evaluation/...                    the same with "evaluation"
 
+The pickle is read as data only (``safe_pickle``: dicts, lists, numbers, strings, numpy arrays);
+a pickle that names anything else is refused, never run.
+
 Keypoints (42): 0 left wrist, 1-4 left thumb tip -> MCP, 5-8 index, 9-12 middle, 13-16 ring,
 17-20 little; 21-41 the same for the right hand. Each 21-joint half is already in this library's
 joint order (``schema``: wrist, then thumb, index, middle, ring, little, tip -> MCP), so no
@@ -32,13 +35,12 @@ import concurrent.futures
 import hashlib
 import logging
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from lgh_tf import files
-from lgh_tf.data import registry
+from lgh_tf.data import registry, safe_pickle
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +84,14 @@ def load_rhd(data_dir: str | os.PathLike | None = None, split: str = "train", *,
     registry.require_dir(INFO, root, split_dir / "color")
     registry.require_dir(INFO, root, split_dir / "mask")
 
-    annotations = _read_pickle(anno_path)
-    if not isinstance(annotations, dict):
-        raise ValueError(f"rhd: {anno_path} holds a {type(annotations).__name__}, expected a dict")
+    with registry.reading(INFO, anno_path):  # a pickle as data only: no code runs (safe_pickle)
+        annotations = safe_pickle.load(anno_path)
+        if not isinstance(annotations, dict):
+            raise ValueError(f"it holds a {type(annotations).__name__}, expected a dict")
+        sample_ids = sorted(annotations, key=_sort_key)
 
     ids, uv_vis, xyz, K, skipped = [], [], [], [], []
-    for sample_id in sorted(annotations, key=_sort_key):
+    for sample_id in sample_ids:
         entry = annotations[sample_id]
         parsed, reason = _parse_entry(entry)
         if reason is not None:
@@ -98,6 +102,7 @@ def load_rhd(data_dir: str | os.PathLike | None = None, split: str = "train", *,
         xyz.append(parsed[1])
         K.append(parsed[2])
     label = f"rhd/{split}"
+    registry.require_usable("rhd", anno_path, len(sample_ids), skipped)
     registry.report_skipped(logger, label, skipped)
 
     ids = np.asarray(ids, dtype=np.int64)
@@ -122,16 +127,6 @@ def load_rhd(data_dir: str | os.PathLike | None = None, split: str = "train", *,
         (str(split_dir / "color" / f"{i:05d}.png") for i in ids),
         uv, hand_xyz, K, visible, flip, mask_path=mask_paths,
     )
-
-
-def _read_pickle(path: Path):
-    """Unpickle the annotation dict (falling back to latin-1 for Python-2 pickles)."""
-    with open(path, "rb") as f:
-        try:
-            return pickle.load(f)
-        except UnicodeDecodeError:
-            f.seek(0)
-            return pickle.load(f, encoding="latin1")
 
 
 def _sort_key(sample_id):
@@ -168,7 +163,7 @@ def hand_pixel_counts(mask_path: str) -> tuple[int, int]:
 
     mask = cv2.imread(mask_path, cv2.IMREAD_UNCHANGED)
     if mask is None:
-        raise OSError(f"cannot read mask {mask_path}")
+        raise registry.read_error("rhd", mask_path, "not a readable image (needed to choose the hand)")
     if mask.ndim == 3:  # a grey mask saved as 3 equal channels
         mask = mask[..., 0]
     left = int(np.count_nonzero((mask >= LEFT_MASK_IDS[0]) & (mask <= LEFT_MASK_IDS[1])))
@@ -227,5 +222,5 @@ def _write_cache(cache_file: Path, counts: dict[int, tuple[int, int]]) -> None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         with files.atomic_path(cache_file) as temporary, open(temporary, "wb") as f:
             np.savez(f, ids=ids, left=pixels[:, 0], right=pixels[:, 1])
-    except OSError as error:
+    except (OSError, files.OutputError) as error:  # the choice is recomputed next time
         logger.warning("rhd: could not write hand-choice cache %s (%s)", cache_file, error)

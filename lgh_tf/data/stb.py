@@ -180,6 +180,7 @@ def load_stb(data_dir: str | os.PathLike | None = None, split: str = "train", *,
     paths, xyz_all, skipped = [], [], []
     for seq, label_file, image_dir in zip(sequences, label_files, image_dirs):
         xyz_mm = _read_hand_para(label_file)  # (N, 21, 3) raw order, mm
+        skipped_before = len(skipped)
         for i, joints in enumerate(xyz_mm):
             reason = None
             if not np.all(np.isfinite(joints)):
@@ -194,6 +195,7 @@ def load_stb(data_dir: str | os.PathLike | None = None, split: str = "train", *,
                 continue
             paths.append(str(image_dir / f"{prefix}_{i}.png"))
             xyz_all.append(joints[list(OURS_FROM_STB)] / 1000.0)
+        registry.require_usable("stb", label_file, len(xyz_mm), skipped[skipped_before:])
     label = f"stb/{split}"
     registry.report_skipped(logger, label, skipped)
 
@@ -213,16 +215,13 @@ def _read_hand_para(label_file: Path) -> np.ndarray:
     """``handPara`` of one label file as (N, 21, 3) in the raw joint order, millimetres."""
     from scipy import io as scipy_io
 
-    try:
+    with registry.reading(INFO, label_file):
         contents = scipy_io.loadmat(str(label_file))
-    except Exception as error:
-        raise ValueError(f"stb: cannot read {label_file}: {error}") from error
-    if "handPara" not in contents:
-        raise ValueError(f"stb: {label_file} has no 'handPara' array")
-    hand_para = np.asarray(contents["handPara"], dtype=np.float64)
-    if hand_para.ndim == 2 and hand_para.shape == (3, 21):  # a single frame squeezed by MATLAB
-        hand_para = hand_para[:, :, None]
-    if hand_para.ndim != 3 or hand_para.shape[:2] != (3, 21):
-        raise ValueError(f"stb: {label_file}: handPara has shape {hand_para.shape}, "
-                         "expected (3, 21, N)")
+        if "handPara" not in contents:
+            raise ValueError("no 'handPara' array")
+        hand_para = np.asarray(contents["handPara"], dtype=np.float64)
+        if hand_para.ndim == 2 and hand_para.shape == (3, 21):  # a single frame squeezed by MATLAB
+            hand_para = hand_para[:, :, None]
+        if hand_para.ndim != 3 or hand_para.shape[:2] != (3, 21):
+            raise ValueError(f"handPara has shape {hand_para.shape}, expected (3, 21, N)")
     return np.transpose(hand_para, (2, 1, 0))

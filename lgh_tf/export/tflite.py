@@ -197,7 +197,15 @@ def load_interpreter(path, num_threads=None):
     threads (default ``os.cpu_count()``)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    return Interpreter(model_path=os.fspath(path), num_threads=num_threads or os.cpu_count() or 1)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such TFLite file")
+    try:
+        return Interpreter(model_path=path, num_threads=num_threads or os.cpu_count() or 1)
+    except (ValueError, RuntimeError) as error:  # a truncated or foreign file
+        lines = str(error).strip().splitlines()
+        raise ValueError(f"{path}: not a readable TFLite model (truncated or damaged?): "
+                         f"{lines[0] if lines else type(error).__name__}") from None
 
 
 class TFLiteRunner:
@@ -215,16 +223,25 @@ class TFLiteRunner:
         self.input_size = int(details["shape_signature"][1])
 
     def __call__(self, images):
-        images = np.asarray(images, np.float32)
+        images = np.asarray(images)
+        if images.dtype == np.uint8:  # as the SavedModel's uint8 serving signature: [0, 255] -> [0, 1]
+            images = images.astype(np.float32) / 255.0
+        elif not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"{os.path.basename(self.path)} expects images float32 in [0, 1] or uint8 in "
+                             f"[0, 255]; got {images.dtype}")
+        images = images.astype(np.float32, copy=False)
         size = self.input_size
         if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.shape[0] == 0:
             raise ValueError(
                 f"{os.path.basename(self.path)} expects images float32 (N, {size}, {size}, 3) in [0, 1], "
                 f"N >= 1; got shape {images.shape}"
             )
+        if not np.isfinite(images).all():
+            raise ValueError(f"{os.path.basename(self.path)}: the images hold NaN or inf")
         return {key: np.array(value) for key, value in self.runner(images=images).items()}
 
 
 def run_tflite(path, images, num_threads=None) -> dict:
-    """One call of a converted model on float32 (N, S, S, 3) images in [0, 1]."""
+    """One call of a converted model on float32 (N, S, S, 3) images in [0, 1] (uint8 in [0, 255] is
+    divided by 255 first, like the SavedModel's serving signature)."""
     return TFLiteRunner(path, num_threads)(images)

@@ -187,6 +187,16 @@ def _load_keras(path):
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"training config missing: {config_path}")
     model = LearnableGroupsNet(_config_from_json(config_path)).build_for_input()
+    for _ in range(3):
+        try:
+            return restore_checkpoint(model, prefix)
+        except (ValueError, tf.errors.OpError):
+            # A folder being trained: its checkpoint rotation removed this one while it was read;
+            # the index names only complete checkpoints, so take its latest again.
+            latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+            if not os.path.isdir(path) or tf.io.gfile.exists(prefix + ".index") or latest in (None, prefix):
+                raise
+            prefix = latest
     return restore_checkpoint(model, prefix)
 
 

@@ -9,6 +9,7 @@ step, tau and the selector's sampling state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -193,7 +194,10 @@ class CheckpointCallback(keras.callbacks.Callback):
                 f"training diverged by step {step}: {len(bad)} variable(s) hold NaN or inf (first: {bad[0]}); "
                 f"no checkpoint written, the last one is {self.manager.latest_checkpoint} (lower the "
                 "learning rates, then resume from it)")
-        path = self.manager.save(checkpoint_number=step)
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as error:  # full disk, read-only folder: earlier ones stay
+            raise files.output_error(os.path.join(self.manager.directory, f"ckpt-{step}"), error) from None
         if self.scratch:
             tf.io.gfile.rmtree(self.manager.directory)
             logging.info("step %d: non-chief checkpoint written to scratch and removed", step)
@@ -202,22 +206,35 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 
 # What a resumed run must share with the run that wrote its checkpoints (anything else, such as
-# the number of steps or the learning rates, may change between runs). A cosine decay's length is
-# fixed: it changes the optimizer's state (a schedule instead of a rate variable) and its course.
+# the number of steps or the learning rates, may change between runs). A cosine decay's horizon
+# follows --steps (docs/training-resume.md); whether there is one is fixed, because it changes the
+# optimizer's state (a schedule instead of a rate variable).
 RESUME_FIXED = {
-    "model": None, "optim": ("stage", "lr_decay_steps"), "train": ("batch_size", "checkpoint_every", "seed"),
+    "model": None, "optim": ("stage", "lr_decay"), "train": ("batch_size", "checkpoint_every", "seed"),
 }
+# The command-line flag of a config field, where it is not --<field>.
+FLAG_OF = {"model.initial_temperature": "--temperature_initial", "model.selector_seed": "--seed",
+           "model.num_joints": "the number of joints", "optim.lr_decay": "--lr_decay"}
+
+
+def _fixed_value(section: Mapping[str, Any], name: str, key: str) -> Any:
+    if name == "optim" and key == "lr_decay":  # stored as its horizon: only on / off is fixed
+        steps = section.get("lr_decay_steps") or 0
+        return "cosine" if steps > 0 else "none"
+    return section.get(key)
 
 
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """["section.key: stored -> current", ...] for the RESUME_FIXED entries that differ."""
+    """["--flag: stored -> current", ...] for the RESUME_FIXED entries that differ."""
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
     differences = []
     for section, keys in RESUME_FIXED.items():
         old, new = stored.get(section, {}), current.get(section, {})
         for key in keys or sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                differences.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+            before, after = _fixed_value(old, section, key), _fixed_value(new, section, key)
+            if before != after:
+                flag = FLAG_OF.get(f"{section}.{key}", f"--{key}")
+                differences.append(f"{flag}: {before!r} -> {after!r}")
     return differences
 
 
@@ -364,6 +381,22 @@ def train(
     eval_dataset: tf.data.Dataset | None = None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[HandPoseTask, dict[str, Any]]:
+    """Trains (or resumes) in ``train_config.model_dir`` holding its lock (``files.run_lock``: one
+    writer per run folder; a second run stops with RunFolderBusyError). See ``_train``."""
+    strategy = strategy or make_strategy(train_config.strategy)
+    chief = worker_of(strategy)[2]
+    with files.run_lock(train_config.model_dir) if chief else contextlib.nullcontext():
+        return _train(model_config, optim, train_config, make_train_dataset, eval_dataset, strategy)
+
+
+def _train(
+    model_config: ModelConfig,
+    optim: OptimConfig,
+    train_config: TrainConfig,
+    make_train_dataset: Callable[..., tf.data.Dataset],
+    eval_dataset: tf.data.Dataset | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[HandPoseTask, dict[str, Any]]:
     """Trains (or resumes) in ``train_config.model_dir``.
 
     ``make_train_dataset(start_sample)`` returns the infinite batched training stream starting at
@@ -388,9 +421,8 @@ def train(
         differences = config_differences(read_run_config(c.model_dir), config)
         if differences:
             raise ValueError(
-                f"{c.model_dir} holds a run with other settings; resuming would mix them: "
+                f"{c.model_dir} holds a run with other settings that cannot change on resume: "
                 + "; ".join(differences) + ". Resume with the original flags or use another --model_dir")
-    strategy = strategy or make_strategy(c.strategy)
     worker, num_workers, chief = worker_of(strategy)
     logging.info("strategy %s: %d replicas in sync, worker %d of %d%s", c.strategy,
                  strategy.num_replicas_in_sync, worker, num_workers, " (chief)" if chief else "")
@@ -452,16 +484,17 @@ def train(
                 GroupingCallback(task, log_dir),
                 LearningCurvesCallback(task, c.model_dir, history, title),
             ]
-        task.fit(
-            dataset,
-            epochs=total_epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=c.checkpoint_every,
-            callbacks=callbacks,
-            validation_data=held_out,  # held-out figures at every checkpoint (val_* logs)
-            verbose=c.verbose,
-            shuffle=False,  # the pipeline shuffles, reproducibly
-        )
+        with output_errors(c.model_dir):
+            task.fit(
+                dataset,
+                epochs=total_epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=c.checkpoint_every,
+                callbacks=callbacks,
+                validation_data=held_out,  # held-out figures at every checkpoint (val_* logs)
+                verbose=c.verbose,
+                shuffle=False,  # the pipeline shuffles, reproducibly
+            )
     results["step"] = int(task.step.numpy())
     results["temperature"] = float(task.network.temperature.numpy())
     results["groups"] = task.network.groups()
@@ -480,6 +513,18 @@ def train(
     logging.info("worker %d: trained to step %d", worker, results["step"])
     return task, results
 
+
+
+@contextlib.contextmanager
+def output_errors(model_dir: str):
+    """A write into the run folder that fails inside Keras (TensorBoard's event files, the
+    learning curves) becomes an OutputError naming the folder; checkpoints already written stay."""
+    try:
+        yield
+    except (tf.errors.OpError, OSError) as error:
+        if not files.is_write_failure(error):
+            raise
+        raise files.output_error(model_dir, error) from None
 
 
 def held_out_batches(eval_dataset: tf.data.Dataset, num_batches: int) -> tf.data.Dataset:
