@@ -22,7 +22,8 @@ Which joints move together by construction (what a learned grouping could find):
   (0.9 U + 0.1 u_little), which therefore move together (correlation ~0.98); the middle finger
   follows the ring partly (0.45 c_ring + 0.15 g + 0.4 u_middle); the index is nearly independent
   (0.25 g + 0.75 u_index); g is a weak hand-wide grip and every u is uniform on [0, 1].
-  Each finger has its own hook h ~ N(0, 0.15).
+  The hooks are coupled likewise: the ring and little fingers share one (0.9 H + 0.1 h), the middle
+  takes 0.5 H + 0.5 h, the index its own (every h, H ~ N(0, 0.15)).
 * Thumb: its own chain 1, 2, 3 hinged at the CMC 4, curl 0.2 g + 0.8 u_thumb with flexions
   CMC -10 + 35c (limit -15..30), MCP 55c (-5..60), IP -10 + 85c (-15..80) degrees; and an
   independent opposition o in [0, 1] that raises the metacarpal out of the palm (palmar
@@ -112,6 +113,10 @@ def sample_anatomical_pose(rng: np.random.Generator, grip_bias: bool = False) ->
     scale = rng.uniform(0.88, 1.12)
     curls = sample_curls(rng, grip_bias)
     spread = rng.uniform(-0.3, 1.0)
+    ulnar_hook = rng.normal(0.0, 0.15)
+    own = {finger: rng.normal(0.0, 0.15) for finger in ("index", "middle", "ring", "little")}
+    hooks = {"index": own["index"], "middle": 0.5 * ulnar_hook + 0.5 * own["middle"],
+             "ring": 0.9 * ulnar_hook + 0.1 * own["ring"], "little": 0.9 * ulnar_hook + 0.1 * own["little"]}
     cupping = rng.uniform(0.0, 0.012)
     radius_scale = scale * rng.uniform(0.92, 1.1)
     joints = np.zeros((schema.NUM_JOINTS, 3))
@@ -121,7 +126,7 @@ def sample_anatomical_pose(rng: np.random.Generator, grip_bias: bool = False) ->
         tip, dip, pip, mcp = schema.FINGER_JOINTS[finger]
         mcp_position = np.array(_FINGER_MCP[finger]) * scale
         mcp_position[2] -= cupping * abs(_FINGER_MCP[finger][0]) / _FINGER_MCP["little"][0]
-        hook = rng.normal(0.0, 0.15)
+        hook = hooks[finger]
         abduction, *flexions = finger_angles(curls[finger], hook, spread, _FINGER_SPLAY[finger], rng)
         lengths = np.array(_FINGER_PHALANGES[finger]) * scale * rng.uniform(0.96, 1.04, size=3)
         base_direction = mcp_position / np.linalg.norm(mcp_position)
