@@ -56,7 +56,7 @@ def annotated_tile(sample, tile: int, with_joints: bool) -> np.ndarray:
     return out
 
 
-def contact_sheet(world="realistic", count=16, seed=0, split="train", image_size=320, tile=240,
+def contact_sheet(world="realistic", count=16, seed=0, split="train", image_size=320, tile=200,
                   columns=4, with_joints=True, first=0) -> np.ndarray:
     tiles = []
     for index in range(first, first + count):
@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--first", type=int, default=0, help="index of the first sample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="train", choices=sorted(synthetic.SPLIT_STREAMS))
-    parser.add_argument("--tile", type=int, default=240)
+    parser.add_argument("--tile", type=int, default=200)
     parser.add_argument("--no_joints", action="store_true", help="the images alone")
     parser.add_argument("--out", default="docs/images/synthetic_contact_sheet.png")
     args = parser.parse_args(argv)
