@@ -200,3 +200,14 @@ def test_cache_directory_names_the_world_and_stores_the_occlusion_flags(tmp_path
     np.testing.assert_array_equal(stored, synthetic.render_sample(1, 2, SIZE, "test", "realistic")["image"])
     with pytest.raises(ValueError, match="world"):
         synthetic.load_synthetic(tmp_path, "test", num_samples=3, world="cartoon")
+
+
+def test_sources_pass_the_world_to_the_generator(tmp_path):
+    from lgh_tf.data.sources import load_sources
+
+    [(records, weight)] = load_sources("synthetic", "eval", cache_dir=tmp_path, seed=2,
+                                       synthetic_counts={"test": 2}, synthetic_world="realistic")
+    assert records.name == "synthetic_realistic_test" and weight == 1.0
+    np.testing.assert_array_equal(records.xyz[1], synthetic.render_sample(2, 1, SIZE, "test", "realistic")["xyz"])
+    [(coded, _)] = load_sources("synthetic", "eval", cache_dir=tmp_path, seed=2, synthetic_counts={"test": 2})
+    assert coded.name == "synthetic_test" and not np.array_equal(coded.xyz, records.xyz)
