@@ -113,6 +113,7 @@ def load_sources(split):
         seed=FLAGS.synthetic_seed,
         synthetic_counts={"train": FLAGS.synthetic_train, "test": FLAGS.synthetic_test},
         reader_options=reader_options(),
+        synthetic_world=FLAGS.synthetic_world,
     )
 
 
@@ -250,6 +251,7 @@ def run_eval():
         records, scales = evaluate.load_eval_records(
             FLAGS.dataset, data_dir=FLAGS.data_dir, cache_dir=FLAGS.cache_dir, seed=FLAGS.synthetic_seed,
             synthetic_test=FLAGS.synthetic_test, reader_options=reader_options(),
+            synthetic_world=FLAGS.synthetic_world,
         )
         models = load_models(checkpoints)
         dataset = evaluate.make_eval_dataset(

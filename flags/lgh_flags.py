@@ -74,6 +74,10 @@ flags.DEFINE_boolean("init_backbone_only", False, "Take only the hourglass from 
 # Synthetic data set.
 flags.DEFINE_integer("synthetic_train", 4000, "Synthetic training samples.")
 flags.DEFINE_integer("synthetic_test", 500, "Synthetic held-out samples.")
+flags.DEFINE_enum("synthetic_world", "coded", ["coded", "realistic"],
+                  "Synthetic hands: 'coded' (one colour per finger; quick, for smoke tests) or 'realistic' "
+                  "(skin tones, z-buffered occlusion, objects, lighting and camera effects, the couplings "
+                  "of real fingers; docs/synthetic-world.md). Train and --mode=eval must use the same.")
 flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated synthetic hands (both splits); --seed varies the "
                      "training (initial weights, data order, augmentation, selector draws) on the same data.")
 

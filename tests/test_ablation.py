@@ -38,6 +38,39 @@ def test_budget_scales_steps_in_whole_checkpoint_intervals():
     assert ablation.scaled_steps(0.001, 300, 400, 100) == ((0, 1), (1, 1))  # no stage 1, >= 1 step
 
 
+def test_stage1_budget_scales_stage_1_alone():
+    assert ablation.scaled_steps(3.0, 2000, 1000, 100, stage1_budget=1.0) == ((2000, 100), (3000, 100))
+    assert ablation.scaled_steps(3.0, 2000, 1000, 100, stage1_budget=0.0) == ((0, 1), (3000, 100))
+
+
+def test_tables_of_unfinished_seeds_and_agreement_with_the_skeleton(tmp_path):
+    """The table written after each run: seeds with every configuration count as complete; the
+    learned groups are compared with the finger-level and the manual groupings (hand computed)."""
+    fingers = [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
+    manual = [[1, 2, 3, 4], [5, 6, 7, 8], [0, *range(9, 21)]]
+    figures = {"mean_epe_mm": 20.0, "median_epe_mm": 18.0, "auc_20_50": 0.5, "epe_2d_px": 3.0}
+    runs = [{"config": "k1", "seed": 0, "groups": [list(range(21))], "figures": figures},
+            {"config": "learned_fusion", "seed": 0, "groups": fingers, "figures": figures},
+            {"config": "k1", "seed": 1, "groups": [list(range(21))], "figures": figures},
+            {"config": "learned_fusion", "seed": 1, "groups": manual, "figures": figures}]
+    args = ablation.argparse.Namespace(
+        names=["k1", "learned_fusion"], synthetic_world="realistic", budget=3.0, stage1_budget=1.0,
+        seeds=3, synthetic_seed=0, command="python tools/ablation.py --seeds=3", picture="g.png",
+        machine={"cpu": "CPU X", "cores": 2, "tensorflow": "2.21", "keras": "3.15", "commit": "abc"})
+    table = ablation.markdown(runs, args, ((2000, 100), (3000, 100)), 45)
+    assert "complete comparisons: [0, 1] of 3 asked" in table and "realistic world" in table
+    assert "CPU X, 2 cores" in table and "commit abc" in table and "`python tools/ablation.py --seeds=3`" in table
+    finger_labels = groups_to_assignment(fingers)
+    manual_labels = groups_to_assignment(manual)
+    by_finger = [1.0, adjusted_rand_index(manual_labels, finger_labels)]
+    by_manual = [adjusted_rand_index(finger_labels, manual_labels), 1.0]
+    mean_sd = [f"{sum(v) / 2:.3f} ± {abs(v[0] - v[1]) / 2 ** 0.5:.3f}" for v in (by_finger, by_manual)]
+    assert f"| learned_fusion | {mean_sd[0]} | {mean_sd[1]} | 2 |" in table
+    assert "![groups](g.png)" in table
+    partial = ablation.markdown(runs[:3], args, ((2000, 100), (3000, 100)), 45)
+    assert "complete comparisons: [0] of 3 asked" in partial
+
+
 def test_budget_scales_tau_annealing_with_stage_2():
     # tau reaches each value at the same fraction of stage 2 whatever the budget.
     assert ablation.scaled_temperature_every(12, 800, 800) == 12

@@ -308,7 +308,7 @@ def test_cache_is_reused_when_complete(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the cached split was regenerated")
 
-    monkeypatch.setattr(synthetic, "_generate_split", fail)
+    monkeypatch.setattr(synthetic.dataset, "_generate_split", fail)
     again = synthetic.load_synthetic(tmp_path, "test", num_samples=4, seed=2)
     _records_equal(records, again)
     assert mtimes == {path: os.stat(path).st_mtime_ns for path in mtimes}

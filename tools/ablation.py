@@ -26,11 +26,18 @@ one resumes from its last checkpoint. Written into ``<out_dir>``:
     python tools/ablation.py                                   # CPU: the quickstart's budget
     python tools/ablation.py --budget=10 --seeds=3             # GPU: 10x the steps
     python tools/ablation.py --configs=k1,learned_fusion -- --batch_size=32   # flags after -- go to main.py
+    python tools/ablation.py --synthetic_world=realistic --configs=k1,manual,learned_fusion --seeds=3 \
+        --budget=3 --stage1_budget=1 --docs_dir=docs          # docs/ablation.md, docs/images/ablation_groups.png
+
+Runs go seed-major (seed 0: every configuration, then seed 1, ...), so that every finished seed is
+a complete comparison; the tables are rewritten after every run (over the runs finished so far),
+and the same command continues an interrupted ablation.
 
 ``--budget`` multiplies the steps (``--pretrain_steps`` and ``--steps``, by default those of
 ``flags/synthetic.cfg``) and tau's annealing interval with them (``--temperature_every``), so that
 tau reaches its floor at the same fraction of every budget; every other flag of the runs is
-``flags/synthetic.cfg``'s or given after ``--``.
+``flags/synthetic.cfg``'s or given after ``--``. ``--stage1_budget`` scales stage 1 alone (default:
+``--budget``).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ import argparse
 import itertools
 import json
 import os
+import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -73,15 +82,17 @@ def synthetic_defaults():
     return values
 
 
-def scaled_steps(budget, stage1, stage2, every):
-    """((stage-1 steps, its checkpoint interval), (stage-2 steps, its interval)) at ``budget`` x.
+def scaled_steps(budget, stage1, stage2, every, stage1_budget=None):
+    """((stage-1 steps, its checkpoint interval), (stage-2 steps, its interval)) at ``budget`` x
+    (stage 1 at ``stage1_budget`` x when given).
 
     Each stage runs whole checkpoint intervals (at most ``every`` steps), so that an interrupted
     run resumes at a checkpoint; stage 1 is skipped when it scales to 0 steps.
     """
     scaled = []
-    for steps, least in ((stage1, 0), (stage2, 1)):
-        steps = max(least, round(steps * budget))
+    stage1_budget = budget if stage1_budget is None else stage1_budget
+    for steps, least, factor in ((stage1, 0, stage1_budget), (stage2, 1, budget)):
+        steps = max(least, round(steps * factor))
         interval = max(1, min(every, steps))
         scaled.append((-(-steps // interval) * interval, interval))
     return tuple(scaled)
@@ -119,7 +130,7 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
     (stage1_steps, stage1_every), (stage2_steps, stage2_every) = steps
     main = [sys.executable, os.path.join(REPO, "main.py")]
     common = [f"--cache_dir={args.cache_dir}", f"--synthetic_seed={args.synthetic_seed}",
-              f"--seed={seed}"] + extra
+              f"--synthetic_world={args.synthetic_world}", f"--seed={seed}"] + extra
     stage1_dir = os.path.join(args.out_dir, f"pretrain2d_s{seed}")
     model_dir = os.path.join(args.out_dir, f"{name}_s{seed}")
     log_path = os.path.join(args.out_dir, f"{name}_s{seed}.log")
@@ -175,19 +186,84 @@ def seed_agreement(runs, name):
     return (sum(pairs) / len(pairs), len(pairs)) if pairs else None
 
 
+def reference_groupings():
+    """{name: (21,) labels} of the groupings the learned ones are compared with."""
+    from lgh_tf.data import schema
+
+    finger = [0] * schema.NUM_JOINTS  # the wrist alone, one group per finger
+    for k, joints in enumerate(schema.FINGER_JOINTS.values(), 1):
+        for joint in joints:
+            finger[joint] = k
+    manual = [0] * schema.NUM_JOINTS
+    for k, joints in enumerate(schema.MANUAL_GROUPS):
+        for joint in joints:
+            manual[joint] = k
+    return {"finger": finger, "manual": manual}
+
+
+def reference_agreement(runs, name, reference):
+    """(mean, std, n) of the ARI of ``name``'s groups against a reference labelling."""
+    import numpy as np
+
+    from lgh_tf.evaluation.grouping import adjusted_rand_index
+    from lgh_tf.visualize import groups_to_assignment
+
+    values = [adjusted_rand_index(groups_to_assignment(r["groups"]), reference)
+              for r in runs if r["config"] == name]
+    if not values:
+        return None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def machine_description():
+    """CPU model, cores, load, TF/Keras versions, git commit: where the figures were measured."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except OSError:
+        commit = "unknown"
+    versions = subprocess.run([sys.executable, "-c", "import tensorflow as tf, keras; "
+                               "print(tf.__version__, keras.__version__)"], capture_output=True, text=True)
+    tf_version, keras_version = (versions.stdout.split() + ["?", "?"])[:2]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf_version, "keras": keras_version,
+            "commit": commit or "unknown", "load_at_start": round(load, 1)}
+
+
 def markdown(runs, args, steps, tau_every):
     """ablation.md: Tables 2 and 3 in the paper's layout, mean +- std over seeds."""
     names = [n for n in CONFIGS if any(r["config"] == n for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
     header = " | ".join(label for _, label in FIGURES)
+    machine = getattr(args, "machine", None) or {}
+    complete = [s for s in seeds if all(any(r["config"] == n and r["seed"] == s for r in runs)
+                                        for n in args.names)]
     lines = [
-        "# Ablation on the synthetic hands",
+        f"# Ablation on the synthetic hands ({args.synthetic_world} world)",
         "",
         f"Stage 1 {steps[0][0]} steps, stage 2 {steps[1][0]} steps (budget {args.budget:g} x "
-        f"flags/synthetic.cfg; stage 2 with --temperature_every={tau_every}), "
-        f"seeds {seeds}, data seed {args.synthetic_seed}. "
+        f"flags/synthetic.cfg's stage 2, {args.stage1_budget:g} x its stage 1; stage 2 with "
+        f"--temperature_every={tau_every}), seeds finished {seeds} (complete comparisons: "
+        f"{complete} of {args.seeds} asked), data seed {args.synthetic_seed}, world "
+        f"{args.synthetic_world}; every configuration has the same data, steps and schedule. "
         "Figures: mean ± sample standard deviation over seeds; 3D with the RHD/STB protocol "
         "(ground-truth root depth and scale), 2D in original-image pixels.",
+        "",
+        f"Command: `{getattr(args, 'command', '')}`",
+        "",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores (shared with other "
+        f"jobs: see ablation.json's load average), TensorFlow "
+        f"{machine.get('tensorflow', '?')}, Keras {machine.get('keras', '?')}, commit "
+        f"{machine.get('commit', '?')}.",
         "",
         "## Table 2: grouping and feature fusion",
         "",
@@ -215,10 +291,24 @@ def markdown(runs, args, steps, tau_every):
             agreement = seed_agreement(runs, name)
             cells = "n/a (one seed) | 0" if agreement is None else f"{agreement[0]:.3f} | {agreement[1]}"
             lines.append(f"| {name} | {cells} |")
+    lines += ["", "## Are the learned groups the skeleton's?", "",
+              "Adjusted Rand index of each run's groups against the finger-level grouping (wrist, "
+              "thumb, index, middle, ring, little) and against the paper's manual grouping "
+              "(thumb / index / others), mean ± std over seeds.", "",
+              "| configuration | ARI vs fingers | ARI vs manual | runs |", "|---|---|---|---|"]
+    references = reference_groupings()
+    for name in names:
+        if name.startswith(("learned", "k")) and name != "k1":
+            cells = []
+            for reference in ("finger", "manual"):
+                value = reference_agreement(runs, name, references[reference])
+                cells.append("n/a" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}")
+            lines.append(f"| {name} | {' | '.join(cells)} | {sum(r['config'] == name for r in runs)} |")
     lines += ["", "## Groups of every run", "", "| run | groups |", "|---|---|"]
     for run in runs:
         lines.append(f"| {run['config']} seed {run['seed']} | {run['groups']} |")
-    lines += ["", "Every run's groups: `groups.png`."]
+    picture = getattr(args, "picture", "groups.png")
+    lines += ["", f"Every run's groups (a row per configuration, a column per seed): ![groups]({picture})"]
     return "\n".join(lines) + "\n"
 
 
@@ -245,6 +335,12 @@ def main(argv=None):
                         help=f"comma-separated, from {', '.join(CONFIGS)} (or 'all')")
     parser.add_argument("--seeds", type=int, default=2, help="training seeds per configuration")
     parser.add_argument("--budget", type=float, default=1.0, help="multiplies --pretrain_steps and --steps")
+    parser.add_argument("--stage1_budget", type=float, default=None,
+                        help="multiplies --pretrain_steps alone (default: --budget)")
+    parser.add_argument("--synthetic_world", default="coded", choices=("coded", "realistic"),
+                        help="the synthetic hands of every run (main.py's --synthetic_world)")
+    parser.add_argument("--docs_dir", default="",
+                        help="also write <docs_dir>/ablation.md and <docs_dir>/images/ablation_groups.png")
     defaults = synthetic_defaults()
     parser.add_argument("--pretrain_steps", type=int, default=int(defaults.get("pretrain_steps", 0)),
                         help="stage-1 steps at budget 1 (default: flags/synthetic.cfg's)")
@@ -262,17 +358,22 @@ def main(argv=None):
     unknown = [n for n in names if n not in CONFIGS]
     if unknown or not names:
         parser.error(f"--configs: unknown {unknown}; choose from {', '.join(CONFIGS)}")
-    if args.seeds < 1 or args.budget <= 0:
-        parser.error("--seeds must be >= 1 and --budget > 0")
+    if args.stage1_budget is None:
+        args.stage1_budget = args.budget
+    if args.seeds < 1 or args.budget <= 0 or args.stage1_budget < 0:
+        parser.error("--seeds must be >= 1, --budget > 0 and --stage1_budget >= 0")
+    args.names = names
+    args.command = "python tools/ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.temperature_every is None:
         args.temperature_every = (float(defaults.get("temperature_every", 1000)) * args.steps
                                   / float(defaults["steps"]))
     os.makedirs(args.out_dir, exist_ok=True)
-    steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every)
+    steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every, args.stage1_budget)
     tau_every = scaled_temperature_every(args.temperature_every, args.steps, steps[1][0])
     jobs = [(name, seed) for seed in range(args.seeds) for name in names]
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
+    args.machine = machine_description()
     runs, started = [], time.time()
     for done, (name, seed) in enumerate(jobs):
         begin = time.time()
@@ -283,14 +384,28 @@ def main(argv=None):
         print(f"[{done + 1}/{len(jobs)}] {name} seed {seed}: mean EPE {figures['mean_epe_mm']:.2f} mm, "
               f"groups {runs[-1]['groups']} ({time.time() - begin:.0f} s; about {eta / 60:.0f} min left)",
               flush=True)
-    from lgh_tf import files
-
-    files.write_bytes(os.path.join(args.out_dir, "ablation.md"), markdown(runs, args, steps, tau_every).encode())
-    files.write_json(os.path.join(args.out_dir, "ablation.json"),
-                     {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget, "runs": runs})
-    files.write_png(os.path.join(args.out_dir, "groups.png"), groups_picture(runs))
+        write_outputs(runs, args, steps, tau_every)  # after every run: an interrupted ablation still reports
     print(f"wrote {os.path.join(args.out_dir, 'ablation.md')}, ablation.json and groups.png")
     return 0
+
+
+def write_outputs(runs, args, steps, tau_every):
+    """ablation.md, ablation.json and groups.png in --out_dir (and the docs copies)."""
+    from lgh_tf import files
+
+    targets = [(args.out_dir, os.path.join(args.out_dir, "groups.png"), "groups.png")]
+    if args.docs_dir:
+        targets.append((args.docs_dir, os.path.join(args.docs_dir, "images", "ablation_groups.png"),
+                        "images/ablation_groups.png"))
+    picture = groups_picture(runs)
+    for directory, picture_path, link in targets:
+        args.picture = link
+        files.write_bytes(os.path.join(directory, "ablation.md"), markdown(runs, args, steps, tau_every).encode())
+        files.write_png(picture_path, picture)
+    files.write_json(os.path.join(args.out_dir, "ablation.json"),
+                     {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget,
+                      "stage1_budget": args.stage1_budget, "world": args.synthetic_world,
+                      "machine": args.machine, "command": args.command, "runs": runs})
 
 
 if __name__ == "__main__":

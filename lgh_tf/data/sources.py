@@ -11,20 +11,22 @@ CACHING_READERS = ("rhd",)
 
 
 def load_sources(dataset, split, *, data_dir="", cache_dir="cache", seed=0, synthetic_counts=None,
-                 reader_options=None):
+                 reader_options=None, synthetic_world="coded"):
     """[(Records, weight), ...] for ``dataset`` ("synthetic", a registry name or a COMBINED name).
 
     ``split`` is "train" or "eval". ``data_dir`` applies to a single real data set (a combined set
     takes each member's default directory or its LGH_TF_<NAME>_DIR variable). ``cache_dir`` holds
     the synthetic hands and the readers' derived files (RHD's hand choice). ``reader_options``
     maps a data set name to keyword options of its reader, e.g. ``{"stb": {"camera": "SK_color",
-    "wrist_rule": "ge2019"}}``.
+    "wrist_rule": "ge2019"}}``. ``synthetic_world`` picks the synthetic renderer ("coded" or
+    "realistic", see ``lgh_tf.data.synthetic``).
     """
     if dataset == "synthetic":
         counts = synthetic_counts or {}
         synthetic_split = "train" if split == "train" else "test"
         records = synthetic.load_synthetic(
-            cache_dir, synthetic_split, num_samples=counts.get(synthetic_split), seed=seed
+            cache_dir, synthetic_split, num_samples=counts.get(synthetic_split), seed=seed,
+            world=synthetic_world,
         )
         return [(records, 1.0)]
 

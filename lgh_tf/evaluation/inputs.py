@@ -58,12 +58,13 @@ def load_eval_records(
     seed: int = 0,
     synthetic_test: int | None = None,
     reader_options: dict[str, Any] | None = None,
+    synthetic_world: str = "coded",
 ) -> tuple[Records, np.ndarray | None]:
     """(Records, scales) of a data set's evaluation split.
 
     ``scales`` is None, or (N,) hand scales in metres given by the data set itself (FreiHAND's
     ``evaluation_scale.json``, needed when its evaluation labels are not published).
-    ``reader_options`` as in ``lgh_tf.data.sources.load_sources``.
+    ``reader_options`` and ``synthetic_world`` as in ``lgh_tf.data.sources.load_sources``.
     """
     from lgh_tf.data.sources import COMBINED, load_sources
 
@@ -74,7 +75,8 @@ def load_eval_records(
         raise ValueError(f"unknown data set {dataset!r}; one of {sorted(DATASET_CROP)}")
     counts = {"test": synthetic_test} if synthetic_test else None
     [(records, _)] = load_sources(dataset, "eval", data_dir=data_dir, cache_dir=cache_dir, seed=seed,
-                                  synthetic_counts=counts, reader_options=reader_options)
+                                  synthetic_counts=counts, reader_options=reader_options,
+                                  synthetic_world=synthetic_world)
     scales = None
     if dataset == "freihand":
         scales = _freihand_scales(records, data_dir)

@@ -1,0 +1,205 @@
+"""The cached synthetic data set: one sample per (world, seed, split, index), PNGs + annotations.
+
+Determinism: sample ``index`` of ``split`` under ``seed`` is drawn from
+``np.random.default_rng([seed, SPLIT_STREAMS[split], index])`` only, so it is identical bit-for-bit
+whatever the number of samples generated, the worker count or the generation order, and the
+train and test splits never share a random stream. The world (``WORLDS``) picks the renderer.
+
+Cache layout (generated on first use, re-used when complete)::
+
+    cache_dir/<split>_s<seed>_n<num_samples>_<size>px_v<version>/               world "coded"
+    cache_dir/<split>_s<seed>_n<num_samples>_<size>px_<world>_v<version>/       other worlds
+        000000.png ...            RGB images (written through cv2, i.e. converted to BGR first)
+        annotations.npz           uv, xyz, K, visible, flip (+ the world's extra per-joint arrays,
+                                  e.g. self_occluded, object_occluded), metadata; written last,
+                                  atomically
+
+A directory whose ``annotations.npz`` is missing, unreadable or inconsistent is regenerated.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+
+import cv2
+import numpy as np
+
+from lgh_tf import files
+from lgh_tf.data import schema
+from lgh_tf.data.synthetic import realistic, rendering
+from lgh_tf.data.synthetic.kinematics import REFERENCE_SIZE
+
+# world -> (renderer(rng, image_size) -> sample dict, generator version). Bump a world's version
+# whenever its renderer changes what it draws: it is part of the cache directory name.
+WORLDS = {
+    "coded": (rendering.render_coded, 2),
+    "realistic": (realistic.render_realistic, 1),
+}
+DEFAULT_WORLD = "coded"
+GENERATOR_VERSION = WORLDS[DEFAULT_WORLD][1]
+
+DEFAULT_NUM_SAMPLES = {"train": 4000, "test": 500}
+SPLIT_STREAMS = {"train": 0, "test": 1}
+ANNOTATIONS_FILE = "annotations.npz"
+ANNOTATION_KEYS = ("uv", "xyz", "K", "visible", "flip")
+
+
+def _check_world(world: str) -> None:
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {sorted(WORLDS)}, got {world!r}")
+
+
+def render_sample(seed: int, index: int, image_size: int = REFERENCE_SIZE, split: str = "train",
+                  world: str = DEFAULT_WORLD) -> dict:
+    """Renders sample ``index`` of ``split`` under ``seed`` in ``world`` (see the renderers:
+    ``rendering.render_coded``, ``realistic.render_realistic``)."""
+    _check_world(world)
+    rng = np.random.default_rng([seed, SPLIT_STREAMS[split], index])
+    return WORLDS[world][0](rng, image_size)
+
+
+def split_directory(cache_dir, split: str, num_samples: int, seed: int, image_size: int,
+                    world: str = DEFAULT_WORLD) -> str:
+    """Where a split's PNGs and annotations live; versioned so generator changes regenerate."""
+    _check_world(world)
+    tag = "" if world == "coded" else f"_{world}"  # the coded world keeps its earlier caches
+    name = f"{split}_s{seed}_n{num_samples}_{image_size}px{tag}_v{WORLDS[world][1]}"
+    return os.path.join(os.fspath(cache_dir), name)
+
+
+def _image_name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+def _generate_one(job) -> dict:
+    """Renders one sample, writes its PNG, returns its annotations (a multiprocessing task)."""
+    directory, split, seed, index, image_size, world = job
+    sample = render_sample(seed, index, image_size, split, world)
+    files.write_png(os.path.join(directory, _image_name(index)), sample["image"])
+    return {key: sample[key] for key in ANNOTATION_KEYS + tuple(sample.get("extra_annotations", ()))}
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)
+
+
+def _generate_split(directory, split, num_samples, seed, image_size, num_workers, world=DEFAULT_WORLD) -> None:
+    """Renders every sample of a split into ``directory``, then writes the annotations."""
+    os.makedirs(directory, exist_ok=True)
+    stale = os.path.join(directory, ANNOTATIONS_FILE)
+    if os.path.exists(stale):
+        os.remove(stale)
+    jobs = [(directory, split, seed, index, image_size, world) for index in range(num_samples)]
+    logging.info("Generating %d synthetic %s samples (world %s, seed %d, %dpx) into %s with %d worker(s).",
+                 num_samples, split, world, seed, image_size, directory, num_workers)
+    start = time.perf_counter()
+    results = []
+    log_every = max(1, num_samples // 10)
+
+    def collect(iterator):
+        for result in iterator:
+            results.append(result)
+            if len(results) % log_every == 0 or len(results) == num_samples:
+                elapsed = time.perf_counter() - start
+                logging.info("  %d/%d samples, %.0f samples/s", len(results), num_samples,
+                             len(results) / max(elapsed, 1e-9))
+
+    if num_workers > 1:
+        # "spawn": safe even when the parent has TensorFlow's threads running.
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(num_workers, initializer=_worker_init) as pool:
+            collect(pool.imap(_generate_one, jobs, chunksize=16))  # ordered: results[i] is i
+    else:
+        collect(map(_generate_one, jobs))
+
+    annotations = {key: np.stack([r[key] for r in results]) for key in results[0]}
+    metadata = _metadata(world, seed, split, image_size, num_samples)
+    with files.atomic_path(os.path.join(directory, ANNOTATIONS_FILE)) as temporary, open(temporary, "wb") as f:
+        np.savez(f, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
+    elapsed = time.perf_counter() - start
+    logging.info("Generated %d samples in %.1f s (%.0f samples/s).", num_samples, elapsed,
+                 num_samples / max(elapsed, 1e-9))
+
+
+def _metadata(world, seed, split, image_size, num_samples) -> dict:
+    metadata = dict(version=WORLDS[world][1], seed=seed, split=split, image_size=image_size,
+                    num_samples=num_samples)
+    if world != "coded":  # coded caches written before worlds existed carry no world
+        metadata["world"] = world
+    return metadata
+
+
+def _load_annotations(directory, split, num_samples, seed, image_size, world=DEFAULT_WORLD) -> dict | None:
+    """The cached annotations if they are complete and match the request, else None."""
+    path = os.path.join(directory, ANNOTATIONS_FILE)
+    try:
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception:  # missing, truncated or corrupt: regenerate  pylint: disable=broad-except
+        return None
+    expected = _metadata(world, seed, split, image_size, num_samples)
+    for key, value in expected.items():
+        if f"meta_{key}" not in arrays or arrays[f"meta_{key}"].item() != value:
+            return None
+    if any(arrays.get(key, np.empty(0)).shape[:1] != (num_samples,)
+           for key in ANNOTATION_KEYS):
+        return None
+    if not all(os.path.exists(os.path.join(directory, _image_name(i))) for i in range(num_samples)):
+        return None
+    return arrays
+
+
+def load_synthetic(cache_dir, split: str = "train", num_samples: int | None = None, seed: int = 0,
+                   image_size: int = REFERENCE_SIZE, num_workers: int | None = None,
+                   world: str = DEFAULT_WORLD) -> schema.Records:
+    """The synthetic split as Records, generating it into ``cache_dir`` on first use.
+
+    Args:
+      cache_dir: root of the cache; the split lives in ``split_directory(...)`` below it.
+      split: "train" or "test" (independent random streams).
+      num_samples: defaults to DEFAULT_NUM_SAMPLES[split] (4000 train, 500 test).
+      seed: data set seed; (seed, split, index) determines a sample completely.
+      image_size: side of the square images in pixels (intrinsics scale with it).
+      num_workers: generation processes; default 2 (when available) for 64+ samples, else 1.
+        The output does not depend on it.
+      world: "coded" (one colour per finger; smoke tests) or "realistic" (skin, occlusion, camera
+        effects; see ``realistic``).
+
+    Returns:
+      Records with absolute PNG paths; ``flip`` marks left hands whose annotations describe the
+      horizontally flipped image (see the module docstring).
+    """
+    _check_world(world)
+    if split not in SPLIT_STREAMS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_STREAMS)}, got {split!r}")
+    if num_samples is None:
+        num_samples = DEFAULT_NUM_SAMPLES[split]
+    if num_samples <= 0:
+        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    if num_workers is None:
+        num_workers = min(2, os.cpu_count() or 1) if num_samples >= 64 else 1
+    directory = os.path.abspath(split_directory(cache_dir, split, num_samples, seed, image_size, world))
+
+    arrays = _load_annotations(directory, split, num_samples, seed, image_size, world)
+    if arrays is None:
+        _generate_split(directory, split, num_samples, seed, image_size, num_workers, world)
+        arrays = _load_annotations(directory, split, num_samples, seed, image_size, world)
+        if arrays is None:
+            raise RuntimeError(f"Synthetic data generation into {directory} did not complete.")
+    else:
+        logging.info("Using cached synthetic %s split from %s.", split, directory)
+
+    image_paths = np.array([os.path.join(directory, _image_name(i)) for i in range(num_samples)])
+    return schema.Records(
+        image_path=image_paths,
+        uv=arrays["uv"].astype(np.float32),
+        xyz=arrays["xyz"].astype(np.float32),
+        K=arrays["K"].astype(np.float32),
+        visible=arrays["visible"].astype(bool),
+        flip=arrays["flip"].astype(bool),
+        mask_path=None,
+        name=f"synthetic_{split}" if world == "coded" else f"synthetic_{world}_{split}",
+    )
