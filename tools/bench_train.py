@@ -112,8 +112,47 @@ def mirrored_strategy(replicas):
     return tf.distribute.MirroredStrategy(devices)
 
 
+PARTS = ("step", "forward_backward", "forward", "optimizers", "no_batchnorm")
+
+
+def part_function(task, part):
+    """What ``part`` of the train step runs (the step's time breakdown, ``--breakdown``): the whole
+    ``step``; the ``forward`` pass and loss; ``forward_backward`` (gradients, no update); the three
+    ``optimizers`` alone on constant gradients; or the whole step with every BatchNorm an identity
+    (``no_batchnorm``, patched in this process only)."""
+    import keras
+    import tensorflow as tf
+
+    if part in ("step", "no_batchnorm"):
+        if part == "no_batchnorm":
+            classes = [keras.layers.BatchNormalization]
+            while classes:
+                cls = classes.pop()
+                cls.call = lambda self, x, training=None, mask=None: x
+                classes += cls.__subclasses__()
+        return task.train_step
+    groups = task.trainable_groups()
+    variables = [v for vs in groups.values() for v in vs]
+
+    def forward(batch):
+        return {"loss": tf.reduce_mean(task.compute_terms(batch, training=True)["loss"])}
+
+    def forward_backward(batch):
+        with tf.GradientTape() as tape:
+            loss = forward(batch)["loss"]
+        gradients = tape.gradient(loss, variables)
+        return {"loss": loss + 0.0 * tf.add_n([tf.reduce_sum(g) for g in gradients if g is not None])}
+
+    def optimizers(batch):
+        for group, group_vars in groups.items():
+            task.optimizers[group].apply_gradients([(tf.fill(v.shape, 1e-3), v) for v in group_vars])
+        return {"loss": tf.constant(0.0)}
+
+    return {"forward": forward, "forward_backward": forward_backward, "optimizers": optimizers}[part]
+
+
 def build_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_precision=False, cache_dir="cache",
-                     config_overrides=None, replicas=0):
+                     config_overrides=None, replicas=0, part="step"):
     """Builds the paper's network (``config_overrides`` change it), compiles stage ``full`` with the
     given options and runs one (untimed: tracing / compilation) step on one fixed batch; with
     ``replicas`` > 0 under a MirroredStrategy of that many replicas, ``batch_size`` each.
@@ -147,7 +186,7 @@ def build_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_prec
 
         step = tf.function(replicated, jit_compile=jit_compile)
     else:
-        step = tf.function(task.train_step, jit_compile=jit_compile)
+        step = tf.function(part_function(task, part), jit_compile=jit_compile)
     build = time.perf_counter() - start
     start, cpu = time.perf_counter(), time.process_time()  # the first step: tracing, graph optimisation, one run
     loss = float(step(batch)["loss"])
@@ -176,17 +215,20 @@ def device_memory() -> dict:
 
 
 def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_precision=False, steps=3,
-                    cache_dir="cache", config_overrides=None, replicas=0) -> dict:
+                    cache_dir="cache", config_overrides=None, replicas=0, part="step") -> dict:
     """``build_train_step`` then ``steps`` timed steps. Returns a dict with images_per_s, step_ms
     (median), first_step_s (tracing / compilation + one step), build_s (network, optimizer slots),
     loss, peak_rss_mb and, on a GPU, gpu_peak_mb."""
     import numpy as np
 
     run, batch_size, first, build, loss = build_train_step(input_size, batch_size, jit_compile, mixed_precision,
-                                                           cache_dir, config_overrides, replicas)
+                                                           cache_dir, config_overrides, replicas, part)
+    cpu = time.process_time()
     seconds, loss = run(steps) if steps else ([float("nan")], loss)
+    cpu = (time.process_time() - cpu) / max(steps, 1)
     median = float(np.median(seconds))
-    return {"images_per_s": batch_size / median, "step_ms": 1e3 * median, "first_step_s": first, "build_s": build,
+    return {"images_per_s": batch_size / median, "step_ms": 1e3 * median, "step_cpu_ms": 1e3 * cpu,
+            "first_step_s": first, "first_step_cpu_s": FIRST_STEP_CPU_S[0], "build_s": build,
             "loss": loss, "finite": bool(np.isfinite(loss)), **device_memory()}
 
 
@@ -404,6 +446,9 @@ def _child(args) -> int:
     if args.child == "pipeline":
         result = {"images_per_s": time_pipeline(args.input_size, args.batch_size, args.cache_dir),
                   "peak_rss_mb": peak_rss_mb()}
+    elif args.child.startswith("part:"):
+        result = time_train_step(args.input_size, args.batch_size, steps=args.steps, cache_dir=args.cache_dir,
+                                 config_overrides=widths, part=args.child.split(":")[1])
     elif args.child.startswith("mirrored:"):
         result = time_train_step(args.input_size, args.batch_size, steps=args.steps, cache_dir=args.cache_dir,
                                  config_overrides=widths, replicas=int(args.child.split(":")[1]))
@@ -448,6 +493,8 @@ def main(argv=None) -> int:
                         help="the authors' PyTorch network (nets/Net.py), timed side by side when torch is here")
     parser.add_argument("--no_reference", action="store_true", help="do not time the authors' step")
     parser.add_argument("--no_pipeline", action="store_true", help="do not time the input pipeline")
+    parser.add_argument("--breakdown", action="store_true",
+                        help=f"time parts of the float32 step instead ({', '.join(PARTS)}), each in its own process")
     add_markdown_flag(parser)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -457,7 +504,10 @@ def main(argv=None) -> int:
     if args.child:
         return _serve(args) if args.serve else _child(args)
     with Capture() as captured:
-        code = _main_mirrored(args) if args.strategy == "mirrored" else _main_options(args, parser)
+        if args.breakdown:
+            code = _main_breakdown(args)
+        else:
+            code = _main_mirrored(args) if args.strategy == "mirrored" else _main_options(args, parser)
     if args.markdown:
         path = write_markdown("bench_train", captured.text(), "" if args.markdown == "-" else args.markdown,
                               sys.argv[1:] if argv is None else argv)
@@ -549,6 +599,33 @@ def print_table(header, rows, base_key, cells):
         ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
         gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
         print("| " + " | ".join(str(cell) for cell in cells(key, r, ratio, gpu)) + " |")
+
+
+def _main_breakdown(args) -> int:
+    """Where the float32 step's time goes: each part of PARTS timed in its own process, wall and CPU."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from lgh_tf.data.synthetic import load_synthetic
+
+    batch_size = args.batch_size or (32 if tf.config.list_physical_devices("GPU") else 4)
+    load_synthetic(args.cache_dir, "test", num_samples=max(batch_size, 8))
+    print(f"train step breakdown, float32, stage full, {network_name(args)} {args.input_size}x{args.input_size}, "
+          f"batch {batch_size}, {args.steps} timed steps per part, TF {tf.__version__}", flush=True)
+    rows = []
+    for part in PARTS:
+        result = _run_child(args, f"part:{part}", batch_size, args.steps)
+        rows.append((part, result))
+        print(f"  {part}: {result}", flush=True)
+    header = ("part", "ms/step (median)", "CPU ms/step", "x step (CPU)", "first step s", "first step CPU s")
+    step_cpu = dict(rows).get("step", {}).get("step_cpu_ms")
+    print_table(header, rows, "step", lambda part, r, ratio, gpu: [
+        part, f"{r['step_ms']:.0f}", f"{r['step_cpu_ms']:.0f}",
+        f"{r['step_cpu_ms'] / step_cpu:.2f}" if step_cpu else "-", f"{r['first_step_s']:.1f}",
+        f"{r['first_step_cpu_s']:.1f}"])
+    print("\nbatch norm's share = step - no_batchnorm; the optimizers' = step - forward_backward (or the "
+          "optimizers row alone); the backward pass = forward_backward - forward. CPU ms count both cores.")
+    return 0
 
 
 def _main_mirrored(args) -> int:

@@ -43,7 +43,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         if not (training and self.trainable) or mask is not None or self.synchronized or self.renorm \
                 or len(inputs.shape) != 4 or self.axis not in (-1, 3) or keras.backend.backend() != "tensorflow":
             return super().call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, tf.float32)  # as Keras: statistics in float32 whatever the compute dtype
+        # The kernel keeps its statistics and arithmetic in float32 and rounds only its output, as
+        # Keras does around its float32 computation: bfloat16 / float16 maps go in uncast.
+        x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
         gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([x.shape[-1]], tf.float32)
         beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([x.shape[-1]], tf.float32)
         empty = tf.constant([], tf.float32)
@@ -51,8 +53,13 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=self.epsilon,
             exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
         # The kernel returns the Bessel-corrected variance; Keras' moving average takes the biased one.
-        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        static = x.shape[:-1]
+        if static.is_fully_defined():
+            count = float(static.num_elements())
+            variance = variance * ((count - 1.0) / max(count, 1.0))
+        else:
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+            variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)

@@ -62,14 +62,16 @@ class FusedAdam(keras.optimizers.Adam):
         beta_1_power = tf.pow(tf.constant(self.beta_1, tf.float32), step)
         beta_2_power = tf.pow(tf.constant(self.beta_2, tf.float32), step)
         lr = tf.cast(learning_rate, tf.float32)
+        # One set of scalars for all variables: fewer graph nodes to build and optimise.
+        beta_1, beta_2 = tf.constant(self.beta_1, tf.float32), tf.constant(self.beta_2, tf.float32)
+        epsilon = tf.constant(self.epsilon, tf.float32)
+        handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle  # noqa: E731
         for grad, variable in zip(grads, trainable_variables):
             index = self._get_variable_index(variable)
-            handle = lambda v: (v.value if isinstance(v, keras.Variable) else v).handle  # noqa: E731
             tf.raw_ops.ResourceApplyAdam(
                 var=handle(variable), m=handle(self._momentums[index]), v=handle(self._velocities[index]),
-                beta1_power=beta_1_power, beta2_power=beta_2_power, lr=lr,
-                beta1=tf.constant(self.beta_1, tf.float32), beta2=tf.constant(self.beta_2, tf.float32),
-                epsilon=tf.constant(self.epsilon, tf.float32), grad=tf.convert_to_tensor(grad, tf.float32),
+                beta1_power=beta_1_power, beta2_power=beta_2_power, lr=lr, beta1=beta_1, beta2=beta_2,
+                epsilon=epsilon, grad=tf.convert_to_tensor(grad, tf.float32),
             )
         return None
 
