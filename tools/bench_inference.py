@@ -29,10 +29,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/: bench_report
+from bench_report import add_markdown_flag, run_main  # noqa: E402
 
 BASE_VARIANTS = ("eager", "function", "xla", "saved_model_unfolded", "saved_model", "saved_model_bf16")
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
@@ -162,6 +166,7 @@ def main(argv=None):
     parser.add_argument("--work_dir", default="", help="where the SavedModel and .tflite go (default: a temp dir)")
     parser.add_argument("--memory", action="store_true", help="peak RSS of batch-1 inference in fresh processes")
     parser.add_argument("--rss_child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    add_markdown_flag(parser)
     args = parser.parse_args(argv)
     if args.rss_child:
         return _rss_child(*args.rss_child, args.threads)
@@ -296,4 +301,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main("bench_inference", main))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -22,6 +23,9 @@ import tensorflow as tf
 
 from lgh_tf.config import DataConfig
 from lgh_tf.data import pipeline, schema
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/: bench_report, bench_train
+from bench_report import add_markdown_flag, run_main  # noqa: E402
 
 IMAGE_SIZE = 320
 
@@ -114,7 +118,7 @@ def bench_train_step(args) -> float | None:
     return result["images_per_s"]
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--output-size", type=int, default=256)
@@ -126,7 +130,8 @@ def main() -> None:
     parser.add_argument("--train-preset", choices=["paper", "synthetic"], default="paper")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
     parser.add_argument("--cache-dir", default="cache", help="synthetic hands for the train-step batch")
-    args = parser.parse_args()
+    add_markdown_flag(parser)
+    args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +139,7 @@ def main() -> None:
         size_kb = np.mean([os.path.getsize(p) for p in records.image_path]) / 1024
         print(f"{len(records)} fixtures {IMAGE_SIZE}x{IMAGE_SIZE} PNG (mean {size_kb:.0f} KiB), "
               f"crop {args.output_size}, batch {args.batch_size}, os.cpu_count() = {cores}")
-        print(f"{'':38s} {'images/s':>9s} {'per core':>9s} {'per CPU-s':>10s} {'cores used':>10s}")
+        print("\n| input | images/s | per core | per CPU-s | cores used |\n|---|---|---|---|---|")
         cases = [("decode only (reference)", decode_only_dataset(
             records, args.batch_size, args.output_size))]
         for jit_compile in (True, False):
@@ -150,18 +155,18 @@ def main() -> None:
                 dataset, args.batch_size, args.warmup_batches, args.timed_batches
             )
             rates[label] = rate
-            print(f"{label:38s} {rate:9.1f} {rate / cores:9.1f} {per_cpu_second:10.1f} "
-                  f"{rate / per_cpu_second:10.2f}")
+            print(f"| {label} | {rate:.1f} | {rate / cores:.1f} | {per_cpu_second:.1f} | "
+                  f"{rate / per_cpu_second:.2f} |", flush=True)
 
     # The train step on the same machine: the pipeline must outrun it.
     train_rate = bench_train_step(args)
     if train_rate is not None:
-        print(f"{'train step (' + args.train_preset + ', batch ' + str(args.train_batch_size) + ')':38s} "
-              f"{train_rate:9.1f}")
+        print(f"| train step ({args.train_preset}, batch {args.train_batch_size}) | {train_rate:.1f} | - | - | - |")
         aug_rate = rates["pipeline with augmentation"]
-        print(f"pipeline with augmentation / train step: {aug_rate / train_rate:.1f}x "
+        print(f"\npipeline with augmentation / train step: {aug_rate / train_rate:.1f}x "
               f"({'the pipeline is not the bottleneck' if aug_rate > train_rate else 'PIPELINE-BOUND'})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main("bench_pipeline", main))

@@ -45,6 +45,12 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/: bench_report, ablation
+from bench_report import Capture, add_markdown_flag, write_markdown  # noqa: E402
+
+REFERENCE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared",
+                             "reference", "authors")
+FIRST_STEP_CPU_S = [float("nan")]  # this process's CPU seconds in the first step (less noisy on a shared machine)
 OPTIONS = {"default": (False, False), "jit": (True, False), "bf16": (False, True), "jit+bf16": (True, True)}
 # The flags of flags/synthetic.cfg that shape the network (--preset=synthetic).
 PRESET_FIELDS = ("input_size", "backbone_filters", "hourglass_depth", "group_channels", "trunk_hidden")
@@ -106,16 +112,55 @@ def mirrored_strategy(replicas):
     return tf.distribute.MirroredStrategy(devices)
 
 
-def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_precision=False, steps=3,
-                    cache_dir="cache", config_overrides=None, replicas=0) -> dict:
+PARTS = ("step", "forward_backward", "forward", "optimizers", "no_batchnorm")
+
+
+def part_function(task, part):
+    """What ``part`` of the train step runs (the step's time breakdown, ``--breakdown``): the whole
+    ``step``; the ``forward`` pass and loss; ``forward_backward`` (gradients, no update); the three
+    ``optimizers`` alone on constant gradients; or the whole step with every BatchNorm an identity
+    (``no_batchnorm``, patched in this process only)."""
+    import keras
+    import tensorflow as tf
+
+    if part in ("step", "no_batchnorm"):
+        if part == "no_batchnorm":
+            classes = [keras.layers.BatchNormalization]
+            while classes:
+                cls = classes.pop()
+                cls.call = lambda self, x, training=None, mask=None: x
+                classes += cls.__subclasses__()
+        return task.train_step
+    groups = task.trainable_groups()
+    variables = [v for vs in groups.values() for v in vs]
+
+    def forward(batch):
+        return {"loss": tf.reduce_mean(task.compute_terms(batch, training=True)["loss"])}
+
+    def forward_backward(batch):
+        with tf.GradientTape() as tape:
+            loss = forward(batch)["loss"]
+        gradients = tape.gradient(loss, variables)
+        return {"loss": loss + 0.0 * tf.add_n([tf.reduce_sum(g) for g in gradients if g is not None])}
+
+    def optimizers(batch):
+        for group, group_vars in groups.items():
+            task.optimizers[group].apply_gradients([(tf.fill(v.shape, 1e-3), v) for v in group_vars])
+        return {"loss": tf.constant(0.0)}
+
+    return {"forward": forward, "forward_backward": forward_backward, "optimizers": optimizers}[part]
+
+
+def build_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_precision=False, cache_dir="cache",
+                     config_overrides=None, replicas=0, part="step"):
     """Builds the paper's network (``config_overrides`` change it), compiles stage ``full`` with the
-    given options and times ``steps`` train steps on one fixed batch; with ``replicas`` > 0 under a
-    MirroredStrategy of that many replicas, ``batch_size`` each. Returns a dict with images_per_s,
-    step_ms, first_step_s (tracing / compilation), loss, peak_rss_mb and, on a GPU, gpu_peak_mb."""
+    given options and runs one (untimed: tracing / compilation) step on one fixed batch; with
+    ``replicas`` > 0 under a MirroredStrategy of that many replicas, ``batch_size`` each.
+    Returns (run, global batch size, first step s, build s, loss): ``run(n)`` takes n more steps and returns
+    their seconds each (waiting for each to finish) and the last loss."""
     import contextlib
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from lgh_tf.config import ModelConfig, OptimConfig
@@ -127,6 +172,7 @@ def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_preci
     batch_size *= max(replicas, 1)  # the global batch
     batch = synthetic_batch(input_size, batch_size, cache_dir)
     config = ModelConfig(input_size=input_size, **(config_overrides or {}))
+    start = time.perf_counter()
     with strategy.scope() if strategy else contextlib.nullcontext():
         network = LearnableGroupsNet(config, dtype="mixed_bfloat16" if mixed_precision else None)
         task = HandPoseTask(network.build_for_input(), OptimConfig(stage="full"))
@@ -140,22 +186,240 @@ def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_preci
 
         step = tf.function(replicated, jit_compile=jit_compile)
     else:
-        step = tf.function(task.train_step, jit_compile=jit_compile)
-    start = time.perf_counter()
-    float(step(batch)["loss"])
+        step = tf.function(part_function(task, part), jit_compile=jit_compile)
+    build = time.perf_counter() - start
+    start, cpu = time.perf_counter(), time.process_time()  # the first step: tracing, graph optimisation, one run
+    loss = float(step(batch)["loss"])
     first = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(steps):
-        logs = step(batch)
-    loss = float(logs["loss"])  # waits for the last step
-    seconds = (time.perf_counter() - start) / steps
-    result = {
-        "images_per_s": batch_size / seconds, "step_ms": 1e3 * seconds, "first_step_s": first,
-        "loss": loss, "finite": bool(np.isfinite(loss)), "peak_rss_mb": peak_rss_mb(),
-    }
+    FIRST_STEP_CPU_S[0] = time.process_time() - cpu
+
+    def run(steps):
+        seconds = []
+        for _ in range(steps):
+            begin = time.perf_counter()
+            last = float(step(batch)["loss"])  # waits for the step
+            seconds.append(time.perf_counter() - begin)
+        return seconds, last
+
+    return run, batch_size, first, build, loss
+
+
+def device_memory() -> dict:
+    """peak_rss_mb, and gpu_peak_mb on a GPU."""
+    import tensorflow as tf
+
+    result = {"peak_rss_mb": peak_rss_mb()}
     if tf.config.list_physical_devices("GPU"):
         result["gpu_peak_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     return result
+
+
+def time_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_precision=False, steps=3,
+                    cache_dir="cache", config_overrides=None, replicas=0, part="step") -> dict:
+    """``build_train_step`` then ``steps`` timed steps. Returns a dict with images_per_s, step_ms
+    (median), first_step_s (tracing / compilation + one step), build_s (network, optimizer slots),
+    loss, peak_rss_mb and, on a GPU, gpu_peak_mb."""
+    import numpy as np
+
+    run, batch_size, first, build, loss = build_train_step(input_size, batch_size, jit_compile, mixed_precision,
+                                                           cache_dir, config_overrides, replicas, part)
+    cpu = time.process_time()
+    seconds, loss = run(steps) if steps else ([float("nan")], loss)
+    cpu = (time.process_time() - cpu) / max(steps, 1)
+    median = float(np.median(seconds))
+    return {"images_per_s": batch_size / median, "step_ms": 1e3 * median, "step_cpu_ms": 1e3 * cpu,
+            "first_step_s": first, "first_step_cpu_s": FIRST_STEP_CPU_S[0], "build_s": build,
+            "loss": loss, "finite": bool(np.isfinite(loss)), **device_memory()}
+
+
+def reference_dir_problem(ref_dir) -> str:
+    """Why the authors' PyTorch step cannot be timed here ("" when it can)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (pip install -e '.[torch]')"
+    if not os.path.isfile(os.path.join(ref_dir, "nets", "Net.py")):
+        return f"the authors' network is not at {ref_dir}/nets/Net.py (../shared/reference/authors beside the checkout)"
+    return ""
+
+
+def build_reference_step(ref_dir, input_size=256, batch_size=4, groups=3):
+    """The authors' train step, as their bench_reference_train.py times it: forward in train mode
+    (Concrete sample at temperature 1), an Eq. 10-shaped l1 loss on uv / depth, backward, three Adams
+    (selector 1e-1, fusion 1e-2, the rest 1e-4), on one fixed random batch; on the GPU when torch has
+    one. Their network is imported from ``ref_dir`` here, at run time, and nowhere in lgh_tf.
+    Returns (run, batch size, first step s, build s, loss) as ``build_train_step``."""
+    import torch
+
+    if ref_dir not in sys.path:
+        sys.path.insert(0, ref_dir)
+    from nets.Net import Learnable_Groups
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = Learnable_Groups([groups, groups > 1], input_size, 21, [32, 32]).to(device).train()
+    selector = [model.meta_S.weight]
+    fusion = [p for name, p in model.named_parameters() if name.startswith("nddr")]
+    ids = {id(t) for t in selector + fusion}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    optimizers = [torch.optim.Adam(selector, 1e-1), torch.optim.Adam(rest, 1e-4)]
+    optimizers += [torch.optim.Adam(fusion, 1e-2)] if fusion else []
+    x = torch.rand(batch_size, 3, input_size, input_size, device=device)
+    uv_true = torch.rand(batch_size, 21, 2, device=device) * input_size
+    depth_true = torch.randn(batch_size, 21, device=device) * 0.1
+    build = time.perf_counter() - start
+
+    def step():
+        uv, depth = model(x, 1.0)
+        loss = (uv - uv_true).abs().mean() + 20 * (depth - depth_true).abs().mean()
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        return loss
+
+    start, cpu = time.perf_counter(), time.process_time()
+    loss = float(step())
+    sync()
+    first = time.perf_counter() - start
+    FIRST_STEP_CPU_S[0] = time.process_time() - cpu
+
+    def run(steps):
+        seconds, last = [], float("nan")
+        for _ in range(steps):
+            begin = time.perf_counter()
+            last = float(step())  # .item() waits for the step
+            sync()
+            seconds.append(time.perf_counter() - begin)
+        return seconds, last
+
+    return run, batch_size, first, build, loss
+
+
+def _serve(args) -> int:
+    """A long-lived child: builds one step (an option of ours, or ``reference``), prints READY, then
+    runs ``STEPS n`` requests from stdin (printing TIMES) until QUIT (printing RESULT). The parent
+    alternates two such children, so ours and the reference share the machine's moments."""
+    import numpy as np
+
+    widths = {name: value for name, value in preset_config(args.preset).items() if name != "input_size"}
+    if args.child == "reference":
+        run, batch_size, first, build, loss = build_reference_step(args.reference_dir, args.input_size,
+                                                                   args.batch_size)
+    else:
+        jit_compile, mixed_precision = OPTIONS[args.child]
+        run, batch_size, first, build, loss = build_train_step(args.input_size, args.batch_size, jit_compile,
+                                                               mixed_precision, args.cache_dir, widths)
+    print("READY " + json.dumps({"first_step_s": first, "build_s": build, "loss": loss}), flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command and command[0] == "STEPS":
+            seconds, loss = run(int(command[1]))
+            print("TIMES " + json.dumps({"seconds": seconds, "loss": loss}), flush=True)
+        else:
+            break
+    result = {"first_step_s": first, "first_step_cpu_s": FIRST_STEP_CPU_S[0], "build_s": build, "loss": loss,
+              "finite": bool(np.isfinite(loss)),
+              "batch_size": batch_size, "peak_rss_mb": peak_rss_mb()}
+    if args.child != "reference":
+        result.update(device_memory())
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+class Server:
+    """The parent's handle on a ``_serve`` child."""
+
+    def __init__(self, args, child, batch_size):
+        command = [sys.executable, os.path.abspath(__file__), "--child", child, "--serve", "--input_size",
+                   str(args.input_size), "--batch_size", str(batch_size), "--cache_dir", args.cache_dir,
+                   "--preset", args.preset, "--reference_dir", args.reference_dir]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self.child = child
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=env)
+        self.ready = self._expect("READY")
+
+    def _expect(self, tag):
+        for line in self.process.stdout:
+            if line.startswith(tag + " "):
+                return json.loads(line[len(tag) + 1:])
+        tail = self.process.stderr.read().strip().splitlines()[-5:]
+        raise RuntimeError(f"{self.child}: " + " | ".join(tail))
+
+    def steps(self, n):
+        self.process.stdin.write(f"STEPS {n}\n")
+        self.process.stdin.flush()
+        return self._expect("TIMES")
+
+    def close(self):
+        self.process.stdin.write("QUIT\n")
+        self.process.stdin.flush()
+        result = self._expect("RESULT")
+        self.process.wait()
+        return result
+
+
+def side_by_side(args, options, batch_size, reference_problem):
+    """Times each option against the reference, interleaved: for each of ``--repeats`` rounds, ``--steps``
+    steps of ours then of the reference (the order alternating). Returns rows and the reference's row.
+    A round's figure is its median step; an option's images/s is the median over rounds, its spread
+    the rounds' min-max; ``x reference`` is the median (min-max) of the rounds' ratios."""
+    import numpy as np
+
+    reference = None
+    if not reference_problem:
+        try:
+            reference = Server(args, "reference", batch_size)
+            print(f"  reference: first step {reference.ready['first_step_s']:.1f} s", flush=True)
+        except RuntimeError as error:
+            reference_problem = f"the reference failed: {error}"
+    reference_rounds, rows = [], []
+    for option in options:
+        try:
+            ours = Server(args, option, batch_size)
+        except RuntimeError as error:
+            rows.append((option, {"error": str(error)}))
+            continue
+        ours_rounds, ratios = [], []
+        for round_ in range(args.repeats):
+            order = [ours, reference] if round_ % 2 == 0 else [reference, ours]
+            medians = {}
+            for server in order:
+                if server is not None:
+                    medians[server.child] = float(np.median(server.steps(args.steps)["seconds"]))
+            ours_rounds.append(batch_size / medians[option])
+            if reference is not None:
+                reference_rounds.append(batch_size / medians["reference"])
+                ratios.append(medians["reference"] / medians[option])
+        result = ours.close()
+        result.update(rounds=ours_rounds, ratios=ratios, images_per_s=float(np.median(ours_rounds)))
+        result["step_ms"] = 1e3 * batch_size / result["images_per_s"]
+        rows.append((option, result))
+        print(f"  {option}: {result}", flush=True)
+    reference_row = None
+    if reference is not None:
+        if not options:  # the reference alone
+            for _ in range(args.repeats):
+                reference_rounds.append(batch_size / float(np.median(reference.steps(args.steps)["seconds"])))
+        reference_row = reference.close()
+        reference_row.update(rounds=reference_rounds, images_per_s=float(np.median(reference_rounds)))
+        reference_row["step_ms"] = 1e3 * batch_size / reference_row["images_per_s"]
+    return rows, reference_row, reference_problem
+
+
+def spread(values, fmt="{:.2f}"):
+    """'median (min-max)' of ``values``."""
+    import numpy as np
+
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(float(np.median(values)))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def time_pipeline(input_size, batch_size, cache_dir, batches=20, warmup=3) -> float:
@@ -182,6 +446,9 @@ def _child(args) -> int:
     if args.child == "pipeline":
         result = {"images_per_s": time_pipeline(args.input_size, args.batch_size, args.cache_dir),
                   "peak_rss_mb": peak_rss_mb()}
+    elif args.child.startswith("part:"):
+        result = time_train_step(args.input_size, args.batch_size, steps=args.steps, cache_dir=args.cache_dir,
+                                 config_overrides=widths, part=args.child.split(":")[1])
     elif args.child.startswith("mirrored:"):
         result = time_train_step(args.input_size, args.batch_size, steps=args.steps, cache_dir=args.cache_dir,
                                  config_overrides=widths, replicas=int(args.child.split(":")[1]))
@@ -210,8 +477,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_size", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=0, help="default: 32 on a GPU, 4 on the CPU")
-    parser.add_argument("--steps", type=int, default=3, help="timed train steps per option")
-    parser.add_argument("--options", default=",".join(OPTIONS), help=f"comma list of {','.join(OPTIONS)}")
+    parser.add_argument("--steps", type=int, default=3, help="timed train steps per option and round")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds per option, each ours then the reference (interleaved)")
+    parser.add_argument("--options", default=",".join(OPTIONS),
+                        help=f"comma list of {','.join(OPTIONS)}; 'none': the reference alone (no TensorFlow)")
     parser.add_argument("--memory_batch", type=int, default=32, help="batch for the peak-memory run (0: skip)")
     parser.add_argument("--cache_dir", default="cache", help="synthetic hands (generated on first use)")
     parser.add_argument("--strategy", default="default", choices=["default", "mirrored"],
@@ -219,53 +489,93 @@ def main(argv=None) -> int:
     parser.add_argument("--replicas", default="1,2", help="--strategy=mirrored: comma list of replica counts")
     parser.add_argument("--preset", default="", choices=["", "synthetic"],
                         help="synthetic: the quickstart's network (flags/synthetic.cfg: input size and widths)")
+    parser.add_argument("--reference_dir", default=str(REFERENCE_DIR),
+                        help="the authors' PyTorch network (nets/Net.py), timed side by side when torch is here")
+    parser.add_argument("--no_reference", action="store_true", help="do not time the authors' step")
+    parser.add_argument("--no_pipeline", action="store_true", help="do not time the input pipeline")
+    parser.add_argument("--breakdown", action="store_true",
+                        help=f"time parts of the float32 step instead ({', '.join(PARTS)}), each in its own process")
+    add_markdown_flag(parser)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.preset:
         args.input_size = preset_config(args.preset)["input_size"]
     if args.child:
-        return _child(args)
-    if args.strategy == "mirrored":
-        return _main_mirrored(args)
+        return _serve(args) if args.serve else _child(args)
+    with Capture() as captured:
+        if args.breakdown:
+            code = _main_breakdown(args)
+        else:
+            code = _main_mirrored(args) if args.strategy == "mirrored" else _main_options(args, parser)
+    if args.markdown:
+        path = write_markdown("bench_train", captured.text(), "" if args.markdown == "-" else args.markdown,
+                              sys.argv[1:] if argv is None else argv)
+        print(f"wrote {path}")
+    return code
 
+
+def _main_options(args, parser) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    device = f"GPU ({gpus[0].name})" if gpus else f"CPU ({os.cpu_count()} cores)"
-    batch_size = args.batch_size or (32 if gpus else 4)
-    options = [o.strip() for o in args.options.split(",") if o.strip()]
+    options = [o.strip() for o in args.options.split(",") if o.strip() and o.strip() != "none"]
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         parser.error(f"unknown options {unknown}; choose from {','.join(OPTIONS)}")
-    from lgh_tf.data.synthetic import load_synthetic
+    reference_problem = "--no_reference" if args.no_reference else reference_dir_problem(args.reference_dir)
+    if args.preset and not reference_problem:
+        reference_problem = "the reference is the paper's network; --preset changes ours"
+    if options:
+        import tensorflow as tf
 
-    # Generate the synthetic splits the children read once, before they race for them.
-    load_synthetic(args.cache_dir, "train")
-    for size in {batch_size, args.memory_batch} - {0}:
-        load_synthetic(args.cache_dir, "test", num_samples=max(size, 8))
+        gpus = tf.config.list_physical_devices("GPU")
+        device = f"GPU ({gpus[0].name})" if gpus else f"CPU ({os.cpu_count()} cores)"
+        versions = f"TF {tf.__version__}"
+    else:  # the reference alone: no TensorFlow needed
+        import torch
+
+        gpus = [0] if torch.cuda.is_available() else []
+        device = f"GPU ({torch.cuda.get_device_name(0)})" if gpus else f"CPU ({os.cpu_count()} cores)"
+        versions = f"torch {torch.__version__}"
+    batch_size = args.batch_size or (32 if gpus else 4)
+    if options:
+        from lgh_tf.data.synthetic import load_synthetic
+
+        # Generate the synthetic splits the children read once, before they race for them.
+        load_synthetic(args.cache_dir, "train")
+        for size in {batch_size, args.memory_batch} - {0}:
+            load_synthetic(args.cache_dir, "test", num_samples=max(size, 8))
     print(f"train step, stage full, {network_name(args)} {args.input_size}x{args.input_size}, batch {batch_size}, "
-          f"{args.steps} timed steps, {device}, TF {tf.__version__}", flush=True)
+          f"{args.repeats} rounds x {args.steps} timed steps per option, {device}, {versions}", flush=True)
+    if reference_problem:
+        print(f"reference (the authors' PyTorch step) not timed: {reference_problem}", flush=True)
 
-    rows = []
-    for option in options:
-        result = _run_child(args, option, batch_size, args.steps)
-        rows.append((option, result))
-        print(f"  {option}: {result}", flush=True)
-    pipeline = _run_child(args, "pipeline", batch_size, 0)
-    print(f"  pipeline: {pipeline}", flush=True)
+    rows, reference, reference_problem = side_by_side(args, options, batch_size, reference_problem)
+    pipeline = {}
+    if options and not args.no_pipeline:
+        pipeline = _run_child(args, "pipeline", batch_size, 0)
+        print(f"  pipeline: {pipeline}", flush=True)
 
-    header = ("option", "images/s", "ms/step", "x default", "first step s", "peak RSS MiB", "GPU peak MiB",
-              "loss")
+    header = ("option", "images/s (rounds' min-max)", "ms/step", "x default", "x reference (min-max)",
+              "first step s (CPU s)", "build s", "peak RSS MiB", "GPU peak MiB", "loss")
     print_table(header, rows, "default", lambda option, r, ratio, gpu: [
-        option, f"{r['images_per_s']:.2f}", f"{r['step_ms']:.0f}", ratio, f"{r['first_step_s']:.1f}",
-        f"{r['peak_rss_mb']:.0f}", gpu, f"{r['loss']:.4g}"])
+        option, spread(r["rounds"]), f"{r['step_ms']:.0f}", ratio, spread(r["ratios"]),
+        f"{r['first_step_s']:.1f} ({r['first_step_cpu_s']:.1f})", f"{r['build_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
+        gpu, f"{r['loss']:.4g}"])
+    if reference:
+        print(f"| reference (authors' PyTorch, float32) | {spread(reference['rounds'])} | {reference['step_ms']:.0f} | "
+              f"- | 1 | {reference['first_step_s']:.1f} ({reference['first_step_cpu_s']:.1f}) | "
+              f"{reference['build_s']:.1f} | {reference['peak_rss_mb']:.0f} | - | {reference['loss']:.4g} |")
+        print("\nx reference: our images/s over the reference's in the same round (ours and the reference "
+              "alternate, each in its own process); both steps run stage 2 of the paper's network (K=3, "
+              "fusion) with an Eq. 10-shaped loss and three Adams.")
+    elif reference_problem:
+        print(f"\nreference not timed: {reference_problem}")
     if "images_per_s" in pipeline:
         best = max((r["images_per_s"] for _, r in rows if "images_per_s" in r), default=0.0)
         verdict = "the pipeline is not the bottleneck" if pipeline["images_per_s"] > best else "PIPELINE-BOUND"
         print(f"\ninput pipeline (augmentation on, batch {batch_size}): {pipeline['images_per_s']:.1f} images/s "
               f"= {pipeline['images_per_s'] / best:.1f}x the fastest train step ({verdict})" if best else "")
-    if args.memory_batch:
+    if args.memory_batch and options:
         memory = _run_child(args, "default", args.memory_batch, 1)
         if "error" in memory:
             print(f"peak memory at batch {args.memory_batch}: failed ({memory['error'][:300]})")
@@ -289,6 +599,33 @@ def print_table(header, rows, base_key, cells):
         ratio = f"{r['images_per_s'] / base:.2f}" if base else "-"
         gpu = f"{r['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in r else "-"
         print("| " + " | ".join(str(cell) for cell in cells(key, r, ratio, gpu)) + " |")
+
+
+def _main_breakdown(args) -> int:
+    """Where the float32 step's time goes: each part of PARTS timed in its own process, wall and CPU."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from lgh_tf.data.synthetic import load_synthetic
+
+    batch_size = args.batch_size or (32 if tf.config.list_physical_devices("GPU") else 4)
+    load_synthetic(args.cache_dir, "test", num_samples=max(batch_size, 8))
+    print(f"train step breakdown, float32, stage full, {network_name(args)} {args.input_size}x{args.input_size}, "
+          f"batch {batch_size}, {args.steps} timed steps per part, TF {tf.__version__}", flush=True)
+    rows = []
+    for part in PARTS:
+        result = _run_child(args, f"part:{part}", batch_size, args.steps)
+        rows.append((part, result))
+        print(f"  {part}: {result}", flush=True)
+    header = ("part", "ms/step (median)", "CPU ms/step", "x step (CPU)", "first step s", "first step CPU s")
+    step_cpu = dict(rows).get("step", {}).get("step_cpu_ms")
+    print_table(header, rows, "step", lambda part, r, ratio, gpu: [
+        part, f"{r['step_ms']:.0f}", f"{r['step_cpu_ms']:.0f}",
+        f"{r['step_cpu_ms'] / step_cpu:.2f}" if step_cpu else "-", f"{r['first_step_s']:.1f}",
+        f"{r['first_step_cpu_s']:.1f}"])
+    print("\nbatch norm's share = step - no_batchnorm; the optimizers' = step - forward_backward (or the "
+          "optimizers row alone); the backward pass = forward_backward - forward. CPU ms count both cores.")
+    return 0
 
 
 def _main_mirrored(args) -> int:

@@ -30,6 +30,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/: bench_report
+from bench_report import add_markdown_flag, run_main  # noqa: E402
+
 
 class TimedPredictor:
     """Wraps a Predictor, counting calls and network time."""
@@ -79,6 +82,7 @@ def main(argv=None):
     parser.add_argument("--search_iterations", type=int, default=4)
     parser.add_argument("--representative_samples", type=int, default=16)
     parser.add_argument("--cache_dir", default="cache")
+    add_markdown_flag(parser)
     args = parser.parse_args(argv)
 
     from lgh_tf import predict, video
@@ -120,4 +124,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_main("bench_video", main))

@@ -8,12 +8,10 @@ in PyTorch terms (0.9 in Keras terms).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
-
-if TYPE_CHECKING:
-    import tensorflow as tf
+import tensorflow as tf
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -25,9 +23,46 @@ def batch_norm(
     """A BatchNorm with the reference's epsilon and momentum; ``synchronized``: statistics over the
     global batch under tf.distribute (Keras all-reduces them per layer and step); ``dtype``: the
     owning layer's dtype policy."""
-    return keras.layers.BatchNormalization(
+    return FusedBatchNormalization(
         epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=synchronized, name=name, dtype=dtype
     )
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """Keras' BatchNormalization, whose training step on NHWC maps is one fused kernel.
+
+    Keras 3 normalises with separate moment, subtract, scale ops and differentiates each: about 20
+    ops per layer and step, forward and backward. ``FusedBatchNormV3`` does the same arithmetic
+    (batch statistics, biased variance in the normalisation) in one op with a one-op gradient. The
+    moving statistics follow Keras' update exactly (biased batch variance); inference, synchronized
+    statistics and other ranks use Keras' own path, so weights, variables and outputs are the same.
+    """
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
+        if not (training and self.trainable) or mask is not None or self.synchronized or self.renorm \
+                or len(inputs.shape) != 4 or self.axis not in (-1, 3) or keras.backend.backend() != "tensorflow":
+            return super().call(inputs, training=training, mask=mask)
+        # The kernel keeps its statistics and arithmetic in float32 and rounds only its output, as
+        # Keras does around its float32 computation: bfloat16 / float16 maps go in uncast.
+        x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
+        gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([x.shape[-1]], tf.float32)
+        beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([x.shape[-1]], tf.float32)
+        empty = tf.constant([], tf.float32)
+        y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=self.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        # The kernel returns the Bessel-corrected variance; Keras' moving average takes the biased one.
+        static = x.shape[:-1]
+        if static.is_fully_defined():
+            count = float(static.num_elements())
+            variance = variance * ((count - 1.0) / max(count, 1.0))
+        else:
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+            variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return tf.cast(y, self.compute_dtype)
 
 
 def channels_to(shape: Sequence[int | None], channels: int) -> tuple[int | None, ...]:

@@ -1,0 +1,79 @@
+"""The training step's fused kernels compute what Keras computes: FusedBatchNormalization against
+keras.layers.BatchNormalization (outputs, gradients, moving statistics), FusedAdam against
+keras.optimizers.Adam (weights and every slot after several steps of a schedule)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lgh_tf.model.layers import FusedBatchNormalization, batch_norm
+from lgh_tf.training.task import FusedAdam
+
+
+def _bn_step(layer, x, training=True):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.sin(x))  # a non-trivial upstream gradient
+    dx, dgamma, dbeta = tape.gradient(loss, [x, layer.gamma, layer.beta])
+    return [np.asarray(t, np.float32) for t in (y, dx, dgamma, dbeta, layer.moving_mean, layer.moving_variance)]
+
+
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16"])
+def test_fused_batch_norm_matches_keras(dtype):
+    x = tf.random.stateless_normal((3, 5, 7, 6), seed=(1, 2)) * 3.0 + 1.0
+    rng = np.random.default_rng(0)
+    gamma, beta = rng.normal(size=6).astype("float32"), rng.normal(size=6).astype("float32")
+    results = []
+    for cls in (keras.layers.BatchNormalization, FusedBatchNormalization):
+        layer = cls(epsilon=1e-5, momentum=0.9, dtype=dtype)
+        layer.build(x.shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+        results.append(_bn_step(layer, x) + [np.asarray(layer(x, training=False), np.float32)])
+    # bfloat16 outputs differ by at most one bfloat16 step (2^-8 relative) where rounding falls apart.
+    output_tol = 1e-5 if dtype is None else 2.0**-7
+    names = ("y", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance", "inference y")
+    for name, keras_value, fused_value in zip(names, *results):
+        tol = output_tol if name in ("y", "dx", "inference y") else 1e-5
+        np.testing.assert_allclose(fused_value, keras_value, rtol=tol, atol=tol * np.abs(keras_value).max(),
+                                   err_msg=name)
+    # The moving variance takes the biased batch variance (Keras' update, not the kernel's Bessel one)
+    # of the input as the layer sees it (rounded to its compute dtype).
+    seen = np.asarray(tf.cast(tf.cast(x, layer.compute_dtype), tf.float32))
+    expected = 0.9 * 1.0 + 0.1 * np.var(seen, axis=(0, 1, 2))
+    np.testing.assert_allclose(results[1][5], expected, rtol=1e-5)
+
+
+def test_batch_norm_factory_keeps_keras_paths_where_the_kernel_does_not_apply():
+    layer = batch_norm("bn", synchronized=True)
+    assert isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized
+    config = batch_norm("bn").get_config()
+    assert config["epsilon"] == 1e-5 and config["momentum"] == 0.9
+    restored = FusedBatchNormalization.from_config(config)
+    assert restored.epsilon == 1e-5
+
+
+def test_fused_adam_matches_keras_adam_over_a_schedule():
+    rng = np.random.default_rng(0)
+    shapes = [(3, 3, 4, 5), (5,), ()]
+    init = [rng.normal(size=s).astype("float32") for s in shapes]
+    grads = [[rng.normal(size=s).astype("float32") for s in shapes] for _ in range(4)]
+    final = []
+    for cls in (keras.optimizers.Adam, FusedAdam):
+        variables = [keras.Variable(v) for v in init]
+        optimizer = cls(keras.optimizers.schedules.CosineDecay(1e-2, 10))
+        optimizer.build(variables)
+
+        @tf.function
+        def step(gs):
+            optimizer.apply_gradients(zip(gs, variables))  # noqa: B023 (called in this iteration only)
+
+        for g in grads:
+            step([tf.constant(x) for x in g])
+        final.append([v.numpy() for v in variables] + [v.numpy() for v in optimizer.variables])
+    assert len(final[0]) == len(final[1])  # the same slots: checkpoints keep their format
+    for keras_value, fused_value in zip(*final):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(final[1][0], init[0])  # it moved
