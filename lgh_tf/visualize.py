@@ -93,6 +93,63 @@ def grouping_text(groups):
     )
 
 
+def grouping_firmness_text(probabilities):
+    """One line per joint: its group (argmax), softmax(theta) of that group and the margin over the
+    runner-up. ``probabilities`` (21, K), e.g. ``selector_log.firmness(theta)["probabilities"]``."""
+    probabilities = np.asarray(probabilities, np.float64)
+    ordered = np.sort(probabilities, axis=-1)
+    margin = ordered[:, -1] - (ordered[:, -2] if probabilities.shape[-1] > 1 else 0.0)
+    lines = [f"{'joint':<12} group  p(group)  margin"]
+    for joint, p in enumerate(probabilities):
+        name = JOINT_NAMES[joint] if joint < len(JOINT_NAMES) else str(joint)
+        lines.append(f"{name:<12} {p.argmax() + 1:>5}  {p.max():8.3f}  {margin[joint]:6.3f}")
+    return "\n".join(lines)
+
+
+def selector_trajectories_figure(steps, probabilities, settled=None, tau=None, title=""):
+    """softmax(theta) of every joint against the step: one panel per joint (a line per group, in
+    the groups' colours), a dashed line where the joint's group settled (``settled`` (N,) steps,
+    -1: not settled). ``tau`` (T,) adds the temperature in grey on a second axis. RGB uint8."""
+    steps = np.asarray(steps, float)
+    probabilities = np.asarray(probabilities, float)
+    num_joints, num_groups = probabilities.shape[1:]
+    columns = 7
+    rows = -(-num_joints // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 1.7 * rows + 0.5), dpi=100,
+                                sharex=True, sharey=True, squeeze=False)
+    for joint, axis in enumerate(axes.flat):
+        if joint >= num_joints:
+            axis.axis("off")
+            continue
+        for k in range(num_groups):
+            axis.plot(steps, probabilities[:, joint, k], color=GROUP_COLOURS[k % len(GROUP_COLOURS)],
+                      linewidth=1.2)
+        name = JOINT_NAMES[joint] if num_joints == NUM_JOINTS else f"output {joint}"
+        if settled is not None and settled[joint] >= 0:
+            axis.axvline(settled[joint], color="black", linestyle="--", linewidth=0.8)
+            name += f" @{int(settled[joint])}"
+        elif settled is not None:
+            name += " (not settled)"
+        if tau is not None and len(tau) == len(steps):
+            twin = axis.twinx()
+            twin.plot(steps, np.asarray(tau, float), color="#999999", linewidth=0.7)
+            twin.set_ylim(0, max(float(np.max(tau)), 1e-6) * 1.05)
+            twin.set_yticks([])
+        axis.set_title(name, fontsize=7)
+        axis.set_ylim(0, 1.02)
+        axis.tick_params(labelsize=6)
+        axis.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=GROUP_COLOURS[k % len(GROUP_COLOURS)], label=f"group {k + 1}")
+               for k in range(num_groups)]
+    if tau is not None:
+        handles.append(plt.Line2D([], [], color="#999999", label="tau (own scale)"))
+    handles.append(plt.Line2D([], [], color="black", linestyle="--", label="settled"))
+    figure.legend(handles=handles, loc="lower right", fontsize=7, ncol=len(handles), frameon=False)
+    figure.suptitle(title or "softmax(theta) per joint", fontsize=9)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    return figure_to_array(figure)
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation curves and prediction pictures
 # ---------------------------------------------------------------------------------------------

@@ -209,14 +209,22 @@ RESUME_FIXED = {
 }
 
 
+_FIELD_DEFAULTS = {
+    section: {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    for section, cls in (("model", ModelConfig), ("optim", OptimConfig), ("train", TrainConfig))
+}
+
+
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """["section.key: stored -> current", ...] for the RESUME_FIXED entries that differ."""
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
     differences = []
     for section, keys in RESUME_FIXED.items():
         old, new = stored.get(section, {}), current.get(section, {})
+        defaults = _FIELD_DEFAULTS.get(section, {})
         for key in keys or sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
+            # A setting added after the stored run was made: that run had its default.
+            if old.get(key, defaults.get(key)) != new.get(key):
                 differences.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
     return differences
 
