@@ -108,43 +108,47 @@ def grouping_firmness_text(probabilities):
 
 def selector_trajectories_figure(steps, probabilities, settled=None, tau=None, title=""):
     """softmax(theta) of every joint against the step: one panel per joint (a line per group, in
-    the groups' colours), a dashed line where the joint's group settled (``settled`` (N,) steps,
-    -1: not settled). ``tau`` (T,) adds the temperature in grey on a second axis. RGB uint8."""
+    the groups' colours; for 21 joints the wrist first, then a row per finger from the tip), a
+    dashed line where the joint's group settled (``settled`` (N,) steps, -1: not settled), and
+    ``tau`` (T,) in a panel of its own. RGB uint8."""
     steps = np.asarray(steps, float)
     probabilities = np.asarray(probabilities, float)
     num_joints, num_groups = probabilities.shape[1:]
-    columns = 7
-    rows = -(-num_joints // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 1.7 * rows + 0.5), dpi=100,
-                                sharex=True, sharey=True, squeeze=False)
-    for joint, axis in enumerate(axes.flat):
-        if joint >= num_joints:
+    columns = 4 if num_joints == NUM_JOINTS else 7
+    # 21 joints: the wrist and tau in the first row, then one finger per row (RHD order).
+    slots = [0, -1] + [None, None] + list(range(1, NUM_JOINTS)) if num_joints == NUM_JOINTS else \
+        list(range(num_joints)) + [-1]
+    rows = -(-len(slots) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 1.45 * rows + 0.5), dpi=90,
+                                sharex=True, squeeze=False)
+    for slot, axis in zip(slots + [None] * (rows * columns - len(slots)), axes.flat):
+        if slot is None or (slot == -1 and tau is None):
             axis.axis("off")
             continue
+        if slot == -1:
+            axis.plot(steps, np.asarray(tau, float), color="black", linewidth=1.0)
+            axis.set_title("tau", fontsize=7)
+            axis.tick_params(labelsize=6)
+            axis.grid(alpha=0.3)
+            continue
+        joint = slot
         for k in range(num_groups):
             axis.plot(steps, probabilities[:, joint, k], color=GROUP_COLOURS[k % len(GROUP_COLOURS)],
-                      linewidth=1.2)
+                      linewidth=1.0)
         name = JOINT_NAMES[joint] if num_joints == NUM_JOINTS else f"output {joint}"
         if settled is not None and settled[joint] >= 0:
             axis.axvline(settled[joint], color="black", linestyle="--", linewidth=0.8)
-            name += f" @{int(settled[joint])}"
+            name += f", settled @{int(settled[joint])}"
         elif settled is not None:
-            name += " (not settled)"
-        if tau is not None and len(tau) == len(steps):
-            twin = axis.twinx()
-            twin.plot(steps, np.asarray(tau, float), color="#999999", linewidth=0.7)
-            twin.set_ylim(0, max(float(np.max(tau)), 1e-6) * 1.05)
-            twin.set_yticks([])
+            name += ", not settled"
         axis.set_title(name, fontsize=7)
         axis.set_ylim(0, 1.02)
         axis.tick_params(labelsize=6)
         axis.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=GROUP_COLOURS[k % len(GROUP_COLOURS)], label=f"group {k + 1}")
                for k in range(num_groups)]
-    if tau is not None:
-        handles.append(plt.Line2D([], [], color="#999999", label="tau (own scale)"))
-    handles.append(plt.Line2D([], [], color="black", linestyle="--", label="settled"))
-    figure.legend(handles=handles, loc="lower right", fontsize=7, ncol=len(handles), frameon=False)
+    handles.append(plt.Line2D([], [], color="black", linestyle="--", label="settled (argmax fixed, p > 0.9)"))
+    figure.legend(handles=handles, loc="lower center", fontsize=7, ncol=len(handles), frameon=False)
     figure.suptitle(title or "softmax(theta) per joint", fontsize=9)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure_to_array(figure)

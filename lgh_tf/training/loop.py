@@ -26,6 +26,7 @@ from lgh_tf import files, visualize
 from lgh_tf.config import ModelConfig, OptimConfig, TrainConfig  # TrainConfig: also importable from here
 from lgh_tf.model.io import first_line, restore_checkpoint
 from lgh_tf.model.network import LearnableGroupsNet
+from lgh_tf.training import selector_log
 from lgh_tf.training.task import HandPoseTask
 
 # The coordination service's default (10 s) aborted two workers on one busy 2-core host while they
@@ -460,6 +461,8 @@ def train(
                 GroupingCallback(task, log_dir),
                 LearningCurvesCallback(task, c.model_dir, history, title),
             ]
+            if optim.stage == "full" and task.network.selector.fixed_groups is None and model_config.num_groups > 1:
+                callbacks.append(selector_log.SelectorLogCallback(task, c.model_dir))  # selector_log.npz
         task.fit(
             dataset,
             epochs=total_epochs,

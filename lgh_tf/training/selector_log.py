@@ -10,7 +10,9 @@ assignment is now (docs/selector.md).
 
 from __future__ import annotations
 
+import logging
 import os
+import zipfile
 from typing import Any
 
 import keras
@@ -66,8 +68,14 @@ def firmness(theta: np.ndarray) -> dict[str, np.ndarray]:
 def read_log(path: str, up_to_step: int | None = None) -> dict[str, np.ndarray]:
     """``{"step": (T,), "tau": (T,), "probabilities": (T, N, K)}`` of a selector log, the records
     after ``up_to_step`` dropped (a resume continues from its checkpoint's step)."""
-    with np.load(path) as data:
-        log = {name: np.asarray(data[name]) for name in ("step", "tau", "probabilities")}
+    try:
+        with np.load(path) as data:
+            log = {name: np.asarray(data[name]) for name in ("step", "tau", "probabilities")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable selector log ({type(error).__name__}: {error})") from None
+    if log["probabilities"].ndim != 3 or not len(log["step"]) == len(log["tau"]) == len(log["probabilities"]):
+        raise ValueError(f"{path} is not a selector log: arrays of shapes "
+                         f"{[v.shape for v in log.values()]}")
     if up_to_step is not None:
         keep = log["step"] <= up_to_step
         log = {name: values[keep] for name, values in log.items()}
@@ -118,10 +126,14 @@ class SelectorLogCallback(keras.callbacks.Callback):
         start = int(self.task.step.numpy())
         self.steps, self.taus, self.probabilities = [], [], []
         if start and os.path.exists(self.path):
-            log = read_log(self.path, up_to_step=start)
-            self.steps = [int(s) for s in log["step"]]
-            self.taus = [float(t) for t in log["tau"]]
-            self.probabilities = list(log["probabilities"])
+            try:
+                log = read_log(self.path, up_to_step=start)
+            except ValueError as error:  # the log is a picture aid: never stop a training run for it
+                logging.warning("%s; starting a new selector log at step %d", error, start)
+            else:
+                self.steps = [int(s) for s in log["step"]]
+                self.taus = [float(t) for t in log["tau"]]
+                self.probabilities = list(log["probabilities"])
         self._record()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
