@@ -106,18 +106,23 @@ def grouping_firmness_text(probabilities):
     return "\n".join(lines)
 
 
-def selector_trajectories_figure(steps, probabilities, settled=None, tau=None, title=""):
+def selector_trajectories_figure(steps, probabilities, settled=None, tau=None, title="", names=None, order=None,
+                                 columns=7):
     """softmax(theta) of every joint against the step: one panel per joint (a line per group, in
-    the groups' colours; for 21 joints the wrist first, then a row per finger from the tip), a
+    the groups' colours; hand joints: the wrist first, then a row per finger from the tip), a
     dashed line where the joint's group settled (``settled`` (N,) steps, -1: not settled), and
-    ``tau`` (T,) in a panel of its own. RGB uint8."""
+    ``tau`` (T,) in a panel of its own. Other outputs: ``names`` (N,) and the panel ``order``
+    (joint indices, row by row, ``columns`` to a row; None: empty slot). RGB uint8."""
     steps = np.asarray(steps, float)
     probabilities = np.asarray(probabilities, float)
     num_joints, num_groups = probabilities.shape[1:]
-    columns = 4 if num_joints == NUM_JOINTS else 7
-    # 21 joints: the wrist and tau in the first row, then one finger per row (RHD order).
-    slots = [0, -1] + [None, None] + list(range(1, NUM_JOINTS)) if num_joints == NUM_JOINTS else \
-        list(range(num_joints)) + [-1]
+    hand = names is None and order is None and num_joints == NUM_JOINTS
+    if hand:  # the wrist and tau in the first row, then one finger per row (RHD order)
+        columns, names = 4, JOINT_NAMES
+        slots = [0, -1, None, None] + list(range(1, NUM_JOINTS))
+    else:
+        names = names or [f"output {j}" for j in range(num_joints)]
+        slots = list(range(num_joints) if order is None else order) + [-1]
     rows = -(-len(slots) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 1.45 * rows + 0.5), dpi=90,
                                 sharex=True, squeeze=False)
@@ -135,7 +140,7 @@ def selector_trajectories_figure(steps, probabilities, settled=None, tau=None, t
         for k in range(num_groups):
             axis.plot(steps, probabilities[:, joint, k], color=GROUP_COLOURS[k % len(GROUP_COLOURS)],
                       linewidth=1.0)
-        name = JOINT_NAMES[joint] if num_joints == NUM_JOINTS else f"output {joint}"
+        name = names[joint]
         if settled is not None and settled[joint] >= 0:
             axis.axvline(settled[joint], color="black", linestyle="--", linewidth=0.8)
             name += f", settled @{int(settled[joint])}"

@@ -506,14 +506,19 @@ def figures(results, settings, seeds, image_dir):
     paths.append(files.write_png(os.path.join(image_dir, "planted_groups.png"), visualize.figure_to_array(figure)))
 
     seed = seeds[0]
-    shown = [n for n in ("default", "lr0.01", "per_image", "sgd") if n in settings and (n, seed) in results]
-    for name in shown[:1] + [n for n in shown[1:]]:
+    world = make_world(seed)
+    # One row per planted task: a recovered partition shows one colour per row.
+    order = [j for t in range(NUM_TASKS) for j in np.flatnonzero(world.task_of_output == t)]
+    names = [f"output {j} (task {world.task_of_output[j] + 1})" for j in range(NUM_OUTPUTS)]
+    for name in ("default", "lr0.01", "slow_tau", "sgd"):
+        if name not in settings:
+            continue
         r = results[(name, seed)]
         rec = r["records"]
         picture = visualize.selector_trajectories_figure(
             rec["step"], rec["probabilities"], r["settled"], rec["tau"],
-            f"planted problem, setting {name}, seed {seed}: softmax(theta) per output (ARI {r['ari']:.2f}); "
-            f"colours: group index")
+            f"planted problem, setting {name}, seed {seed} (ARI {r['ari']:.2f}): softmax(theta) per output, "
+            "one row per planted task", names=names, order=order)
         paths.append(files.write_png(os.path.join(image_dir, f"planted_theta_{name.replace('.', '')}.png"), picture))
 
     # Why the default commits early: |dL/dtheta| against |theta step|, and when branches specialise.
@@ -592,6 +597,8 @@ def main(argv=None):
             for key, value in r["records"].items():
                 arrays[f"{name}/{seed}/{key}"] = value
             arrays[f"{name}/{seed}/labels"] = r["labels"]
+            for key in ("ari", "rmse", "seconds"):
+                arrays[f"{name}/{seed}/{key}"] = np.asarray(r[key])
             if "affinity" in r:
                 arrays[f"{name}/{seed}/affinity"] = r["affinity"]
         print("wrote", files.save_npz(os.path.join(args.runs_dir, "planted_runs.npz"), **arrays))
