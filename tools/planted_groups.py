@@ -380,7 +380,7 @@ def machine():
     try:
         commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, check=True).stdout.strip()
-        if subprocess.run(["git", "-C", REPO, "status", "--porcelain"], capture_output=True,
+        if subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                           text=True).stdout.strip():
             commit += " (with uncommitted changes)"
     except (OSError, subprocess.CalledProcessError):
