@@ -16,6 +16,8 @@ standard deviations) with that hard partition, as at inference.
 Settings (the same world, budget and seeds for all; ``--settings`` picks some):
   planted        the planted partition, fixed (the best a grouping can do)
   k1             one branch for all outputs (K = 1, the paper's baseline)
+  random         a random partition into 3 groups of 7, fixed (what three branches give without
+                 the right grouping)
   default        the paper's selector: one Concrete draw per batch, Adam lr_selector 0.1
   lr0.01         theta's Adam learning rate 0.01 (``--lr_selector``)
   slow_tau       tau falling 4x slower (``--temperature_every``)
@@ -79,6 +81,7 @@ class Setting:
 SETTINGS = {s.name: s for s in (
     Setting("planted", grouping="planted"),
     Setting("k1", grouping="k1"),
+    Setting("random", grouping="random"),
     Setting("default"),
     Setting("lr0.01", lr_selector=0.01),
     Setting("slow_tau", tau_every=-4),  # negative: that many times --tau_every
@@ -341,6 +344,9 @@ def run_setting(setting, seed, args):
         fixed = world.groups()
     elif setting.grouping == "k1":
         num_groups = 1
+    elif setting.grouping == "random":
+        labels = np.random.default_rng(5000 + seed).permutation(np.repeat(np.arange(NUM_TASKS), 7))
+        fixed = [[int(j) for j in np.flatnonzero(labels == k)] for k in range(NUM_TASKS)]
     elif setting.grouping == "affinity":
         affinity = affinity_matrix(world, args, seed, args.affinity_steps)
         labels = affinity_groups(affinity)
