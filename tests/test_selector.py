@@ -10,6 +10,7 @@ import tensorflow as tf
 from conftest import small_config
 
 from lgh_tf import visualize
+from lgh_tf.config import TemperatureSchedule
 from lgh_tf.model.grouped_features import JointGroupSelector
 from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.model.recovery import combine_groups
@@ -111,10 +112,9 @@ def test_network_trains_theta_with_per_image_straight_through_draws():
 
 
 def _fake_task(theta, step):
-    network = types.SimpleNamespace(
-        selector=types.SimpleNamespace(theta=tf.Variable(theta, dtype=tf.float32)),
-        temperature=tf.Variable(5.0))
-    return types.SimpleNamespace(network=network, step=tf.Variable(step, dtype=tf.int64))
+    network = types.SimpleNamespace(selector=types.SimpleNamespace(theta=tf.Variable(theta, dtype=tf.float32)))
+    optim = types.SimpleNamespace(temperature=TemperatureSchedule(5.0, 1.0, 1, 0.5))
+    return types.SimpleNamespace(network=network, optim=optim, step=tf.Variable(step, dtype=tf.int64))
 
 
 def test_selector_log_records_and_resumes(tmp_path):
@@ -126,7 +126,6 @@ def test_selector_log_records_and_resumes(tmp_path):
     for step in range(1, 7):
         thetas[step] = rng.normal(size=(21, 3))
         task.network.selector.theta.assign(thetas[step])
-        task.network.temperature.assign(5.0 - step)
         task.step.assign(step)
         callback.on_train_batch_end(step - 1)
         if step % 4 == 0:
@@ -134,7 +133,7 @@ def test_selector_log_records_and_resumes(tmp_path):
     callback.on_train_end()
     log = selector_log.read_log(str(tmp_path / selector_log.LOG_NAME))
     assert log["step"].tolist() == [0, 2, 4, 6]
-    np.testing.assert_allclose(log["tau"], [5.0, 3.0, 1.0, -1.0])
+    np.testing.assert_allclose(log["tau"], [5.0, 4.0, 2.0, 0.5])  # tau of the step before each record
     np.testing.assert_allclose(log["probabilities"][0], 1.0 / 3.0, rtol=1e-6)
     e = np.exp(thetas[4])
     np.testing.assert_allclose(log["probabilities"][2], e / e.sum(-1, keepdims=True), rtol=1e-5)

@@ -108,7 +108,9 @@ class SelectorLogCallback(keras.callbacks.Callback):
         if self.steps and self.steps[-1] == step:
             return
         self.steps.append(step)
-        self.taus.append(float(self.task.network.temperature.numpy()))
+        # tau of the last step taken (the schedule's, so step 0 of a run started from a stage-1
+        # checkpoint shows tau(0), not the restored variable).
+        self.taus.append(float(self.task.optim.temperature(max(step - 1, 0))))
         self.probabilities.append(softmax(self.task.network.selector.theta.numpy()).astype(np.float32))
 
     def log(self) -> dict[str, np.ndarray]:
