@@ -222,6 +222,7 @@ def _print_train_summary(results, model_dir):
 def run_groups():
     from lgh_tf import files, visualize
     from lgh_tf.model.io import load_model
+    from lgh_tf.training import selector_log
 
     if not FLAGS.checkpoint:
         raise app.UsageError("--mode=groups needs --checkpoint")
@@ -231,10 +232,36 @@ def run_groups():
         model = load_model(FLAGS.checkpoint)
     groups = model.groups()
     print(visualize.grouping_text(groups))
+    probabilities = None
+    if model.selector.fixed_groups is None and model.config.num_groups > 1:
+        probabilities = selector_log.firmness(model.selector.theta.numpy())["probabilities"]
+        print("\nHow firm each assignment is: softmax(theta) of its group, and the margin over the runner-up")
+        print(visualize.grouping_firmness_text(probabilities))
     files.require_directory(out_dir, "--model_dir")
     path = files.write_png(os.path.join(out_dir, "groups.png"),
-                           visualize.grouping_figure(groups, "Learned joint groups"))
+                           visualize.grouping_figure(groups, "Learned joint groups", probabilities))
     print(f"wrote {path}")
+    log_path = _selector_log_path(FLAGS.checkpoint)
+    if probabilities is not None and log_path:
+        try:
+            log = selector_log.read_log(log_path)
+        except ValueError as error:
+            print(f"skipped the selector trajectories: {error}")
+        else:
+            print(f"wrote {selector_log.write_picture(out_dir, log, f'softmax(theta) per joint, {log_path}')}")
+
+
+def _selector_log_path(checkpoint):
+    """The selector_log.npz of the training directory that ``checkpoint`` (the directory, its
+    checkpoints/ folder or a prefix inside it) belongs to, or None."""
+    from lgh_tf.training.selector_log import LOG_NAME
+
+    path = os.path.abspath(checkpoint)
+    for folder in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        candidate = os.path.join(folder, LOG_NAME)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def run_eval():

@@ -33,6 +33,10 @@ flags.DEFINE_integer("backbone_filters", 256, "Hourglass width.")
 flags.DEFINE_integer("hourglass_depth", 4, "Hourglass levels (the paper's: 4); input_size a multiple of 4 * 2**depth.")
 flags.DEFINE_integer("group_channels", 32, "Width of each group branch.")
 flags.DEFINE_integer("trunk_hidden", 128, "Width of the trunk into the groups.")
+flags.DEFINE_enum("selector_sample", "batch", ["batch", "image"], "Concrete draws of the selector S while training: "
+                  "one per batch (the paper's Eq. 8) or one per image (docs/selector.md).")
+flags.DEFINE_boolean("selector_straight_through", False, "Train the selector with a straight-through hard sample: "
+                     "forward one_hot(argmax draw), backward the relaxed draw's gradient (docs/selector.md).")
 flags.DEFINE_boolean("sync_batch_norm", False, "With --strategy=mirrored|multi_worker: BatchNorm statistics over the "
                      "global batch (all-reduced every layer and step) instead of each replica's share.")
 

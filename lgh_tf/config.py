@@ -34,6 +34,11 @@ class ModelConfig:
     trunk_hidden: int = 128
     initial_temperature: float = 5.0  # tau at step 0 (paper: 5)
     selector_seed: int | None = None
+    # How the selector draws S while training (docs/selector.md; the defaults are the paper's):
+    # "batch" one Concrete sample per batch (Eq. 8) or "image" one per image; straight_through:
+    # forward with the draw's one-hot argmax, backward through the relaxed draw.
+    selector_sample: str = "batch"
+    selector_straight_through: bool = False
     # BatchNorm statistics over the global batch under tf.distribute (all-reduced per layer per
     # step) instead of each replica's own share; no effect on one device.
     sync_batch_norm: bool = False
@@ -41,6 +46,8 @@ class ModelConfig:
     def validate(self):
         if not 1 <= self.num_groups <= self.num_joints:
             raise ValueError(f"num_groups must be in 1..{self.num_joints}, got {self.num_groups}")
+        if self.selector_sample not in ("batch", "image"):
+            raise ValueError(f"selector_sample must be 'batch' or 'image', got {self.selector_sample!r}")
         if self.grouping not in ("learned", "manual"):
             raise ValueError(f"grouping must be 'learned' or 'manual', got {self.grouping!r}")
         if self.grouping == "manual" and self.num_groups != 3:

@@ -93,6 +93,72 @@ def grouping_text(groups):
     )
 
 
+def grouping_firmness_text(probabilities):
+    """One line per joint: its group (argmax), softmax(theta) of that group and the margin over the
+    runner-up. ``probabilities`` (21, K), e.g. ``selector_log.firmness(theta)["probabilities"]``."""
+    probabilities = np.asarray(probabilities, np.float64)
+    ordered = np.sort(probabilities, axis=-1)
+    margin = ordered[:, -1] - (ordered[:, -2] if probabilities.shape[-1] > 1 else 0.0)
+    lines = [f"{'joint':<12} group  p(group)  margin"]
+    for joint, p in enumerate(probabilities):
+        name = JOINT_NAMES[joint] if joint < len(JOINT_NAMES) else str(joint)
+        lines.append(f"{name:<12} {p.argmax() + 1:>5}  {p.max():8.3f}  {margin[joint]:6.3f}")
+    return "\n".join(lines)
+
+
+def selector_trajectories_figure(steps, probabilities, settled=None, tau=None, title="", names=None, order=None,
+                                 columns=7):
+    """softmax(theta) of every joint against the step: one panel per joint (a line per group, in
+    the groups' colours; hand joints: the wrist first, then a row per finger from the tip), a
+    dashed line where the joint's group settled (``settled`` (N,) steps, -1: not settled), and
+    ``tau`` (T,) in a panel of its own. Other outputs: ``names`` (N,) and the panel ``order``
+    (joint indices, row by row, ``columns`` to a row; None: empty slot). RGB uint8."""
+    steps = np.asarray(steps, float)
+    probabilities = np.asarray(probabilities, float)
+    num_joints, num_groups = probabilities.shape[1:]
+    hand = names is None and order is None and num_joints == NUM_JOINTS
+    if hand:  # the wrist and tau in the first row, then one finger per row (RHD order)
+        columns, names = 4, JOINT_NAMES
+        slots = [0, -1, None, None] + list(range(1, NUM_JOINTS))
+    else:
+        names = names or [f"output {j}" for j in range(num_joints)]
+        slots = list(range(num_joints) if order is None else order) + [-1]
+    rows = -(-len(slots) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 1.45 * rows + 0.5), dpi=90,
+                                sharex=True, squeeze=False)
+    for slot, axis in zip(slots + [None] * (rows * columns - len(slots)), axes.flat):
+        if slot is None or (slot == -1 and tau is None):
+            axis.axis("off")
+            continue
+        if slot == -1:
+            axis.plot(steps, np.asarray(tau, float), color="black", linewidth=1.0)
+            axis.set_title("tau", fontsize=7)
+            axis.tick_params(labelsize=6)
+            axis.grid(alpha=0.3)
+            continue
+        joint = slot
+        for k in range(num_groups):
+            axis.plot(steps, probabilities[:, joint, k], color=GROUP_COLOURS[k % len(GROUP_COLOURS)],
+                      linewidth=1.0)
+        name = names[joint]
+        if settled is not None and settled[joint] >= 0:
+            axis.axvline(settled[joint], color="black", linestyle="--", linewidth=0.8)
+            name += f", settled @{int(settled[joint])}"
+        elif settled is not None:
+            name += ", not settled"
+        axis.set_title(name, fontsize=7)
+        axis.set_ylim(0, 1.02)
+        axis.tick_params(labelsize=6)
+        axis.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=GROUP_COLOURS[k % len(GROUP_COLOURS)], label=f"group {k + 1}")
+               for k in range(num_groups)]
+    handles.append(plt.Line2D([], [], color="black", linestyle="--", label="settled (argmax fixed, p > 0.9)"))
+    figure.legend(handles=handles, loc="lower center", fontsize=7, ncol=len(handles), frameon=False)
+    figure.suptitle(title or "softmax(theta) per joint", fontsize=9)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    return figure_to_array(figure)
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation curves and prediction pictures
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import small_config
 from test_task import make_batch
 
-from lgh_tf.training import loop
+from lgh_tf.training import loop, selector_log
 from lgh_tf.training.schedules import TemperatureSchedule
 from lgh_tf.training.task import OptimConfig
 
@@ -37,7 +37,7 @@ def _picture(path):
 
 
 def test_short_run_writes_learning_curves_and_groups_and_resumes_them(tmp_path):
-    _, results = _train(tmp_path, steps=4)
+    task, results = _train(tmp_path, steps=4)
     history = json.loads((tmp_path / "learning_curves.json").read_text())
     train, held_out = history["train"], history["eval"]
     assert train["step"] == [1, 2, 3, 4]
@@ -54,11 +54,21 @@ def test_short_run_writes_learning_curves_and_groups_and_resumes_them(tmp_path):
     groups = _picture(tmp_path / "groups.png")
     assert groups.shape[0] > 200 and groups.std() > 10
     assert not list(tmp_path.glob("*.tmp*"))
+    # The selector's log: softmax(theta) at step 0 (1/K everywhere) and at every checkpoint.
+    log = selector_log.read_log(str(tmp_path / "selector_log.npz"))
+    assert log["step"].tolist() == [0, 2, 4] and log["probabilities"].shape == (3, 21, 3)
+    np.testing.assert_allclose(log["probabilities"][0], 1.0 / 3.0, rtol=1e-6)
+    np.testing.assert_allclose(log["tau"], [5.0, 4.0, 2.0])  # tau of the last step before each record
+    theta = task.network.selector.theta.numpy()
+    np.testing.assert_allclose(log["probabilities"][-1], selector_log.softmax(theta), rtol=1e-5)
+    assert np.abs(log["probabilities"][-1] - 1.0 / 3.0).max() > 1e-3  # theta moved
+    assert _picture(tmp_path / "selector_trajectories.png").std() > 10
 
     _train(tmp_path, steps=6)  # resumes at step 4: the curves continue, nothing twice
     history = json.loads((tmp_path / "learning_curves.json").read_text())
     assert history["train"]["step"] == [1, 2, 3, 4, 5, 6]
     assert history["eval"]["step"] == [0, 2, 4, 6]
+    assert selector_log.read_log(str(tmp_path / "selector_log.npz"))["step"].tolist() == [0, 2, 4, 6]
 
 
 def test_pretraining_run_draws_2d_curves_without_groups(tmp_path):

@@ -112,6 +112,21 @@ def test_train_runs_real_steps_on_an_stb_fixture(trained_run, tmp_path):
 
     picture = cv2.imread(str(tmp_path / "groups" / "groups.png"))
     assert picture is not None and picture.shape[0] > 200 and picture.std() > 10
+    # How firm each assignment is: per joint its group, softmax(theta) and the margin, as loaded.
+    from lgh_tf.model.io import load_model
+    from lgh_tf.training import selector_log
+
+    firm = selector_log.firmness(load_model(str(trained_run.model_dir)).selector.theta.numpy())
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:4] == ["joint", "group", "p(group)", "margin"])
+    for joint, line in enumerate(lines[header + 1:header + 22]):
+        _, group, probability, margin = line.split()
+        assert int(group) == firm["group"][joint] + 1
+        assert float(probability) == pytest.approx(firm["probability"][joint], abs=6e-4)
+        assert float(margin) == pytest.approx(firm["margin"][joint], abs=6e-4)
+    # The run's selector log (selector_log.npz) drawn as trajectories.
+    trajectories = cv2.imread(str(tmp_path / "groups" / "selector_trajectories.png"))
+    assert trajectories is not None and trajectories.std() > 10
 
 
 def test_dataset_flagfile_is_prepended_unless_a_flagfile_is_given():

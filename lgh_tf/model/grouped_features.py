@@ -324,6 +324,13 @@ class JointGroupSelector(keras.layers.Layer):
       "hard":   one_hot(argmax theta): every joint in exactly one group (Eqs. 6-7; inference default).
     With ``fixed_groups`` (a tuple of joint-index tuples) the selector is that constant partition
     and holds no logits (the paper's "Manual" grouping).
+
+    Options of the "sample" mode that the paper does not use (docs/selector.md; defaults = paper):
+      ``sample_per_image``: one Concrete draw per image, (B, N, K) with ``batch_size=B``, instead of
+        one draw shared by the whole batch: the gradient on theta averages B draws' noise.
+      ``straight_through``: the forward pass uses the draw's one-hot argmax (each joint read from
+        exactly one group, as at inference), the backward pass the relaxed draw's gradient
+        (straight-through Gumbel-softmax, Jang et al. 2017).
     """
 
     def __init__(
@@ -332,11 +339,15 @@ class JointGroupSelector(keras.layers.Layer):
         num_groups: int = 3,
         fixed_groups: Sequence[Sequence[int]] | None = None,
         seed: int | None = None,
+        sample_per_image: bool = False,
+        straight_through: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.num_groups = num_groups
+        self.sample_per_image = bool(sample_per_image)
+        self.straight_through = bool(straight_through)
         self.fixed_groups = None if fixed_groups is None else tuple(tuple(g) for g in fixed_groups)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
@@ -364,7 +375,10 @@ class JointGroupSelector(keras.layers.Layer):
                 matrix[list(joints), group] = 1.0
             self._fixed_matrix = matrix
 
-    def call(self, temperature: tf.Tensor | float, mode: str = "hard") -> tf.Tensor:
+    def call(
+        self, temperature: tf.Tensor | float, mode: str = "hard", batch_size: tf.Tensor | int | None = None
+    ) -> tf.Tensor:
+        """S: (N, K), or (B, N, K) for a "sample" with ``sample_per_image`` (needs ``batch_size``)."""
         if mode not in SELECTOR_MODES:
             raise ValueError(f"selector mode must be one of {SELECTOR_MODES}, got {mode!r}")
         if self.fixed_groups is not None:
@@ -377,10 +391,20 @@ class JointGroupSelector(keras.layers.Layer):
         temperature = tf.cast(temperature, "float32")
         if mode == "soft":
             return tf.nn.softmax(theta / temperature, axis=-1)
-        # Eq. 8: S ~ softmax((theta + Gumbel) / tau), one draw per forward pass.
+        # Eq. 8: S ~ softmax((theta + Gumbel) / tau), one draw per forward pass (or per image).
         seed = tf.cast(self.seed_generator.next(), "int32")
         concrete = tfp.distributions.RelaxedOneHotCategorical(temperature, logits=theta)
-        return concrete.sample(seed=seed)
+        if self.sample_per_image:
+            if batch_size is None:
+                raise ValueError("sample_per_image needs the batch_size of the forward pass")
+            draw = concrete.sample(tf.reshape(tf.cast(batch_size, "int32"), [1]), seed=seed)
+        else:
+            draw = concrete.sample(seed=seed)
+        if self.straight_through:
+            # Forward: one_hot(argmax draw); backward: d draw / d theta (the hard part is constant).
+            hard = tf.one_hot(tf.argmax(draw, axis=-1), self.num_groups, dtype=draw.dtype)
+            draw = draw + tf.stop_gradient(hard - draw)
+        return draw
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -389,5 +413,7 @@ class JointGroupSelector(keras.layers.Layer):
             num_groups=self.num_groups,
             fixed_groups=self.fixed_groups,
             seed=self.seed,
+            sample_per_image=self.sample_per_image,
+            straight_through=self.straight_through,
         )
         return config

@@ -83,6 +83,8 @@ class LearnableGroupsNet(keras.Model):
             k,
             fixed_groups=MANUAL_GROUPS if c.grouping == "manual" else None,
             seed=c.selector_seed,
+            sample_per_image=c.selector_sample == "image",
+            straight_through=c.selector_straight_through,
             name="selector",
             dtype=dtype,
         )
@@ -152,7 +154,7 @@ class LearnableGroupsNet(keras.Model):
         group_depth = tf.stack(group_depth, axis=1)
 
         if isinstance(selector, str):
-            matrix = self.selector(temperature, mode=selector)
+            matrix = self.selector(temperature, mode=selector, batch_size=tf.shape(images)[0])
         else:
             self.selector(temperature, mode="hard")  # keeps the selector built
             matrix = tf.convert_to_tensor(selector, tf.float32)

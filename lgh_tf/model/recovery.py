@@ -98,8 +98,11 @@ class SoftArgmax2D(keras.layers.Layer):
 
 
 def combine_groups(selector: tf.Tensor, group_uv: tf.Tensor, group_depth: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Eq. 5: J = sum_k S^k (.) J^k. selector (J, K); group_uv (B, K, J, 2); group_depth (B, K, J)."""
+    """Eq. 5: J = sum_k S^k (.) J^k. selector (J, K), or (B, J, K) for one draw per image;
+    group_uv (B, K, J, 2); group_depth (B, K, J)."""
     selector = tf.cast(selector, group_uv.dtype)
+    if selector.shape.rank == 3:
+        return tf.einsum("bjk,bkjc->bjc", selector, group_uv), tf.einsum("bjk,bkj->bj", selector, group_depth)
     uv = tf.einsum("jk,bkjc->bjc", selector, group_uv)
     depth = tf.einsum("jk,bkj->bj", selector, group_depth)
     return uv, depth

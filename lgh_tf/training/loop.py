@@ -27,6 +27,7 @@ from lgh_tf import files, visualize
 from lgh_tf.config import ModelConfig, OptimConfig, TrainConfig  # TrainConfig: also importable from here
 from lgh_tf.model.io import first_line, restore_checkpoint
 from lgh_tf.model.network import LearnableGroupsNet
+from lgh_tf.training import selector_log
 from lgh_tf.training.task import HandPoseTask
 
 # The coordination service's default (10 s) aborted two workers on one busy 2-core host while they
@@ -224,14 +225,23 @@ def _fixed_value(section: Mapping[str, Any], name: str, key: str) -> Any:
     return section.get(key)
 
 
+_FIELD_DEFAULTS = {
+    section: {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    for section, cls in (("model", ModelConfig), ("optim", OptimConfig), ("train", TrainConfig))
+}
+
+
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """["--flag: stored -> current", ...] for the RESUME_FIXED entries that differ."""
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
     differences = []
     for section, keys in RESUME_FIXED.items():
         old, new = stored.get(section, {}), current.get(section, {})
+        defaults = _FIELD_DEFAULTS.get(section, {})
         for key in keys or sorted(set(old) | set(new)):
-            before, after = _fixed_value(old, section, key), _fixed_value(new, section, key)
+            # A setting added after the stored run was made: that run had its default.
+            before = _fixed_value(old, section, key) if key in old or key not in defaults else defaults[key]
+            after = _fixed_value(new, section, key)
             if before != after:
                 flag = FLAG_OF.get(f"{section}.{key}", f"--{key}")
                 differences.append(f"{flag}: {before!r} -> {after!r}")
@@ -484,6 +494,8 @@ def _train(
                 GroupingCallback(task, log_dir),
                 LearningCurvesCallback(task, c.model_dir, history, title),
             ]
+            if optim.stage == "full" and task.network.selector.fixed_groups is None and model_config.num_groups > 1:
+                callbacks.append(selector_log.SelectorLogCallback(task, c.model_dir))  # selector_log.npz
         with output_errors(c.model_dir):
             task.fit(
                 dataset,
