@@ -11,13 +11,26 @@ timed), after one untimed step (tracing / XLA compilation, which is reported too
   ``bf16``          Keras policy mixed_bfloat16: bfloat16 compute, float32 weights (--mixed_precision)
   ``jit+bf16``      both
 
+Side by side: when torch and the authors' network (``--reference_dir``, default
+``../shared/reference/authors``) are here, their train step (as their bench_reference_train.py:
+train-mode forward, an Eq. 10-shaped loss, backward, three Adams; on the GPU when torch has one) is
+timed in the same run. Ours and the reference run in two long-lived processes that take turns:
+``--repeats`` rounds of ``--steps`` steps each, so both see the same moments of a shared machine;
+``x reference`` is the median (min-max) over rounds of our images/s over theirs. ``--options none``
+times the reference alone (no TensorFlow needed). Without torch or their network the reference is
+skipped with a note. ``--breakdown`` times parts of the float32 step instead (forward, backward,
+the optimizers, the step without BatchNorm), wall and CPU time. ``--markdown [PATH]`` writes the
+output with the machine block to docs/benchmarks/bench_train.md (tools/bench_report.py).
+
 The input pipeline (``lgh_tf.data.pipeline.make_dataset`` with the paper's augmentation, read +
 decode + one affine warp per image) is timed at the same batch size on the synthetic hands.
 ``peak RSS`` is the process's peak resident memory (VmHWM); on a GPU the device's peak
 allocation is printed as well. ``--memory_batch`` (default 32) reruns the default option at that
 batch (one traced and one timed step) to report its peak memory, whatever batch the timing used.
 
-    python tools/bench_train.py                         # CPU: batch 4, all options
+    python tools/bench_train.py                         # CPU: batch 4, all options, beside the reference
+    python tools/bench_train.py --options default,bf16,jit --repeats 3 --steps 2 --memory_batch 0 --markdown
+    python tools/bench_train.py --breakdown --steps 3 --markdown docs/benchmarks/bench_train_breakdown.md
     python tools/bench_train.py --batch_size 32         # GPU
     python tools/bench_train.py --input_size 128 --options default,bf16 --memory_batch 0
     python tools/bench_train.py --preset=synthetic --batch_size 16 --steps 10 --options default --memory_batch 0
@@ -306,6 +319,16 @@ def _serve(args) -> int:
     import numpy as np
 
     widths = {name: value for name, value in preset_config(args.preset).items() if name != "input_size"}
+    if args.threads:
+        if args.child == "reference":
+            import torch
+
+            torch.set_num_threads(args.threads)
+        else:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     if args.child == "reference":
         run, batch_size, first, build, loss = build_reference_step(args.reference_dir, args.input_size,
                                                                    args.batch_size)
@@ -336,8 +359,10 @@ class Server:
     def __init__(self, args, child, batch_size):
         command = [sys.executable, os.path.abspath(__file__), "--child", child, "--serve", "--input_size",
                    str(args.input_size), "--batch_size", str(batch_size), "--cache_dir", args.cache_dir,
-                   "--preset", args.preset, "--reference_dir", args.reference_dir]
+                   "--preset", args.preset, "--reference_dir", args.reference_dir, "--threads", str(args.threads)]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        if args.threads:
+            env["OMP_NUM_THREADS"] = str(args.threads)
         self.child = child
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, env=env)
@@ -492,6 +517,9 @@ def main(argv=None) -> int:
     parser.add_argument("--reference_dir", default=str(REFERENCE_DIR),
                         help="the authors' PyTorch network (nets/Net.py), timed side by side when torch is here")
     parser.add_argument("--no_reference", action="store_true", help="do not time the authors' step")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="side by side: compute threads of ours and the reference (0: their defaults, all cores); "
+                             "1 keeps the comparison fair on a machine that other jobs oversubscribe")
     parser.add_argument("--no_pipeline", action="store_true", help="do not time the input pipeline")
     parser.add_argument("--breakdown", action="store_true",
                         help=f"time parts of the float32 step instead ({', '.join(PARTS)}), each in its own process")
@@ -544,8 +572,9 @@ def _main_options(args, parser) -> int:
         load_synthetic(args.cache_dir, "train")
         for size in {batch_size, args.memory_batch} - {0}:
             load_synthetic(args.cache_dir, "test", num_samples=max(size, 8))
+    threads = f"{args.threads} thread(s) each" if args.threads else "default threads"
     print(f"train step, stage full, {network_name(args)} {args.input_size}x{args.input_size}, batch {batch_size}, "
-          f"{args.repeats} rounds x {args.steps} timed steps per option, {device}, {versions}", flush=True)
+          f"{args.repeats} rounds x {args.steps} timed steps per option, {device}, {threads}, {versions}", flush=True)
     if reference_problem:
         print(f"reference (the authors' PyTorch step) not timed: {reference_problem}", flush=True)
 

@@ -69,7 +69,6 @@ else
   if [ -n "$REF" ]; then
     run reference_train 240 "$PY" tools/bench_train.py --options none --batch_size 32 --steps 10 --repeats 3 \
         --reference_dir "$REF" --markdown "$OUT_DIR/bench_train_gpu.md"
-    run reference_inference 120 "$PY" "$REF/bench_reference.py" "$REF" --batches 1 32 --repeats 10
   else
     ROWS+=("| reference_train | skipped | 0 | - | the authors' network is not here: set LGH_REFERENCE_DIR |")
   fi
