@@ -57,9 +57,13 @@ def test_tables_of_unfinished_seeds_and_agreement_with_the_skeleton(tmp_path):
         names=["k1", "learned_fusion"], synthetic_world="realistic", budget=3.0, stage1_budget=1.0,
         seeds=3, synthetic_seed=0, command="python tools/ablation.py --seeds=3", picture="g.png",
         machine={"cpu": "CPU X", "cores": 2, "tensorflow": "2.21", "keras": "3.15", "commit": "abc"})
+    for run in runs:
+        run["commit"] = "abc" if run["seed"] == 0 else "def"
     table = ablation.markdown(runs, args, ((2000, 100), (3000, 100)), 45)
     assert "complete comparisons: [0, 1] of 3 asked" in table and "realistic world" in table
-    assert "CPU X, 2 cores" in table and "commit abc" in table and "`python tools/ablation.py --seeds=3`" in table
+    assert "CPU X, 2 cores" in table and "commits that trained the runs: abc, def" in table
+    assert "| learned_fusion seed 1 | " in table and " | def |" in table
+    assert "`python tools/ablation.py --seeds=3`" in table
     finger_labels = groups_to_assignment(fingers)
     manual_labels = groups_to_assignment(manual)
     by_finger = [1.0, adjusted_rand_index(manual_labels, finger_labels)]

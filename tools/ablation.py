@@ -140,6 +140,7 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
              os.path.join(args.out_dir, f"pretrain2d_s{seed}.log"))
     results = _finished(model_dir, stage2_steps)
     eval_dir = os.path.join(model_dir, "eval")
+    trained = results is None
     if results is None:
         init = ([f"--init_checkpoint={stage1_dir}", "--init_backbone_only"] if stage1_steps
                 else ["--pretrain_steps=0"])
@@ -156,8 +157,11 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
         evaluation = json.load(f)
     figures = {key: evaluation["3d"][key] for key in ("mean_epe_mm", "median_epe_mm", "auc_20_50")}
     figures["epe_2d_px"] = (evaluation.get("2d") or {}).get("mean_epe_px")
+    # The commit that trained the run: this one, or the one recorded when an earlier session did.
+    earlier = args.previous.get((name, seed), {}).get("commit", args.previous_commit)
+    commit = args.machine["commit"] if trained or not earlier else earlier
     return {"config": name, "seed": seed, "groups": results["groups"], "figures": figures,
-            "model_dir": model_dir}
+            "model_dir": model_dir, "commit": commit}
 
 
 def _cell(values):
@@ -262,8 +266,8 @@ def markdown(runs, args, steps, tau_every):
         "",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores (shared with other "
         f"jobs: see ablation.json's load average), TensorFlow "
-        f"{machine.get('tensorflow', '?')}, Keras {machine.get('keras', '?')}, commit "
-        f"{machine.get('commit', '?')}.",
+        f"{machine.get('tensorflow', '?')}, Keras {machine.get('keras', '?')}; commits that trained "
+        f"the runs: {', '.join(sorted({r.get('commit', '?') for r in runs}))} (per run below).",
         "",
         "## Table 2: grouping and feature fusion",
         "",
@@ -304,9 +308,9 @@ def markdown(runs, args, steps, tau_every):
                 value = reference_agreement(runs, name, references[reference])
                 cells.append("n/a" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}")
             lines.append(f"| {name} | {' | '.join(cells)} | {sum(r['config'] == name for r in runs)} |")
-    lines += ["", "## Groups of every run", "", "| run | groups |", "|---|---|"]
+    lines += ["", "## Groups of every run", "", "| run | groups | commit |", "|---|---|---|"]
     for run in runs:
-        lines.append(f"| {run['config']} seed {run['seed']} | {run['groups']} |")
+        lines.append(f"| {run['config']} seed {run['seed']} | {run['groups']} | {run.get('commit', '?')} |")
     picture = getattr(args, "picture", "groups.png")
     lines += ["", f"Every run's groups (a row per configuration, a column per seed): ![groups]({picture})"]
     return "\n".join(lines) + "\n"
@@ -374,6 +378,7 @@ def main(argv=None):
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
     args.machine = machine_description()
+    args.previous, args.previous_commit = previous_runs(args.out_dir)
     runs, started = [], time.time()
     for done, (name, seed) in enumerate(jobs):
         begin = time.time()
@@ -387,6 +392,17 @@ def main(argv=None):
         write_outputs(runs, args, steps, tau_every)  # after every run: an interrupted ablation still reports
     print(f"wrote {os.path.join(args.out_dir, 'ablation.md')}, ablation.json and groups.png")
     return 0
+
+
+def previous_runs(out_dir):
+    """({(config, seed): run record}, commit) of an earlier session's ablation.json (empty, None)."""
+    try:
+        with open(os.path.join(out_dir, "ablation.json")) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        return {}, None
+    runs = {(r["config"], r["seed"]): r for r in report.get("runs", [])}
+    return runs, (report.get("machine") or {}).get("commit")
 
 
 def write_outputs(runs, args, steps, tau_every):
