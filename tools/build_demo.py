@@ -18,7 +18,7 @@ Stages (``--stages``, in this order):
               learned groups; and the model's 2D error on every example, printed
               (export also copies the run's learning_curves.png to docs/images/)
 
-When the default synthetic world (lgh_tf/data/synthetic.py) changes, rerun this tool without
+When the default synthetic world (lgh_tf/data/synthetic/) changes, rerun this tool without
 --run_dir and commit saved_models/synthetic_demo/, examples/ and docs/images/demo.png.
 """
 
