@@ -25,6 +25,7 @@ import io
 import os
 import re
 import shlex
+import sys
 
 import pytest
 
@@ -171,6 +172,7 @@ def tool_parser(path):
     """(the argparse parser of tools/<x>.py's main(), whether it parses with parse_known_args)."""
     spec = importlib.util.spec_from_file_location(f"_docs_tool_{os.path.basename(path)[:-3]}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in a tool look their module up while it loads
     spec.loader.exec_module(module)
     if not callable(getattr(module, "main", None)):
         raise AssertionError(f"{path} has no main() whose argparse parser the docs test can read")
