@@ -46,13 +46,14 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import bench_report  # noqa: E402  (the machine block of every tool)
 
 # name -> (main.py flags, Table 2 marks (manual, learned, fusion) or None, Table 3 row or None)
 CONFIGS = {
@@ -221,26 +222,12 @@ def reference_agreement(runs, name, reference):
 
 def machine_description():
     """CPU model, cores, load, TF/Keras versions, git commit: where the figures were measured."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
-    except OSError:
-        commit = "unknown"
     versions = subprocess.run([sys.executable, "-c", "import tensorflow as tf, keras; "
                                "print(tf.__version__, keras.__version__)"], capture_output=True, text=True)
     tf_version, keras_version = (versions.stdout.split() + ["?", "?"])[:2]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf_version, "keras": keras_version,
-            "commit": commit or "unknown", "load_at_start": round(load, 1)}
+    return {"cpu": bench_report.cpu_model_and_flags()[0], "cores": os.cpu_count(), "tensorflow": tf_version,
+            "keras": keras_version, "commit": bench_report.git_commit(), "load_at_start": round(load, 1)}
 
 
 def markdown(runs, args, steps, tau_every):

@@ -18,17 +18,17 @@ versions, git commit) and the command.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
-import platform
 import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_report  # noqa: E402  (the machine block of every tool)
 
 from lgh_tf import files  # noqa: E402
 from lgh_tf.data import synthetic  # noqa: E402
@@ -61,27 +61,10 @@ def time_rendering(world: str, images: int, size: int) -> float:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-
-    def version(name):
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "load": os.getloadavg()[0],
-            "tensorflow": version("tensorflow"), "keras": version("keras"), "numpy": version("numpy"),
-            "opencv": version("opencv-python-headless"),
-            "commit": commit + (" (with uncommitted changes)" if dirty else "")}
+    return {"cpu": bench_report.cpu_model_and_flags()[0], "cores": os.cpu_count(), "load": os.getloadavg()[0],
+            "tensorflow": bench_report.package_version("tensorflow"),
+            "keras": bench_report.package_version("keras"), "numpy": bench_report.package_version("numpy"),
+            "opencv": bench_report.package_version("opencv-python-headless"), "commit": bench_report.git_commit()}
 
 
 def main(argv=None) -> int:

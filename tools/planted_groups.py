@@ -45,7 +45,6 @@ import argparse
 import dataclasses
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -57,6 +56,9 @@ import tensorflow as tf  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+import bench_report  # noqa: E402  (the machine block of every tool)
 
 from lgh_tf.config import TemperatureSchedule  # noqa: E402
 from lgh_tf.evaluation.grouping import adjusted_rand_index  # noqa: E402
@@ -377,22 +379,9 @@ def run_setting(setting, seed, args):
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        if subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                          text=True).stdout.strip():
-            commit += " (with uncommitted changes)"
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return (f"{cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, TensorFlow "
-            f"{tf.__version__}, Keras {keras.__version__}; git {commit}")
+    return (f"{bench_report.cpu_model_and_flags()[0]}, {os.cpu_count()} logical cores; Python "
+            f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+            f"git {bench_report.git_commit()}")
 
 
 def mean_std(values, digits=2):
