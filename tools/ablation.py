@@ -10,6 +10,8 @@ selector draws), then evaluates each run with the data set's protocol (``main.py
     learned         learned K = 3, no fusion                       Table 2 row 4, Table 3 '3'
     learned_fusion  learned K = 3 with fusion (the full method)    Table 2 row 5
     k2, k4, k5      learned K = 2, 4, 5, no fusion                 Table 3
+    learned_fusion_per_image, learned_fusion_lr001
+                    the full method with one selector remedy       "Remedies" (not run by default)
 
 Stage 1 (the hourglass on 2D joints) does not depend on the configuration, so it runs once per
 seed (``<out_dir>/pretrain2d_s<seed>``) and every configuration of that seed starts from it.
@@ -30,7 +32,7 @@ one resumes from its last checkpoint. Written into ``<out_dir>``:
         --budget=3 --stage1_budget=1 --docs_dir=docs          # docs/ablation.md, docs/images/ablation_groups.png
 
 Runs go seed-major (seed 0: every configuration, then seed 1, ...), so that every finished seed is
-a complete comparison; the tables are rewritten after every run (over the runs finished so far),
+a complete comparison; remedies run after every seed of the other configurations; the tables are rewritten after every run (over the runs finished so far),
 and the same command continues an interrupted ablation.
 
 ``--budget`` multiplies the steps (``--pretrain_steps`` and ``--steps``, by default those of
@@ -65,7 +67,14 @@ CONFIGS = {
     "k2": (["--grouping=learned", "--num_groups=2", "--nofusion"], None, "2"),
     "k4": (["--grouping=learned", "--num_groups=4", "--nofusion"], None, "4"),
     "k5": (["--grouping=learned", "--num_groups=5", "--nofusion"], None, "5"),
+    # Issue 25's remedies for the selector: the full method with one option changed (docs/selector.md).
+    "learned_fusion_per_image": (["--grouping=learned", "--num_groups=3", "--fusion", "--selector_sample=image"],
+                                 None, None),
+    "learned_fusion_lr001": (["--grouping=learned", "--num_groups=3", "--fusion", "--lr_selector=0.01"],
+                             None, None),
 }
+REMEDIES = {"learned_fusion_per_image": "one Concrete draw per image (`--selector_sample=image`)",
+            "learned_fusion_lr001": "θ learning rate 0.01 instead of 0.1 (`--lr_selector=0.01`)"}
 DEFAULT_CONFIGS = ("k1", "manual", "learned", "learned_fusion", "k2", "k4", "k5")
 FIGURES = (("mean_epe_mm", "Mean EPE [mm]"), ("median_epe_mm", "Median EPE [mm]"),
            ("auc_20_50", "AUC [20-50]"), ("epe_2d_px", "2D EPE [px]"))
@@ -237,7 +246,7 @@ def markdown(runs, args, steps, tau_every):
     header = " | ".join(label for _, label in FIGURES)
     machine = getattr(args, "machine", None) or {}
     complete = [s for s in seeds if all(any(r["config"] == n and r["seed"] == s for r in runs)
-                                        for n in args.names)]
+                                        for n in args.names if n not in REMEDIES)]
     lines = [
         f"# Ablation on the synthetic hands ({args.synthetic_world} world)",
         "",
@@ -295,6 +304,22 @@ def markdown(runs, args, steps, tau_every):
                 value = reference_agreement(runs, name, references[reference])
                 cells.append("n/a" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}")
             lines.append(f"| {name} | {' | '.join(cells)} | {sum(r['config'] == name for r in runs)} |")
+    remedies = [n for n in names if n in REMEDIES]
+    if remedies:
+        lines += ["", "## Remedies for the selector (issue 25)", "",
+                  "The full method (learned K = 3 with fusion) with one option changed, on the same data, "
+                  "steps, τ schedule and seeds; K = 1 and the paper's default beside them.", "",
+                  f"| configuration | {header} | ARI between seeds | ARI vs fingers | runs |",
+                  "|---|" + "---|" * (len(FIGURES) + 3)]
+        for name in [n for n in ("k1", "learned_fusion") if n in names] + remedies:
+            cells = " | ".join(_cell(v) for v in _figures(runs, name).values())
+            agreement = seed_agreement(runs, name) if name != "k1" else None
+            finger = reference_agreement(runs, name, references["finger"]) if name != "k1" else None
+            label = {"k1": "K = 1", "learned_fusion": "paper default", **REMEDIES}[name]
+            lines.append(f"| {name}: {label} | {cells} | "
+                         f"{'n/a' if agreement is None else f'{agreement[0]:.3f}'} | "
+                         f"{'n/a' if finger is None else f'{finger[0]:.3f} ± {finger[1]:.3f}'} | "
+                         f"{sum(r['config'] == name for r in runs)} |")
     lines += ["", "## Groups of every run", "", "| run | groups | commit |", "|---|---|---|"]
     for run in runs:
         lines.append(f"| {run['config']} seed {run['seed']} | {run['groups']} | {run.get('commit', '?')} |")
@@ -361,7 +386,8 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every, args.stage1_budget)
     tau_every = scaled_temperature_every(args.temperature_every, args.steps, steps[1][0])
-    jobs = [(name, seed) for seed in range(args.seeds) for name in names]
+    jobs = ([(name, seed) for seed in range(args.seeds) for name in names if name not in REMEDIES]
+            + [(name, seed) for seed in range(args.seeds) for name in names if name in REMEDIES])
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
     args.machine = machine_description()
