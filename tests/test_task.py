@@ -260,3 +260,37 @@ def test_held_out_batches_are_decoded_once_then_read_from_memory():
         assert [b.numpy().tolist() for b in held_out] == [[0, 10], [20, 30], [40, 50]]
     assert int(decoded.numpy()) == made
     assert int(held_out.cardinality()) == 3  # a known length: Keras stops without running it out
+
+
+def _fitted(one_level, steps=3):
+    """A seeded task after ``steps`` fit steps and an evaluate on a 3-batch set, through the
+    one-level step function or (``one_level`` False) Keras' own nested one."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    task = HandPoseTask(LearnableGroupsNet(small_config()).build_for_input(),
+                        OptimConfig(stage="full", temperature=TemperatureSchedule(every=1)))
+    if not one_level:
+        task._one_level_function = lambda step: None
+    task.compile()
+    data = tf.data.Dataset.from_tensor_slices(make_batch(batch_size=6, seed=4)).batch(2)
+    history = task.fit(data, epochs=1, verbose=0)
+    evaluation = task.evaluate(data, verbose=0, return_dict=True)
+    return task, history.history, evaluation
+
+
+def test_one_level_step_function_equals_keras_nested_one():
+    # The first step's time (issue 26): fit/evaluate trace the step once, not inside a second
+    # tf.function; the trajectory, the epoch's end on a finite set and the logs are Keras'.
+    ours, history, evaluation = _fitted(one_level=True)
+    keras_task, keras_history, keras_evaluation = _fitted(one_level=False)
+    assert "_one_level_function" in ours.train_function.__qualname__
+    assert "_one_level_function" in ours.test_function.__qualname__
+    assert "_one_level_function" not in keras_task.train_function.__qualname__
+    assert int(ours.step.numpy()) == int(keras_task.step.numpy()) == 3  # the 3-batch epoch ended by itself
+    for name in ("loss", "error_3d_mm", "temperature"):
+        np.testing.assert_allclose(history[name], keras_history[name], rtol=1e-5)
+        if name in evaluation:
+            np.testing.assert_allclose(evaluation[name], keras_evaluation[name], rtol=1e-5)
+    for a, b in zip(ours.network.weights, keras_task.network.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)

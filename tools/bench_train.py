@@ -199,7 +199,8 @@ def build_train_step(input_size=256, batch_size=4, jit_compile=False, mixed_prec
 
         step = tf.function(replicated, jit_compile=jit_compile)
     else:
-        step = tf.function(part_function(task, part), jit_compile=jit_compile)
+        # No AutoGraph: Keras traces its train step without it (do_not_convert), so the first step here is fit's.
+        step = tf.function(part_function(task, part), jit_compile=jit_compile, autograph=False)
     build = time.perf_counter() - start
     start, cpu = time.perf_counter(), time.process_time()  # the first step: tracing, graph optimisation, one run
     loss = float(step(batch)["loss"])

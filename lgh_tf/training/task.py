@@ -207,6 +207,56 @@ class HandPoseTask(keras.Model):
         batch = data[0] if isinstance(data, tuple) else data
         return self._update_trackers(self.compute_terms(batch, training=False))
 
+    # ------------------------------------------------------------------------------------------
+    def make_train_function(self, force: bool = False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        self.train_function = self._one_level_function(self.train_step)
+        if self.train_function is None:
+            super().make_train_function(force)  # sets self.train_function
+        return self.train_function
+
+    def make_test_function(self, force: bool = False):
+        if self.test_function is not None and not force:
+            return self.test_function
+        self.test_function = self._one_level_function(self.test_step)
+        if self.test_function is None:
+            super().make_test_function(force)  # sets self.test_function
+        return self.test_function
+
+    def _one_level_function(self, step_function):
+        """Keras' step function with one tf.function level, or None where Keras' own is needed.
+
+        Keras traces the step in a tf.function nested in the iterator's tf.function, so the first
+        call traces, converts and optimises two graphs (issue 26: ~25% of the first step). On one
+        device with one step per call the two levels do nothing for us: the step is traced once,
+        inside the function that reads the iterator. A strategy, steps_per_execution > 1, XLA and
+        eager mode keep Keras' path.
+        """
+        if (self.run_eagerly or self.jit_compile or self.steps_per_execution != 1
+                or tf.distribute.has_strategy() or self.distribute_strategy.num_replicas_in_sync != 1):
+            return None
+        step = tf.autograph.experimental.do_not_convert(step_function)
+
+        @tf.autograph.experimental.do_not_convert
+        def step_on_iterator(iterator):
+            return tf.experimental.Optional.from_value(step(iterator.get_next()))
+
+        step_on_iterator = tf.function(step_on_iterator, reduce_retracing=True)
+        step_on_data = tf.function(step, reduce_retracing=True)
+
+        def function(iterator):
+            if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
+                outputs = step_on_iterator(iterator)
+                if not outputs.has_value():
+                    raise StopIteration
+                return outputs.get_value()
+            for data in iterator:  # a Python iterable of batches: one step, as Keras takes
+                return step_on_data(data)
+            raise StopIteration
+
+        return function
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 (TF backend, model made in a strategy scope) first averages the first input
         # batch with strategy.reduce, which fails on a dict of per-replica tensors with 2+
