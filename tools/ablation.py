@@ -32,8 +32,11 @@ one resumes from its last checkpoint. Written into ``<out_dir>``:
         --budget=3 --stage1_budget=1 --docs_dir=docs          # docs/ablation.md, docs/images/ablation_groups.png
 
 Runs go seed-major (seed 0: every configuration, then seed 1, ...), so that every finished seed is
-a complete comparison; remedies run after every seed of the other configurations; the tables are rewritten after every run (over the runs finished so far),
-and the same command continues an interrupted ablation.
+a complete comparison; remedies run after every seed of the other configurations; the tables are
+rewritten after every run (over the runs finished so far), and the same command continues an
+interrupted ablation. With ``--docs_dir`` the records go into ``<docs_dir>/ablation.json`` too: a
+run recorded there (same world, data seed and steps) whose folder is gone (another machine, a new
+checkout) keeps its record instead of being trained again.
 
 ``--budget`` multiplies the steps (``--pretrain_steps`` and ``--steps``, by default those of
 ``flags/synthetic.cfg``) and tau's annealing interval with them (``--temperature_every``), so that
@@ -148,6 +151,9 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
         _run(main + ["--mode=train", "--stage=pretrain2d", f"--model_dir={stage1_dir}",
                      f"--steps={stage1_steps}", f"--checkpoint_every={stage1_every}"] + common,
              os.path.join(args.out_dir, f"pretrain2d_s{seed}.log"))
+    recorded = args.previous.get((name, seed))
+    if recorded and not os.path.exists(model_dir) and getattr(args, "previous_matches", False):
+        return recorded  # trained by an earlier session, whose run folder is not here
     results = _finished(model_dir, stage2_steps)
     eval_dir = os.path.join(model_dir, "eval")
     trained = results is None
@@ -391,7 +397,10 @@ def main(argv=None):
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
     args.machine = machine_description()
-    args.previous, args.previous_commit = previous_runs(args.out_dir)
+    args.previous, args.previous_commit, report = previous_runs(args.out_dir, args.docs_dir)
+    args.previous_matches = (report.get("world") == args.synthetic_world
+                             and report.get("synthetic_seed", 0) == args.synthetic_seed
+                             and report.get("steps") == {"stage1": steps[0][0], "stage2": steps[1][0]})
     runs, started = [], time.time()
     for done, (name, seed) in enumerate(jobs):
         begin = time.time()
@@ -407,15 +416,18 @@ def main(argv=None):
     return 0
 
 
-def previous_runs(out_dir):
-    """({(config, seed): run record}, commit) of an earlier session's ablation.json (empty, None)."""
-    try:
-        with open(os.path.join(out_dir, "ablation.json")) as f:
-            report = json.load(f)
-    except (OSError, ValueError):
-        return {}, None
-    runs = {(r["config"], r["seed"]): r for r in report.get("runs", [])}
-    return runs, (report.get("machine") or {}).get("commit")
+def previous_runs(out_dir, docs_dir=""):
+    """({(config, seed): run record}, commit, report) of an earlier ablation.json: --out_dir's, else
+    --docs_dir's ({}, None, {} when neither is there)."""
+    for directory in [out_dir] + ([docs_dir] if docs_dir else []):
+        try:
+            with open(os.path.join(directory, "ablation.json")) as f:
+                report = json.load(f)
+        except (OSError, ValueError):
+            continue
+        runs = {(r["config"], r["seed"]): r for r in report.get("runs", [])}
+        return runs, (report.get("machine") or {}).get("commit"), report
+    return {}, None, {}
 
 
 def write_outputs(runs, args, steps, tau_every):
@@ -431,10 +443,12 @@ def write_outputs(runs, args, steps, tau_every):
         args.picture = link
         files.write_bytes(os.path.join(directory, "ablation.md"), markdown(runs, args, steps, tau_every).encode())
         files.write_png(picture_path, picture)
-    files.write_json(os.path.join(args.out_dir, "ablation.json"),
-                     {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget,
-                      "stage1_budget": args.stage1_budget, "world": args.synthetic_world,
-                      "machine": args.machine, "command": args.command, "runs": runs})
+    report = {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget,
+              "stage1_budget": args.stage1_budget, "world": args.synthetic_world,
+              "synthetic_seed": args.synthetic_seed, "machine": args.machine, "command": args.command,
+              "runs": runs}
+    for directory in [args.out_dir] + ([args.docs_dir] if args.docs_dir else []):
+        files.write_json(os.path.join(directory, "ablation.json"), report)
 
 
 if __name__ == "__main__":
