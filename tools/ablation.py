@@ -147,13 +147,13 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
     stage1_dir = os.path.join(args.out_dir, f"pretrain2d_s{seed}")
     model_dir = os.path.join(args.out_dir, f"{name}_s{seed}")
     log_path = os.path.join(args.out_dir, f"{name}_s{seed}.log")
+    recorded = args.previous.get((name, seed))
+    if recorded and not os.path.exists(model_dir) and getattr(args, "previous_matches", False):
+        return recorded  # trained by an earlier session, whose run folder is not here
     if stage1_steps and not _finished(stage1_dir, stage1_steps):
         _run(main + ["--mode=train", "--stage=pretrain2d", f"--model_dir={stage1_dir}",
                      f"--steps={stage1_steps}", f"--checkpoint_every={stage1_every}"] + common,
              os.path.join(args.out_dir, f"pretrain2d_s{seed}.log"))
-    recorded = args.previous.get((name, seed))
-    if recorded and not os.path.exists(model_dir) and getattr(args, "previous_matches", False):
-        return recorded  # trained by an earlier session, whose run folder is not here
     results = _finished(model_dir, stage2_steps)
     eval_dir = os.path.join(model_dir, "eval")
     trained = results is None
