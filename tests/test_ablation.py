@@ -128,3 +128,30 @@ def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, c
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.read_text() for p in out.glob("*.log")} == logs  # no command ran
     assert (out / "ablation.md").read_text() == table
+
+
+def test_a_recorded_run_whose_folder_is_gone_is_reused_only_when_it_matches(tmp_path, monkeypatch):
+    record = {"config": "k1", "seed": 0, "groups": [list(range(21))], "figures": {"mean_epe_mm": 36.0}}
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ablation.json").write_text(json.dumps({"world": "realistic", "synthetic_seed": 0,
+                                                    "steps": {"stage1": 2000, "stage2": 3000}, "runs": [record]}))
+    previous, _, report = ablation.previous_runs(str(tmp_path / "out"), str(docs))  # out_dir has none
+    assert previous == {("k1", 0): record} and report["world"] == "realistic"
+
+    trained = []
+    monkeypatch.setattr(ablation, "_run", lambda command, log: trained.append(command) or sys.exit("ran"))
+    args = type("Args", (), {"previous": previous, "previous_matches": True, "out_dir": str(tmp_path / "out"),
+                             "cache_dir": "c", "synthetic_seed": 0, "synthetic_world": "realistic"})()
+    steps = ((2000, 100), (3000, 100))
+    assert ablation.train_and_evaluate("k1", 0, args, [], steps, 45) == record and not trained
+    with pytest.raises(SystemExit):  # another configuration of that seed: not recorded, so it trains
+        ablation.train_and_evaluate("manual", 0, args, [], steps, 45)
+    args.previous_matches = False  # other steps or world than the record's: trained again
+    with pytest.raises(SystemExit):
+        ablation.train_and_evaluate("k1", 0, args, [], steps, 45)
+    (tmp_path / "out" / "k1_s0").mkdir(parents=True)  # the folder is here: it decides, not the record
+    args.previous_matches = True
+    with pytest.raises(SystemExit):
+        ablation.train_and_evaluate("k1", 0, args, [], steps, 45)
+    assert len(trained) == 3
