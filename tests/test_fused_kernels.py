@@ -25,12 +25,15 @@ def test_fused_batch_norm_matches_keras(dtype):
     x = tf.random.stateless_normal((3, 5, 7, 6), seed=(1, 2)) * 3.0 + 1.0
     rng = np.random.default_rng(0)
     gamma, beta = rng.normal(size=6).astype("float32"), rng.normal(size=6).astype("float32")
+    moving_mean, moving_variance = rng.normal(size=6).astype("float32"), rng.uniform(0.5, 2, 6).astype("float32")
     results = []
     for cls in (keras.layers.BatchNormalization, FusedBatchNormalization):
         layer = cls(epsilon=1e-5, momentum=0.9, dtype=dtype)
         layer.build(x.shape)
         layer.gamma.assign(gamma)
         layer.beta.assign(beta)
+        layer.moving_mean.assign(moving_mean)  # not the initial 0 / 1: the update's both terms count
+        layer.moving_variance.assign(moving_variance)
         results.append(_bn_step(layer, x) + [np.asarray(layer(x, training=False), np.float32)])
     # bfloat16 outputs differ by at most one bfloat16 step (2^-8 relative) where rounding falls apart.
     output_tol = 1e-5 if dtype is None else 2.0**-7
@@ -42,7 +45,7 @@ def test_fused_batch_norm_matches_keras(dtype):
     # The moving variance takes the biased batch variance (Keras' update, not the kernel's Bessel one)
     # of the input as the layer sees it (rounded to its compute dtype).
     seen = np.asarray(tf.cast(tf.cast(x, layer.compute_dtype), tf.float32))
-    expected = 0.9 * 1.0 + 0.1 * np.var(seen, axis=(0, 1, 2))
+    expected = 0.9 * moving_variance + 0.1 * np.var(seen, axis=(0, 1, 2))
     np.testing.assert_allclose(results[1][5], expected, rtol=1e-5)
 
 
@@ -77,3 +80,26 @@ def test_fused_adam_matches_keras_adam_over_a_schedule():
     for keras_value, fused_value in zip(*final):
         np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-7)
     assert not np.allclose(final[1][0], init[0])  # it moved
+
+
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16"])
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 3, "padding": "same"}, {"kernel_size": 1},
+                                    {"kernel_size": 3, "strides": 2, "activation": "relu"}])
+def test_conv2d_with_one_bias_add_matches_keras(dtype, kwargs):
+    from lgh_tf.model.layers import Conv2D
+
+    x = tf.random.stateless_normal((2, 9, 9, 4), seed=(3, 4))
+    results = []
+    for cls in (keras.layers.Conv2D, Conv2D):
+        layer = cls(5, dtype=dtype, **kwargs)
+        layer.build(x.shape)
+        layer.kernel.assign(tf.random.stateless_normal(layer.kernel.shape, seed=(5, 6)))
+        layer.bias.assign(tf.random.stateless_normal((5,), seed=(7, 8)))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+        results.append([np.asarray(t, np.float32) for t in [y, *tape.gradient(loss, [x, layer.kernel, layer.bias])]])
+        assert y.dtype == layer.compute_dtype
+    for name, keras_value, ours in zip(("y", "dx", "dkernel", "dbias"), *results):
+        np.testing.assert_array_equal(ours, keras_value, err_msg=name)  # the same ops: bit for bit

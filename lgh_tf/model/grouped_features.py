@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from lgh_tf.model.layers import PaddedConv2D, batch_norm, channels_to
+from lgh_tf.model.layers import Conv2D, PaddedConv2D, batch_norm, channels_to
 
 SELECTOR_MODES = ("sample", "soft", "hard")
 
@@ -85,7 +85,7 @@ class ResidualBlock2D(keras.layers.Layer):
         self.bn2.build(shape)
         # Whether the skip needs a projection depends on the input's channels, known only here.
         if input_shape[-1] != self.filters or self.strides != 1:
-            self.skip_conv = keras.layers.Conv2D(
+            self.skip_conv = Conv2D(
                 self.filters, 1, strides=self.strides, name="skip_conv", dtype=self.dtype_policy
             )
             self.skip_bn = batch_norm("skip_bn", self.sync_batch_norm, self.dtype_policy)
@@ -265,7 +265,7 @@ class GroupFeatureFusion(keras.layers.Layer):
         self.own_weight = own_weight
         self.sync_batch_norm = sync_batch_norm
         self.convs = [
-            keras.layers.Conv2D(
+            Conv2D(
                 channels,
                 1,
                 kernel_initializer=keras.initializers.Constant(

@@ -48,21 +48,45 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
         gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([x.shape[-1]], tf.float32)
         beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([x.shape[-1]], tf.float32)
+        static = x.shape[:-1]
+        count = float(static.num_elements()) if static.is_fully_defined() else 0.0
+        if count > 1.0:
+            # The kernel also updates the moving statistics (exponential_avg_factor = 1 - momentum),
+            # with the Bessel-corrected variance; fed variance / c and scaled back by c = (n - 1) / n,
+            # its update is Keras' one with the biased variance. Fewer graph nodes: a shorter first step.
+            c = (count - 1.0) / count
+            y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta, mean=tf.convert_to_tensor(self.moving_mean),
+                variance=tf.convert_to_tensor(self.moving_variance) * (1.0 / c), epsilon=self.epsilon,
+                exponential_avg_factor=1.0 - self.momentum, data_format="NHWC", is_training=True)
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(variance * c)
+            return tf.cast(y, self.compute_dtype)
         empty = tf.constant([], tf.float32)
         y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
             x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=self.epsilon,
             exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
         # The kernel returns the Bessel-corrected variance; Keras' moving average takes the biased one.
-        static = x.shape[:-1]
-        if static.is_fully_defined():
-            count = float(static.num_elements())
-            variance = variance * ((count - 1.0) / max(count, 1.0))
-        else:
-            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-            variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class Conv2D(keras.layers.Conv2D):
+    """Keras' Conv2D whose bias is one ``BiasAdd`` on the TensorFlow backend.
+
+    Keras reshapes the bias to rank 4, then squeezes it back for ``tf.nn.bias_add``: two ops and
+    their two gradients per convolution (~800 graph nodes in the train step), the same arithmetic.
+    """
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        if not self.use_bias or self.data_format != "channels_last" or keras.backend.backend() != "tensorflow":
+            return super().call(inputs)
+        outputs = tf.nn.bias_add(self.convolution_op(inputs, self.kernel), self.bias)
+        return outputs if self.activation is None else self.activation(outputs)
 
 
 def channels_to(shape: Sequence[int | None], channels: int) -> tuple[int | None, ...]:
@@ -88,7 +112,7 @@ class PaddedConv2D(keras.layers.Layer):
         self.pad = None
         if strides > 1 and pad > 0:
             self.pad = keras.layers.ZeroPadding2D(pad, name="pad", dtype=self.dtype_policy)
-        self.conv = keras.layers.Conv2D(
+        self.conv = Conv2D(
             filters,
             kernel_size,
             strides=strides,

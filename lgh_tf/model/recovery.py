@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from lgh_tf import geometry
+from lgh_tf.model.layers import Conv2D
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,8 +24,8 @@ class PoseMapHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_joints = num_joints
         self.hidden = hidden
-        self.conv1 = keras.layers.Conv2D(hidden, 3, padding="same", name="conv1", dtype=self.dtype_policy)
-        self.conv2 = keras.layers.Conv2D(num_joints, 3, padding="same", name="conv2", dtype=self.dtype_policy)
+        self.conv1 = Conv2D(hidden, 3, padding="same", name="conv1", dtype=self.dtype_policy)
+        self.conv2 = Conv2D(num_joints, 3, padding="same", name="conv2", dtype=self.dtype_policy)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         self.conv1.build(input_shape)

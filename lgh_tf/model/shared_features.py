@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from lgh_tf.model.layers import PaddedConv2D, batch_norm, channels_to
+from lgh_tf.model.layers import Conv2D, PaddedConv2D, batch_norm, channels_to
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -32,11 +32,11 @@ class BottleneckResidual(keras.layers.Layer):
         half = filters // 2
         dtype = self.dtype_policy
         self.bn = batch_norm("bn", sync_batch_norm, dtype)
-        self.conv1 = keras.layers.Conv2D(half, 1, name="conv1", dtype=dtype)
+        self.conv1 = Conv2D(half, 1, name="conv1", dtype=dtype)
         self.bn1 = batch_norm("bn1", sync_batch_norm, dtype)
-        self.conv2 = keras.layers.Conv2D(half, 3, padding="same", name="conv2", dtype=dtype)
+        self.conv2 = Conv2D(half, 3, padding="same", name="conv2", dtype=dtype)
         self.bn2 = batch_norm("bn2", sync_batch_norm, dtype)
-        self.conv3 = keras.layers.Conv2D(filters, 1, name="conv3", dtype=dtype)
+        self.conv3 = Conv2D(filters, 1, name="conv3", dtype=dtype)
         self.skip = None
 
     def build(self, input_shape: Sequence[int | None]) -> None:
@@ -49,7 +49,7 @@ class BottleneckResidual(keras.layers.Layer):
         self.conv3.build(half_shape)
         # Whether the skip needs a projection depends on the input's channels, known only here.
         if input_shape[-1] != self.filters:
-            self.skip = keras.layers.Conv2D(self.filters, 1, name="skip", dtype=self.dtype_policy)
+            self.skip = Conv2D(self.filters, 1, name="skip", dtype=self.dtype_policy)
             self.skip.build(input_shape)
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -177,9 +177,9 @@ class HourglassBackbone(keras.layers.Layer):
         self.res3 = BottleneckResidual(filters, sync, name="res3", dtype=dtype)
         self.hourglass = Hourglass(depth, filters, sync_batch_norm=sync, name=f"hourglass_{depth}", dtype=dtype)
         self.post = [BottleneckResidual(filters, sync, name=f"post_{i}", dtype=dtype) for i in range(2)]
-        self.feature_conv = keras.layers.Conv2D(filters, 1, name="feature_conv", dtype=dtype)
+        self.feature_conv = Conv2D(filters, 1, name="feature_conv", dtype=dtype)
         self.feature_bn = batch_norm("feature_bn", sync, dtype)
-        self.heatmap_conv = keras.layers.Conv2D(num_joints, 1, name="heatmap_conv", dtype=dtype)
+        self.heatmap_conv = Conv2D(num_joints, 1, name="heatmap_conv", dtype=dtype)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         # In the order call() runs them (projection skips draw their initial seeds as they are made).
