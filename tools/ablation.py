@@ -148,7 +148,7 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
     model_dir = os.path.join(args.out_dir, f"{name}_s{seed}")
     log_path = os.path.join(args.out_dir, f"{name}_s{seed}.log")
     recorded = args.previous.get((name, seed))
-    if recorded and not os.path.exists(model_dir) and getattr(args, "previous_matches", False):
+    if recorded and args.previous_matches and not os.path.exists(model_dir):
         return recorded  # trained by an earlier session, whose run folder is not here
     if stage1_steps and not _finished(stage1_dir, stage1_steps):
         _run(main + ["--mode=train", "--stage=pretrain2d", f"--model_dir={stage1_dir}",
