@@ -19,7 +19,9 @@ timed in the same run. Ours and the reference run in two long-lived processes th
 ``x reference`` is the median (min-max) over rounds of our images/s over theirs. ``--options none``
 times the reference alone (no TensorFlow needed). Without torch or their network the reference is
 skipped with a note. ``--breakdown`` times parts of the float32 step instead (forward, backward,
-the optimizers, the step without BatchNorm), wall and CPU time. ``--markdown [PATH]`` writes the
+the optimizers, the step without BatchNorm), wall and CPU time; ``--profile`` records ``--steps``
+float32 steps with TensorFlow's profiler and sums its kernels' time by kind (convolution forward,
+its two gradients, BatchNorm, ReLU, Adam, ...). ``--markdown [PATH]`` writes the
 output with the machine block to docs/benchmarks/bench_train.md (tools/bench_report.py).
 
 The input pipeline (``lgh_tf.data.pipeline.make_dataset`` with the paper's augmentation, read +
@@ -31,6 +33,7 @@ batch (one traced and one timed step) to report its peak memory, whatever batch 
     python tools/bench_train.py                         # CPU: batch 4, all options, beside the reference
     python tools/bench_train.py --options default,bf16,jit --repeats 3 --steps 2 --memory_batch 0 --markdown
     python tools/bench_train.py --breakdown --steps 3 --markdown docs/benchmarks/bench_train_breakdown.md
+    python tools/bench_train.py --profile --steps 2 --markdown docs/benchmarks/bench_train_profile.md
     python tools/bench_train.py --batch_size 32         # GPU
     python tools/bench_train.py --input_size 128 --options default,bf16 --memory_batch 0
     python tools/bench_train.py --preset=synthetic --batch_size 16 --steps 10 --options default --memory_batch 0
@@ -77,6 +80,11 @@ def preset_config(preset):
 
     values = synthetic_defaults()
     return {name: int(values[name]) for name in PRESET_FIELDS if name in values}
+
+
+def preset_widths(preset):
+    """preset_config without the input size (``--input_size`` carries it): ModelConfig overrides."""
+    return {name: value for name, value in preset_config(preset).items() if name != "input_size"}
 
 
 def network_name(args):
@@ -319,7 +327,7 @@ def _serve(args) -> int:
     alternates two such children, so ours and the reference share the machine's moments."""
     import numpy as np
 
-    widths = {name: value for name, value in preset_config(args.preset).items() if name != "input_size"}
+    widths = preset_widths(args.preset)
     if args.threads:
         if args.child == "reference":
             import torch
@@ -468,7 +476,7 @@ def time_pipeline(input_size, batch_size, cache_dir, batches=20, warmup=3) -> fl
 def _child(args) -> int:
     """Runs one measurement in this (fresh) process and prints it as one JSON line."""
     # The preset's widths; its input size is already args.input_size (main()).
-    widths = {name: value for name, value in preset_config(args.preset).items() if name != "input_size"}
+    widths = preset_widths(args.preset)
     if args.child == "pipeline":
         result = {"images_per_s": time_pipeline(args.input_size, args.batch_size, args.cache_dir),
                   "peak_rss_mb": peak_rss_mb()}
@@ -524,6 +532,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no_pipeline", action="store_true", help="do not time the input pipeline")
     parser.add_argument("--breakdown", action="store_true",
                         help=f"time parts of the float32 step instead ({', '.join(PARTS)}), each in its own process")
+    parser.add_argument("--profile", action="store_true",
+                        help="the float32 step's kernel time by kind, from TensorFlow's profiler")
     add_markdown_flag(parser)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -533,7 +543,9 @@ def main(argv=None) -> int:
     if args.child:
         return _serve(args) if args.serve else _child(args)
     with Capture() as captured:
-        if args.breakdown:
+        if args.profile:
+            code = _main_profile(args)
+        elif args.breakdown:
             code = _main_breakdown(args)
         else:
             code = _main_mirrored(args) if args.strategy == "mirrored" else _main_options(args, parser)
@@ -655,6 +667,90 @@ def _main_breakdown(args) -> int:
         f"{r['first_step_cpu_s']:.1f}"])
     print("\nbatch norm's share = step - no_batchnorm; the optimizers' = step - forward_backward (or the "
           "optimizers row alone); the backward pass = forward_backward - forward. CPU ms count both cores.")
+    return 0
+
+
+# Kernel kinds of the profile: (label, op types as the CPU (oneDNN) or GPU runtime names them).
+KERNEL_KINDS = (
+    ("convolution, forward", ("_MklNativeFusedConv2D", "_MklNativeConv2D", "_MklFusedConv2D", "_MklConv2D",
+                              "Conv2D", "_FusedConv2D", "Conv2DTranspose")),
+    ("convolution, gradient of the weights", ("_MklNativeConv2DBackpropFilterWithBias",
+                                              "_MklNativeConv2DBackpropFilter", "Conv2DBackpropFilter",
+                                              "_MklConv2DBackpropFilterWithBias", "BiasAddGrad")),
+    ("convolution, gradient of the input", ("_MklNativeConv2DBackpropInput", "Conv2DBackpropInput")),
+    ("BatchNorm, forward", ("_MklNativeFusedBatchNormV3", "_MklNativeFusedBatchNormEx", "FusedBatchNormV3",
+                            "_FusedBatchNormEx")),
+    ("BatchNorm, gradient", ("_MklNativeFusedBatchNormGradV3", "FusedBatchNormGradV3", "_FusedBatchNormGradEx")),
+    ("ReLU and its gradient", ("Relu", "ReluGrad", "_MklRelu", "_MklReluGrad")),
+    ("sums of gradients (AddN)", ("AddN", "_MklAddN")),
+    ("Adam updates", ("ResourceApplyAdam",)),
+)
+
+
+def profile_kernels(logdir) -> dict:
+    """{op type: (milliseconds, events)} summed over the kernel events of the profile in ``logdir``."""
+    import collections
+    import glob
+
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError as error:  # an internal module: a TensorFlow without it cannot be read here
+        raise SystemExit(f"error: this TensorFlow has no profiler protobuf to read ({error})") from None
+    paths = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))
+    if not paths:
+        raise SystemExit(f"error: the profiler wrote no trace under {logdir}")
+    space = xplane_pb2.XSpace()
+    with open(paths[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    totals = collections.defaultdict(lambda: [0.0, 0])
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if name.count(":") == 1 and " " not in name:  # "<node name>:<op type>": one kernel's run
+                    kind = totals[name.rsplit(":", 1)[1]]
+                    kind[0] += event.duration_ps / 1e9
+                    kind[1] += 1
+    return dict(totals)
+
+
+def _main_profile(args) -> int:
+    """The float32 step's kernel time by kind (KERNEL_KINDS), from TensorFlow's profiler."""
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    batch_size = args.batch_size or (32 if tf.config.list_physical_devices("GPU") else 4)
+    run, batch_size, _, _, _ = build_train_step(args.input_size, batch_size, cache_dir=args.cache_dir,
+                                                config_overrides=preset_widths(args.preset))
+    run(2)  # past the first steps' allocations
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        seconds, _ = run(args.steps)
+        tf.profiler.experimental.stop()
+        kernels = profile_kernels(logdir)
+    step_ms = 1000 * sum(seconds) / len(seconds)
+    total = sum(ms for ms, _ in kernels.values())
+    print(f"kernel time by kind, float32 train step (stage full), {network_name(args)} {args.input_size}x"
+          f"{args.input_size}, batch {batch_size}, {args.steps} profiled steps of {step_ms:.0f} ms (wall, "
+          f"profiler on), TF {tf.__version__}\n")
+    print("| kind | kernel ms/step | kernels/step | share of kernel time |")
+    print("|---|---|---|---|")
+    counted = set()
+    rows = []
+    for label, types in KERNEL_KINDS:
+        found = [t for t in types if t in kernels]
+        counted.update(found)
+        rows.append((label, sum(kernels[t][0] for t in found), sum(kernels[t][1] for t in found)))
+    rest = [t for t in kernels if t not in counted]
+    rows.append(("everything else (" + ", ".join(sorted(rest, key=lambda t: -kernels[t][0])[:4]) + ", ...)",
+                 sum(kernels[t][0] for t in rest), sum(kernels[t][1] for t in rest)))
+    for label, ms, count in rows:
+        print(f"| {label} | {ms / args.steps:.0f} | {count // args.steps} | {ms / total:.3f} |")
+    print(f"| all kernels | {total / args.steps:.0f} | {sum(c for _, c in kernels.values()) // args.steps} | 1 |")
+    print("\nkernel ms add up the kernels' own times; kernels run side by side on the cores (two inter-op "
+          "threads), so they exceed the step's wall time.")
     return 0
 
 
