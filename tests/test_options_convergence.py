@@ -39,3 +39,20 @@ def test_one_seed_makes_no_claim_about_the_spread():
     assert rows["XLA (`--jit_compile`)"][4] == "n/a (one seed)"
     assert options_convergence.table({"float32": {0: records["float32"][0]}, "xla": {}}, {}) == (
         "no seed finished by every option yet")
+
+
+def test_curves_read_every_finished_run_and_draw_them(tmp_path):
+    import json
+
+    def write(path, steps, key, values):
+        path.mkdir(parents=True)
+        (path / "learning_curves.json").write_text(json.dumps({"eval": {"step": steps, key: values}}))
+
+    write(tmp_path / "float32" / "pretrain2d_s0", [0, 100], "error_2d_px", [15.0, 3.0])
+    write(tmp_path / "float32" / "learned_fusion_s0", [0, 50], "error_3d_mm", [80.0, 20.0])
+    write(tmp_path / "bf16" / "pretrain2d_s0", [0, 100], "error_2d_px", [15.0, 3.1])  # stage 2 not run yet
+    found = options_convergence.curves(str(tmp_path), ["float32", "bf16", "xla"], range(2))
+    assert found == {"float32": [(0, ([0, 100], [15.0, 3.0]), ([0, 50], [80.0, 20.0]))]}
+    picture = options_convergence.curves_picture(found)
+    assert picture.shape == (400, 1000, 3) and picture.dtype.name == "uint8"
+    assert len({tuple(p) for p in picture.reshape(-1, 3)[::97]}) > 3  # drawn, not blank

@@ -75,6 +75,47 @@ def table(records, seconds):
     return "\n".join(lines)
 
 
+def curves(out_dir, options, seeds):
+    """{option: [(seed, stage-1 curve, stage-2 curve)]}: each run's held-out figures per step
+    (stage 1: 2D error in px; stage 2: 3D error in mm) from its learning_curves.json."""
+    found = {}
+    for option in options:
+        for seed in seeds:
+            try:
+                with open(os.path.join(out_dir, option, f"pretrain2d_s{seed}", "learning_curves.json")) as f:
+                    first = json.load(f)["eval"]
+                with open(os.path.join(out_dir, option, f"{CONFIG}_s{seed}", "learning_curves.json")) as f:
+                    second = json.load(f)["eval"]
+            except (OSError, ValueError, KeyError):
+                continue
+            found.setdefault(option, []).append(
+                (seed, (first["step"], first["error_2d_px"]), (second["step"], second["error_3d_mm"])))
+    return found
+
+
+def curves_picture(found):
+    """RGB array: stage 1's held-out 2D error and stage 2's 3D error over the steps, a colour per option."""
+    from matplotlib.figure import Figure
+
+    from lgh_tf.visualize import figure_to_array
+
+    figure = Figure(figsize=(10, 4), dpi=100)
+    axes = figure.subplots(1, 2)
+    for colour, option in zip(("tab:blue", "tab:orange", "tab:green"), OPTIONS):
+        for number, (_, (s1, e1), (s2, e2)) in enumerate(found.get(option, [])):
+            label = LABELS[option].replace("`", "") if number == 0 else None
+            axes[0].plot(s1, e1, color=colour, alpha=0.8, label=label)
+            axes[1].plot(s2, e2, color=colour, alpha=0.8, label=label)
+    axes[0].set(title="stage 1: held-out 2D error", xlabel="step", ylabel="px", ylim=(0, None))
+    axes[1].set(title="stage 2: held-out 3D error", xlabel="step", ylabel="mm", ylim=(0, None))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.suptitle("the quickstart per option, one line per seed")
+    figure.tight_layout()
+    return figure_to_array(figure)
+
+
 def read_records(out_dir):
     """{option: {seed: figures}} from each option's ablation.json."""
     records = {}
@@ -158,6 +199,17 @@ def main(argv=None):
     records = read_records(args.out_dir)
     print()
     print(table({o: records[o] for o in options if o in records}, seconds))
+    found = curves(args.out_dir, options, range(args.seeds))
+    if found:
+        from lgh_tf import files
+
+        picture = curves_picture(found)
+        targets = [os.path.join(args.out_dir, "curves.png")]
+        if args.markdown:  # the page's picture
+            targets.append(os.path.join(REPO, "docs", "images", "options_convergence.png"))
+        for path in targets:
+            files.write_png(path, picture)
+        print(f"\nheld-out curves of every run: {targets[-1]}")
     return 0
 
 
