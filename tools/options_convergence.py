@@ -12,8 +12,8 @@ non-finite stops its run (main.py's guard), so a finished run trained on finite 
 
     python tools/options_convergence.py --seeds=3 --markdown   # docs/benchmarks/options_convergence.md
 
-Resumable like the ablation: finished runs are skipped and keep their recorded wall time
-(``<out_dir>/options_convergence.json``).
+Resumable like the ablation: finished runs are skipped and keep their recorded time
+(``<out_dir>/options_convergence.json``); a run resumed after an interruption is not timed.
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ def main(argv=None):
     options = [o.strip() for o in args.options.split(",") if o.strip()]
     if not options or any(o not in OPTIONS for o in options) or args.seeds < 1 or args.budget <= 0:
         parser.error(f"--options from {', '.join(OPTIONS)}, --seeds >= 1, --budget > 0")
+    # The runs go through subprocesses working in the repository: absolute paths mean the same there.
+    args.out_dir, args.cache_dir = os.path.abspath(args.out_dir), os.path.abspath(args.cache_dir)
     os.makedirs(args.out_dir, exist_ok=True)
     seconds_path = os.path.join(args.out_dir, "options_convergence.json")
     seconds = _load_seconds(seconds_path)
@@ -180,7 +182,9 @@ def main(argv=None):
             sys.exit(f"error: generating the synthetic data failed (exit status {code})")
     for seed in range(args.seeds):
         for option in options:
-            finished = read_records(args.out_dir).get(option, {})
+            # Timed only when both stages start here: an interrupted run that resumes would time a part.
+            fresh = not any(os.path.exists(os.path.join(args.out_dir, option, f"{name}_s{seed}"))
+                            for name in ("pretrain2d", CONFIG))
             begin, cpu_begin = time.time(), _children_cpu()
             command = [sys.executable, os.path.join(REPO, "tools", "ablation.py"), f"--configs={CONFIG}",
                        f"--seeds={seed + 1}", f"--budget={args.budget}", f"--cache_dir={args.cache_dir}",
@@ -189,7 +193,7 @@ def main(argv=None):
             if code:
                 sys.exit(f"error: {option} seed {seed} failed (exit status {code}); "
                          f"see {os.path.join(args.out_dir, option, f'{CONFIG}_s{seed}.log')}")
-            if seed not in finished:  # trained now: time it (a finished run keeps its recorded time)
+            if fresh:  # trained here from the start (a finished run keeps its recorded time)
                 seconds.setdefault(option, {})[seed] = [round(time.time() - begin, 1),
                                                         round(_children_cpu() - cpu_begin, 1)]
                 _save_seconds(seconds_path, seconds)
