@@ -19,7 +19,7 @@ from lgh_tf.model.grouped_features import (
     UpBlock,
     fusion_kernel_init,
 )
-from lgh_tf.model.layers import PaddedConv2D
+from lgh_tf.model.layers import Conv2D, PaddedConv2D
 from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.model.recovery import PoseMapHead, SoftArgmax2D, combine_groups, lift_to_camera
 from lgh_tf.model.shared_features import BottleneckResidual, Hourglass, HourglassBackbone
@@ -222,6 +222,54 @@ def test_padded_conv_matches_symmetric_padding():
     padded = np.pad(x[0, ..., 0], 1)
     expected = np.array([[padded[r:r + 3, c:c + 3].sum() for c in range(0, 6, 2)] for r in range(0, 6, 2)])
     np.testing.assert_allclose(y, expected)
+
+
+@pytest.mark.parametrize("static_batch", [True, False])
+def test_pointwise_conv_trains_as_a_matmul_with_the_convolutions_numbers(static_batch):
+    conv = Conv2D(5, 1)
+    x = _x(2, 4, 3, 6, seed=3)
+    conv(x)
+    kernel, bias = conv.kernel.numpy()[0, 0], conv.bias.numpy()
+    expected = np.einsum("bhwc,cf->bhwf", x, kernel) + bias
+    spec = tf.TensorSpec([2, 4, 3, 6] if static_batch else [None, 4, 3, 6], tf.float32)
+
+    def gradients(training):
+        @tf.function(input_signature=[spec])
+        def f(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                y = conv(inputs, training=training)
+                loss = tf.reduce_sum(y * y)
+            return (y, *tape.gradient(loss, [inputs, conv.kernel, conv.bias]))
+
+        ops = {op.type for op in f.get_concrete_function().graph.get_operations()}
+        return [t.numpy() for t in f(tf.constant(x))], ops
+
+    trained, train_ops = gradients(True)
+    inferred, infer_ops = gradients(False)
+    np.testing.assert_allclose(trained[0], expected, rtol=1e-5, atol=1e-5)
+    for a, b in zip(trained, inferred):  # outputs and the three gradients
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert "MatMul" in train_ops and "Conv2D" not in train_ops
+    assert "Conv2D" in infer_ops and "MatMul" not in infer_ops  # exported graphs keep the convolution
+    strided = Conv2D(5, 1, strides=2)
+    strided(x)
+    graph = tf.function(lambda t: strided(t, training=True)).get_concrete_function(spec).graph
+    assert "Conv2D" in {op.type for op in graph.get_operations()}
+
+
+def test_network_trains_its_pointwise_convs_as_matmuls():
+    # Keras passes training=True down to every nested Conv2D; inference keeps all convolutions.
+    net = LearnableGroupsNet(small_config()).build_for_input()
+    spec = tf.TensorSpec([2, 64, 64, 3], tf.float32)
+    counts = {}
+    for training in (True, False):
+        graph = tf.function(lambda t, training=training: net(t, training=training),
+                            autograph=False).get_concrete_function(spec).graph
+        types = [op.type for op in graph.get_operations()]
+        counts[training] = types.count("MatMul"), types.count("Conv2D")
+    assert counts[False][0] == 0 and counts[True][0] > 0
+    assert sum(counts[True]) == counts[False][1]
 
 
 def _x(*shape, seed=0):

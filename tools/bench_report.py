@@ -26,8 +26,10 @@ CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
 
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:
-    """(model name, the CPU_FLAGS present) from /proc/cpuinfo; platform's answer elsewhere."""
-    model, flags = platform.processor() or platform.machine(), set()
+    """(model name with its family and model number, the CPU_FLAGS present) from
+    /proc/cpuinfo; platform's answer elsewhere. A cloud host's name is often just "Intel(R) Xeon(R)
+    Processor": the model number tells one generation from another."""
+    model, flags, fields = platform.processor() or platform.machine(), set(), {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -37,10 +39,14 @@ def cpu_model_and_flags() -> tuple[str, list[str]]:
                     model = value.strip()
                 elif key == "flags":
                     flags = set(value.split())
+                elif key in ("cpu family", "model"):
+                    fields[key] = value.strip()
                 if key == "" and flags:
                     break
     except OSError:
         pass
+    if "model" in fields:  # not the clock: it changes from one reading to the next on many hosts
+        model += f" (family {fields.get('cpu family', '?')} model {fields['model']})"
     return model, [flag for flag in CPU_FLAGS if flag in flags]
 
 
