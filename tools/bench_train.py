@@ -679,7 +679,7 @@ KERNEL_KINDS = (
                                               "_MklConv2DBackpropFilterWithBias", "BiasAddGrad")),
     ("convolution, gradient of the input", ("_MklNativeConv2DBackpropInput", "Conv2DBackpropInput")),
     ("1x1 convolutions in training: matrix products, forward and both gradients",
-     ("_MklMatMul", "_MklNativeMatMul", "MatMul", "_MklFusedMatMul", "_FusedMatMul")),
+     ("_MklMatMul", "_MklNativeMatMul", "MatMul", "_MklFusedMatMul", "_MklNativeFusedMatMul", "_FusedMatMul")),
     ("BatchNorm, forward", ("_MklNativeFusedBatchNormV3", "_MklNativeFusedBatchNormEx", "FusedBatchNormV3",
                             "_FusedBatchNormEx")),
     ("BatchNorm, gradient", ("_MklNativeFusedBatchNormGradV3", "FusedBatchNormGradV3", "_FusedBatchNormGradEx")),
