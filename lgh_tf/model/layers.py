@@ -98,13 +98,13 @@ class Conv2D(keras.layers.Conv2D):
 
     def _pointwise_matmul(self, inputs: tf.Tensor) -> tf.Tensor:
         """A 1x1 convolution as one matrix product over all pixels: the same sums, but oneDNN's
-        matmul and its two gradients train ~5% faster than its convolution kernels on CPUs
+        matmul and its two gradients train faster than its convolution kernels on CPUs
         (docs/training-speed.md). Training only: exported and evaluated graphs keep the convolution."""
-        channels = inputs.shape[-1]
+        channels = self.kernel.shape[-2]
         pixels = tf.reshape(inputs, [-1, channels])
         outputs = tf.nn.bias_add(tf.matmul(pixels, tf.reshape(self.kernel, [channels, self.filters])), self.bias)
         if inputs.shape.is_fully_defined():  # static shapes: no shape ops in the graph (a shorter first step)
-            return tf.reshape(outputs, inputs.shape[:-1] + [self.filters])
+            return tf.reshape(outputs, channels_to(inputs.shape, self.filters))
         return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.filters]], 0))
 
 
