@@ -49,6 +49,10 @@ flags.DEFINE_float("lr_fusion", 1e-2, "Adam learning rate of the fusion layers."
 flags.DEFINE_float("lr_rest", 1e-4, "Adam learning rate of everything else.")
 flags.DEFINE_enum("lr_decay", "none", ["none", "cosine"], "none: constant learning rates (the paper's); cosine: "
                   "each rate decays to 0 over the stage's steps (--steps, --pretrain_steps for stage 1).")
+flags.DEFINE_float("selector_warmup", 0.0, "Fraction of stage 2's --steps with theta frozen (its learning rate 0) "
+                   "while the branches learn; 0: the paper's (docs/selector.md).")
+flags.DEFINE_enum("selector_loss", "blended", ["blended", "expected"], "blended: Eq. 10 on Eq. 5's combined "
+                  "prediction (the paper's); expected: sum_k S_jk Eq. 10 of branch k's joint j (docs/selector.md).")
 flags.DEFINE_float("temperature_initial", 5.0, "tau at step 0.")
 flags.DEFINE_float("temperature_decrement", 0.1, "tau falls by this much ...")
 flags.DEFINE_integer("temperature_every", 1000, "... every this many steps ...")
@@ -162,6 +166,7 @@ FLAG_CHECKS = {
     "beta": NON_NEGATIVE_REAL,
     "lr_pretrain": NON_NEGATIVE_REAL, "lr_selector": NON_NEGATIVE_REAL, "lr_fusion": NON_NEGATIVE_REAL,
     "lr_rest": NON_NEGATIVE_REAL,
+    "selector_warmup": (lambda v: _finite(v) and 0 <= v < 1, "a fraction in [0, 1) of --steps"),
     "temperature_initial": POSITIVE_REAL, "temperature_decrement": NON_NEGATIVE_REAL,
     "temperature_every": POSITIVE, "temperature_floor": POSITIVE_REAL,
     # Training loop.

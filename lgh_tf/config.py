@@ -165,6 +165,22 @@ class OptimConfig:
     # stage (short runs end better with a decayed rate); 0: constant rates, as the paper states.
     lr_decay_steps: int = 0
     temperature: TemperatureSchedule = dataclasses.field(default_factory=TemperatureSchedule)
+    # Remedies for the selector (docs/selector.md; the defaults are the paper's). selector_warmup_steps:
+    # theta frozen (learning rate 0) for the first steps of stage 2 while the branches learn;
+    # selector_loss "blended" trains Eq. 10 on Eq. 5's combined prediction, "expected" on the
+    # per-branch expected loss sum_k S_jk L(branch k's joint j) (the authors' DMTG, 2024).
+    selector_warmup_steps: int = 0
+    selector_loss: str = "blended"
+
+    def validate(self):
+        if self.selector_loss not in SELECTOR_LOSSES:
+            raise ValueError(f"selector_loss must be one of {SELECTOR_LOSSES}, got {self.selector_loss!r}")
+        if self.selector_warmup_steps < 0:
+            raise ValueError(f"selector_warmup_steps must be >= 0, got {self.selector_warmup_steps}")
+        return self
+
+
+SELECTOR_LOSSES = ("blended", "expected")
 
 
 @dataclasses.dataclass
@@ -226,6 +242,7 @@ class ExperimentConfig:
     def validate(self):
         self.model.validate()
         self.data.validate()
+        self.optim.validate()
         # The pipeline feeds the network, and a resume positions the stream by train.batch_size.
         for what, data_value, other, value in (
             ("output_size", self.data.output_size, "model.input_size", self.model.input_size),

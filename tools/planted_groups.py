@@ -78,6 +78,12 @@ class Setting:
     per_image: bool = False
     straight: bool = False
     selector_optimizer: str = "adam"
+    warmup: float = 0.0  # fraction of the steps with theta frozen (its learning rate 0)
+    loss: str = "blended"  # blended: loss of Eq. 5's prediction; expected: sum_k S_jk loss(branch k, j)
+    holdout: bool = False  # theta's gradient on a second, independent batch
+    balance: float = 0.0  # weight of the group-usage penalty K sum_k (mean_j softmax(theta)_jk - 1/K)^2
+    error_init: float = 0.0  # > 0: theta starts from the error-affinity partition with this margin ...
+    error_init_at: float = 0.0  # ... at this fraction of the steps (0: the warm-up's end), statistics over its second half
 
 
 SETTINGS = {s.name: s for s in (
@@ -94,6 +100,26 @@ SETTINGS = {s.name: s for s in (
     Setting("slow_tau+lr0.01", tau_every=-4, lr_selector=0.01),
     Setting("sgd", lr_selector=1.0, selector_optimizer="sgd"),
     Setting("affinity", grouping="affinity"),
+    Setting("warmup0.3", warmup=0.3),
+    Setting("warmup0.3+lr0.01", warmup=0.3, lr_selector=0.01),
+    Setting("expected", loss="expected"),
+    Setting("expected+lr0.01", loss="expected", lr_selector=0.01),
+    Setting("expected+warmup0.3", loss="expected", warmup=0.3),
+    Setting("holdout+warmup0.3", holdout=True, warmup=0.3),
+    Setting("expected+holdout+warmup0.3", loss="expected", holdout=True, warmup=0.3),
+    Setting("expected+per_image+warmup0.3", loss="expected", per_image=True, warmup=0.3),
+    Setting("expected+per_image+lr0.01", loss="expected", per_image=True, lr_selector=0.01),
+    Setting("expected+warmup0.3+balance", loss="expected", warmup=0.3, balance=1.0),
+    Setting("expected+holdout+warmup0.3+balance", loss="expected", holdout=True, warmup=0.3, balance=1.0),
+    Setting("warmup0.3+balance", warmup=0.3, balance=1.0),
+    Setting("expected+balance", loss="expected", balance=1.0),
+    Setting("error_init1", warmup=0.3, error_init=1.0),
+    Setting("error_init3", warmup=0.3, error_init=3.0),
+    Setting("error_init3+expected", warmup=0.3, error_init=3.0, loss="expected"),
+    Setting("error_init3+lr0.01", warmup=0.3, error_init=3.0, lr_selector=0.01),
+    Setting("error_init3+expected+lr0.01", warmup=0.3, error_init=3.0, loss="expected", lr_selector=0.01),
+    Setting("error_init3+expected+hold", warmup=0.3, error_init=3.0, error_init_at=0.15, loss="expected"),
+    Setting("error_init5+expected", warmup=0.3, error_init=5.0, loss="expected"),
 )}
 
 
@@ -193,6 +219,22 @@ class GroupedModel:
             return tf.einsum("bjk,bkj->bj", s, groups)  # Eq. 5, one S per sample
         return tf.einsum("jk,bkj->bj", s, groups)  # Eq. 5
 
+    def loss(self, x, y, tau, kind, balance=0.0):
+        """Training loss: of Eq. 5's blended prediction, or the per-branch expected loss
+        sum_k S_jk (y_j - y^k_j)^2 (DMTG); plus ``balance`` times the group-usage penalty."""
+        penalty = 0.0
+        if balance and self.learned:
+            usage = tf.reduce_mean(tf.nn.softmax(self.selector.theta, axis=-1), axis=0)  # (K,)
+            penalty = balance * self.num_groups * tf.reduce_sum(tf.square(usage - 1.0 / self.num_groups))
+        if kind == "blended":
+            return tf.reduce_mean(tf.square(self(x, tau, "sample") - y)) + penalty
+        groups = self.group_outputs(x)
+        s = self.selector(tau, mode="sample", batch_size=tf.shape(x)[0])
+        errors = tf.square(groups - y[:, None])  # (B, K, 21)
+        if s.shape.rank == 3:
+            return tf.reduce_mean(tf.einsum("bjk,bkj->bj", s, errors)) + penalty
+        return tf.reduce_mean(tf.einsum("jk,bkj->bj", s, errors)) + penalty
+
     def variables_to_train(self):
         variables = [v for p in self.branches for v in p]
         if self.learned:
@@ -209,12 +251,21 @@ def train_model(model, world, setting, args, seed, steps, log=True):
         if name == "selector" and setting.selector_optimizer == "sgd":
             optimizer = keras.optimizers.SGD(setting.lr_selector, name=f"sgd_{name}")
         else:
-            rate = setting.lr_selector if name == "selector" else args.lr_rest
+            rate = args.lr_rest
+            if name == "selector":
+                rate = selector_rate(setting.lr_selector, int(round(setting.warmup * steps)))
             optimizer = keras.optimizers.Adam(rate, name=f"adam_{name}")
         optimizer.build(variables)
         optimizers[name] = optimizer
     variables = [v for vs in groups.values() for v in vs]
+    theta_index = next((i for i, v in enumerate(variables) if model.learned and v is model.selector.theta), None)
     step = tf.Variable(0, dtype=tf.int64)
+    warm = int(round((setting.error_init_at or setting.warmup) * steps))  # when theta is set from affinity
+    affinity = None
+    if setting.error_init and model.learned and warm > 0:
+        from lgh_tf.training.error_affinity import ErrorAffinity
+
+        affinity = ErrorAffinity(NUM_OUTPUTS, model.num_groups)
     grad_sum = tf.Variable(0.0)  # sum over steps of mean |dL/dtheta|
     move_sum = tf.Variable(0.0)  # sum over steps of mean |theta step|
     noise = world.noise
@@ -226,16 +277,29 @@ def train_model(model, world, setting, args, seed, steps, log=True):
             key = tf.stack([tf.cast(seed, tf.int64) * 7919 + 17, step])
             x = tf.random.stateless_normal([args.batch_size, INPUT_DIM], seed=key)
             y = world.clean(x) + noise * tf.random.stateless_normal([args.batch_size, NUM_OUTPUTS], seed=key + 1)
+            if affinity is not None:  # the second half of the warm-up: which outputs err together
+                inside = tf.cast((step >= warm // 2) & (step < warm), tf.float64)
+                outs = model.group_outputs(x)
+                blended = tf.einsum("jk,bkj->bj", model.selector(tau, mode="soft"), outs)
+                affinity.update(blended - y, tf.square(outs - y[:, None]), inside)
             with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.square(model(x, tau, "sample") - y))
+                loss = model.loss(x, y, tau, setting.loss, setting.balance)
             gradients = tape.gradient(loss, variables)
+            if setting.holdout and model.learned:  # theta from an independent batch
+                key2 = key + 1_000_003
+                x2 = tf.random.stateless_normal([args.batch_size, INPUT_DIM], seed=key2)
+                y2 = world.clean(x2) + noise * tf.random.stateless_normal([args.batch_size, NUM_OUTPUTS],
+                                                                          seed=key2 + 1)
+                with tf.GradientTape() as tape:
+                    loss2 = model.loss(x2, y2, tau, setting.loss, setting.balance)
+                gradients[theta_index] = tape.gradient(loss2, model.selector.theta)
             before = model.selector.theta + 0.0 if model.learned else tf.zeros(())
             start = 0
             for name, group_vars in groups.items():  # one optimizer per group, same step (task.py)
                 optimizers[name].apply_gradients(zip(gradients[start:start + len(group_vars)], group_vars))
                 start += len(group_vars)
             if model.learned:
-                grad_sum.assign_add(tf.reduce_mean(tf.abs(gradients[-1])))
+                grad_sum.assign_add(tf.reduce_mean(tf.abs(gradients[theta_index])))
                 move_sum.assign_add(tf.reduce_mean(tf.abs(model.selector.theta - before)))
             step.assign_add(1)
 
@@ -255,6 +319,15 @@ def train_model(model, world, setting, args, seed, steps, log=True):
     done = 0
     while done < steps:
         n = min(args.log_every, steps - done)
+        if affinity is not None and done < warm:
+            n = min(n, warm - done)
+        if affinity is not None and done == warm:
+            from lgh_tf.evaluation.grouping import match_groups_to_branches, partition_from_affinity
+            from lgh_tf.training.error_affinity import initial_theta
+
+            labels = partition_from_affinity(affinity.affinity(), model.num_groups)
+            labels = match_groups_to_branches(labels, affinity.branch_errors())
+            model.selector.theta.assign(initial_theta(labels, model.num_groups, setting.error_init))
         grad_sum.assign(0.0)
         move_sum.assign(0.0)
         run(tf.constant(n))
@@ -264,6 +337,14 @@ def train_model(model, world, setting, args, seed, steps, log=True):
             records["grad"].append(float(grad_sum.numpy()) / n)
             records["move"].append(float(move_sum.numpy()) / n)
     return {k: np.asarray(v) for k, v in records.items()}
+
+
+def selector_rate(rate, warmup_steps):
+    if warmup_steps <= 0:
+        return rate
+    from lgh_tf.training.task import SelectorWarmup
+
+    return SelectorWarmup(rate, warmup_steps)
 
 
 def tau_every(setting, args):

@@ -41,3 +41,47 @@ def adjusted_rand_index(labels_a: npt.ArrayLike, labels_b: npt.ArrayLike) -> flo
         return 1.0
     return float((index - expected) / (maximum - expected))
 
+
+
+def partition_from_affinity(affinity: npt.ArrayLike, num_groups: int) -> np.ndarray:
+    """Average-linkage clustering of a symmetric (N, N) affinity (larger = more alike) into at most
+    ``num_groups`` groups: (N,) labels 0..num_groups-1."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    affinity = np.asarray(affinity, np.float64)
+    if affinity.ndim != 2 or affinity.shape[0] != affinity.shape[1] or not np.all(np.isfinite(affinity)):
+        raise ValueError(f"need a finite square affinity matrix, got shape {affinity.shape}")
+    symmetric = 0.5 * (affinity + affinity.T)
+    distance = symmetric.max() - symmetric
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    labels = fcluster(tree, num_groups, criterion="maxclust") - 1
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def match_groups_to_branches(labels: npt.ArrayLike, branch_errors: npt.ArrayLike) -> np.ndarray:
+    """Renumbers the groups of ``labels`` (N,) so that each goes to the branch whose summed error
+    over its joints is lowest, one group per branch (Hungarian). branch_errors: (K, N)."""
+    from scipy.optimize import linear_sum_assignment
+
+    labels, branch_errors = np.asarray(labels), np.asarray(branch_errors, np.float64)
+    num_branches = branch_errors.shape[0]
+    cost = np.zeros((num_branches, num_branches))
+    for group in range(num_branches):
+        cost[group] = branch_errors[:, labels == group].sum(axis=1)
+    rows, cols = linear_sum_assignment(cost)
+    mapping = np.empty(num_branches, int)
+    mapping[rows] = cols
+    return mapping[labels]
+
+
+def co_assignment(labelings: npt.ArrayLike) -> np.ndarray:
+    """(N, N) share of the labelings (R, N) that put items i and j in the same group."""
+    labelings = np.asarray(labelings)
+    return np.mean(labelings[:, :, None] == labelings[:, None, :], axis=0)
+
+
+def consensus_partition(labelings: npt.ArrayLike, num_groups: int) -> np.ndarray:
+    """The consensus grouping of several runs: average linkage on how often two joints share a group."""
+    return partition_from_affinity(co_assignment(labelings), num_groups)

@@ -142,17 +142,21 @@ class CheckpointCallback(keras.callbacks.Callback):
 # follows --steps (docs/training-resume.md); whether there is one is fixed, because it changes the
 # optimizer's state (a schedule instead of a rate variable).
 RESUME_FIXED = {
-    "model": None, "optim": ("stage", "lr_decay"), "train": ("batch_size", "checkpoint_every", "seed"),
+    "model": None, "optim": ("stage", "lr_decay", "selector_warmup_steps", "selector_loss"),
+    "train": ("batch_size", "checkpoint_every", "seed"),
 }
 # The command-line flag of a config field, where it is not --<field>.
 FLAG_OF = {"model.initial_temperature": "--temperature_initial", "model.selector_seed": "--seed",
-           "model.num_joints": "the number of joints", "optim.lr_decay": "--lr_decay"}
+           "model.num_joints": "the number of joints", "optim.lr_decay": "--lr_decay",
+           "optim.selector_warmup_steps": "--selector_warmup"}
 
 
 def _fixed_value(section: Mapping[str, Any], name: str, key: str) -> Any:
     if name == "optim" and key == "lr_decay":  # stored as its horizon: only on / off is fixed
         steps = section.get("lr_decay_steps") or 0
         return "cosine" if steps > 0 else "none"
+    if name == "optim" and key == "selector_warmup_steps":  # a schedule or a rate: only on / off is fixed
+        return bool(section.get(key))
     return section.get(key)
 
 

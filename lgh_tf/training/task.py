@@ -44,6 +44,35 @@ def group_variables(variables: Iterable[keras.Variable]) -> dict[str, list[keras
     return groups
 
 
+@keras.saving.register_keras_serializable(package="lgh_tf")
+class SelectorWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """theta's learning rate: 0 for the first ``warmup_steps`` steps of its optimizer (the selector
+    held back while the branches learn, as BMTAS, AdaShare and PC-DARTS do), then ``rate`` (a
+    number or a schedule of the same step). Adam's moments still accumulate during the warm-up."""
+
+    def __init__(self, rate, warmup_steps: int) -> None:
+        self.rate = rate
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        rate = self.rate(step) if callable(self.rate) else self.rate
+        rate = tf.cast(rate, tf.float32)
+        return tf.where(tf.cast(step, tf.int64) < self.warmup_steps, tf.zeros_like(rate), rate)
+
+    def get_config(self):
+        rate = self.rate
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            rate = keras.saving.serialize_keras_object(rate)
+        return {"rate": rate, "warmup_steps": self.warmup_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["rate"], dict):
+            config["rate"] = keras.saving.deserialize_keras_object(config["rate"])
+        return cls(**config)
+
+
 class FusedAdam(keras.optimizers.Adam):
     """Keras' Adam with each variable's update as one ``ResourceApplyAdam`` kernel.
 
@@ -129,6 +158,8 @@ class HandPoseTask(keras.Model):
         rate = self._learning_rate(group)
         if self.optim.lr_decay_steps > 0:
             rate = keras.optimizers.schedules.CosineDecay(rate, self.optim.lr_decay_steps)
+        if group == "selector" and self.optim.selector_warmup_steps > 0:
+            rate = SelectorWarmup(rate, self.optim.selector_warmup_steps)
         return rate
 
     def compile(self, **kwargs: Any) -> None:
@@ -161,6 +192,9 @@ class HandPoseTask(keras.Model):
         xyz_pred = losses.recover_xyz_mm(out["uv"], out["depth"], batch)  # Eq. 3
         xyz_true = tf.cast(batch["xyz"], tf.float32) * losses.MM_PER_METRE
         loss, loss_xy, loss_z = losses.pose_loss_3d_per_sample(xyz_pred, xyz_true, self.optim.beta)  # Eq. 10
+        if self.optim.selector_loss == "expected" and training:
+            loss = losses.expected_group_loss_per_sample(
+                out["selector"], out["group_uv"], out["group_depth"], batch, xyz_true, self.optim.beta)
         return {
             "loss": loss,
             "loss_xy": loss_xy,

@@ -1,0 +1,104 @@
+"""Remedies for the selector (docs/selector.md): theta's warm-up and the per-branch expected loss."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import small_config
+from test_task import make_batch
+
+from lgh_tf.model.network import LearnableGroupsNet
+from lgh_tf.training import losses
+from lgh_tf.training.loop import config_differences
+from lgh_tf.training.task import HandPoseTask, OptimConfig, SelectorWarmup
+
+
+def _task(**optim):
+    network = LearnableGroupsNet(small_config()).build_for_input()
+    task = HandPoseTask(network, OptimConfig(**optim))
+    task.compile()
+    return task
+
+
+def test_warmup_freezes_theta_then_releases_it_while_the_branches_train():
+    task = _task(selector_warmup_steps=2)
+    theta = task.network.selector.theta
+    start = theta.numpy().copy()
+    rest = task.trainable_groups()["rest"][0]
+    rest_start = rest.numpy().copy()
+    for _ in range(2):
+        task.train_step(make_batch())
+    np.testing.assert_array_equal(theta.numpy(), start)  # frozen for two steps
+    assert np.abs(rest.numpy() - rest_start).max() > 0  # the branches learned meanwhile
+    task.train_step(make_batch())
+    assert np.abs(theta.numpy() - start).max() > 1e-3  # step 3: theta moves
+
+
+def test_warmup_schedule_values_and_config_round_trip():
+    import keras
+
+    cosine = keras.optimizers.schedules.CosineDecay(0.1, 10)
+    schedule = SelectorWarmup(cosine, 4)
+    values = [float(schedule(tf.constant(s, tf.int64))) for s in (0, 3, 4, 5)]
+    assert values[:2] == [0.0, 0.0]
+    assert values[2] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 4 / 10)), rel=1e-5)
+    again = SelectorWarmup.from_config(schedule.get_config())
+    assert float(again(tf.constant(5, tf.int64))) == pytest.approx(values[3], rel=1e-6)
+    assert float(SelectorWarmup(0.01, 3)(3)) == pytest.approx(0.01)
+
+
+def test_expected_loss_by_hand():
+    """Two branches, two joints, one sample: sum_k S_jk (|dx| + |dy| + beta |dz|), mean over joints."""
+    batch = make_batch(batch_size=1)
+    K, scale, root = batch["K"].numpy()[0], float(batch["scale"][0]), float(batch["root_depth"][0])
+    xyz_true = batch["xyz"].numpy()[:, :2] * 1000.0  # two joints, mm
+
+    def project(xyz_mm):  # the uv and relative depth that Eq. 3 lifts back to xyz_mm
+        xyz = xyz_mm / 1000.0
+        uv = (K @ xyz.T).T
+        return uv[:, :2] / uv[:, 2:], (xyz[:, 2] - root) / scale
+
+    offsets = [np.array([[1.0, 0, 0], [0, 0, 2.0]]), np.array([[0, -3.0, 0], [4.0, 0, 0]])]  # mm, per branch
+    uvs, depths = zip(*(project(xyz_true[0] + o) for o in offsets))
+    group_uv = tf.constant(np.stack(uvs)[None], tf.float32)  # (1, K, J, 2)
+    group_depth = tf.constant(np.stack(depths)[None], tf.float32)
+    selector = tf.constant([[0.25, 0.75], [1.0, 0.0]], tf.float32)
+    beta = 20.0
+    sub = {k: v for k, v in batch.items()}
+    got = losses.expected_group_loss_per_sample(selector, group_uv, group_depth, sub, xyz_true, beta)
+    # joint 0: 0.25 * 1 + 0.75 * 3; joint 1: 1.0 * (beta * 2)
+    assert float(got[0]) == pytest.approx((0.25 * 1 + 0.75 * 3 + beta * 2) / 2, abs=2e-3)
+
+
+def test_expected_loss_equals_the_blended_one_for_a_hard_selector():
+    """With one-hot S every joint is its own branch's: the two objectives coincide."""
+    network = LearnableGroupsNet(small_config()).build_for_input()
+    batch = make_batch(batch_size=2)
+    hard = np.eye(3, dtype=np.float32)[np.arange(21) % 3]
+    out = network(batch["image"], selector=hard)
+    xyz_true = batch["xyz"] * 1000.0
+    blended, _, _ = losses.pose_loss_3d_per_sample(losses.recover_xyz_mm(out["uv"], out["depth"], batch),
+                                                   xyz_true, 0.25)
+    expected = losses.expected_group_loss_per_sample(hard, out["group_uv"], out["group_depth"], batch,
+                                                     xyz_true, 0.25)
+    np.testing.assert_allclose(expected.numpy(), blended.numpy(), rtol=1e-4)
+
+
+def test_expected_loss_trains_and_its_theta_gradient_favours_the_better_branch():
+    task = _task(selector_loss="expected")
+    logs = task.train_step(make_batch())
+    assert np.isfinite(float(logs["loss"]))
+    with pytest.raises(ValueError, match="selector_loss"):
+        OptimConfig(selector_loss="blend").validate()
+
+
+def test_remedies_cannot_change_on_resume_but_the_warmup_length_can():
+    train = {"batch_size": 32, "checkpoint_every": 100, "seed": 0}
+    stored = {"optim": {"stage": "full", "lr_decay_steps": 0}, "train": train}  # a run from before the options
+    same = {"optim": {"stage": "full", "lr_decay_steps": 0, "selector_warmup_steps": 0, "selector_loss": "blended"},
+            "train": train}
+    assert config_differences(stored, same) == []
+    on = {"optim": {**same["optim"], "selector_warmup_steps": 300, "selector_loss": "expected"}, "train": train}
+    problems = config_differences(stored, on)
+    assert any("--selector_warmup" in p for p in problems) and any("--selector_loss" in p for p in problems)
+    longer = {"optim": {**on["optim"], "selector_warmup_steps": 600}, "train": train}
+    assert config_differences(on, longer) == []
