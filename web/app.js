@@ -284,8 +284,15 @@ async function main() {
   }
   try {
     const start = performance.now();
-    model = await loadModel();
+    // threads where the page is cross-origin isolated (python tools/serve_web.py), one thread elsewhere
+    const threads = self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 4) : 0;
+    model = await loadModel({threads: Number(new URLSearchParams(location.search).get('threads') ?? threads)});
     lgh.model = {size: model.size, description: model.description, loadMs: performance.now() - start};
+    lgh.run = model.run;  // the bare network, for tools/bench_web.py
+    // warm-up: the first runs pack the weights and compile the kernels (hundreds of ms each)
+    const zeros = new Float32Array(model.size * model.size * 3);
+    for (let i = 0; i < 3; i++) await model.run(zeros);
+    lgh.model.warmMs = performance.now() - start - lgh.model.loadMs;
     $('runtime').textContent = `${model.description} (${model.size}x${model.size} input), loaded in ` +
       `${(lgh.model.loadMs / 1000).toFixed(1)} s`;
   } catch (error) {

@@ -8,7 +8,7 @@ import {fileURLToPath} from 'node:url';
 const web = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(web);
 const assets = path.join(web, 'assets');
-const model = path.join(root, 'saved_models', 'synthetic_demo', '1', 'tflite', 'model_int8.tflite');
+const model = path.join(root, 'saved_models', 'synthetic_demo', '1', 'tflite', 'model_float32.tflite');
 
 // The shipped .tflite has a free batch size (shape_signature -1), which LiteRT.js cannot resize:
 // the page's copy has it fixed to 1 in place (the same ops, weights and bytes otherwise).
@@ -45,7 +45,7 @@ fs.mkdirSync(path.join(assets, 'examples'), {recursive: true});
 const bytes = new Uint8Array(fs.readFileSync(model));
 const fixed = fixBatch(bytes);
 if (!fixed) throw new Error(`${model}: no tensor with a free batch size; is it the shipped model?`);
-fs.writeFileSync(path.join(assets, 'model_int8.tflite'), bytes);
+fs.writeFileSync(path.join(assets, 'model_float32.tflite'), bytes);
 const examples = fs.readdirSync(path.join(root, 'examples')).filter((name) => /^hand\d+\.png$/.test(name)).sort();
 for (const name of examples) fs.copyFileSync(path.join(root, 'examples', name), path.join(assets, 'examples', name));
 fs.writeFileSync(path.join(assets, 'examples.json'), JSON.stringify(examples) + '\n');

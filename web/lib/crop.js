@@ -25,73 +25,86 @@ function channelsOf(image) {
   return image.channels || Math.round(image.data.length / (image.width * image.height));
 }
 
-// cv2.resize(image, (newW, newH), INTER_AREA) for a shrink; RGB out (3 channels).
-export function resizeArea(image, newW, newH) {
+// cv2.resize(image, (newW, newH), INTER_AREA) for a shrink; RGB out (3 channels). Only the output
+// pixels in `window` [x0, y0, x1, y1] (inclusive) are computed (the rest stay 0): each is the same
+// sum in the same order as OpenCV's, so a window changes no value, only the time.
+export function resizeArea(image, newW, newH, window = [0, 0, newW - 1, newH - 1]) {
   const {width: W, height: H, data} = image;
   const cn = channelsOf(image);
+  const [x0, y0, x1, y1] = window;
   const out = new Uint8Array(newW * newH * 3);
   const scaleX = 1 / (newW / W), scaleY = 1 / (newH / H);
   const iscaleX = roundHalfEven(scaleX), iscaleY = roundHalfEven(scaleY);
   if (Math.abs(scaleX - iscaleX) < Number.EPSILON && Math.abs(scaleY - iscaleY) < Number.EPSILON) {
-    // resizeAreaFast: integer factors, an int sum times float(1 / area)
-    // a 2x2 shrink takes OpenCV's SIMD path: (sum + 2) >> 2, half up
+    // resizeAreaFast: integer factors, an int sum times float(1 / area); a 2x2 shrink takes
+    // OpenCV's SIMD path, (sum + 2) >> 2 (half up)
     const half = iscaleX === 2 && iscaleY === 2;
     const scale = f32(1 / (iscaleX * iscaleY));
-    for (let dy = 0; dy < newH; dy++) {
-      for (let dx = 0; dx < newW; dx++) {
-        for (let c = 0; c < 3; c++) {
-          let sum = 0;
-          for (let sy = dy * iscaleY; sy < (dy + 1) * iscaleY; sy++) {
-            for (let sx = dx * iscaleX; sx < (dx + 1) * iscaleX; sx++) sum += data[(sy * W + sx) * cn + c];
+    for (let dy = y0; dy <= y1; dy++) {
+      for (let dx = x0; dx <= x1; dx++) {
+        let r = 0, g = 0, b = 0;
+        for (let sy = dy * iscaleY; sy < (dy + 1) * iscaleY; sy++) {
+          let i = (sy * W + dx * iscaleX) * cn;
+          for (let k = 0; k < iscaleX; k++, i += cn) {
+            r += data[i]; g += data[i + 1]; b += data[i + 2];
           }
-          out[(dy * newW + dx) * 3 + c] = half ? (sum + 2) >> 2 : saturateU8(f32(sum * scale));
+        }
+        const o = (dy * newW + dx) * 3;
+        if (half) {
+          out[o] = (r + 2) >> 2; out[o + 1] = (g + 2) >> 2; out[o + 2] = (b + 2) >> 2;
+        } else {
+          out[o] = saturateU8(f32(r * scale)); out[o + 1] = saturateU8(f32(g * scale));
+          out[o + 2] = saturateU8(f32(b * scale));
         }
       }
     }
     return {width: newW, height: newH, data: out, channels: 3};
   }
-  const xtab = areaTable(W, newW, scaleX), ytab = areaTable(H, newH, scaleY);
+  const xtab = areaTable(W, newW, scaleX, x0, x1), ytab = areaTable(H, newH, scaleY, y0, y1);
   const rowLen = newW * 3;
   const buf = new Float32Array(rowLen), sum = new Float32Array(rowLen);
-  let prevDy = ytab[0].di;
-  for (const {di: dy, si: sy, alpha: beta} of ytab) {
-    buf.fill(0);
-    const row = sy * W * cn;
-    for (const {di: dx, si: sx, alpha} of xtab) {
-      for (let c = 0; c < 3; c++) {
-        buf[dx * 3 + c] = f32(buf[dx * 3 + c] + f32(data[row + sx * cn + c] * alpha));
-      }
+  const c0 = x0 * 3, c1 = (x1 + 1) * 3;
+  let prevDy = ytab.di[0];
+  for (let j = 0; j < ytab.length; j++) {
+    const dy = ytab.di[j], beta = ytab.alpha[j], row = ytab.si[j] * W * cn;
+    buf.fill(0, c0, c1);
+    for (let k = 0; k < xtab.length; k++) {
+      const o = xtab.di[k] * 3, i = row + xtab.si[k] * cn, alpha = xtab.alpha[k];
+      buf[o] = buf[o] + f32(data[i] * alpha);
+      buf[o + 1] = buf[o + 1] + f32(data[i + 1] * alpha);
+      buf[o + 2] = buf[o + 2] + f32(data[i + 2] * alpha);
     }
     if (dy !== prevDy) {
-      for (let i = 0; i < rowLen; i++) {
-        out[prevDy * rowLen + i] = saturateU8(sum[i]);
-        sum[i] = f32(beta * buf[i]);
+      const base = prevDy * rowLen;
+      for (let i = c0; i < c1; i++) {
+        out[base + i] = saturateU8(sum[i]);
+        sum[i] = beta * buf[i];
       }
       prevDy = dy;
     } else {
-      for (let i = 0; i < rowLen; i++) sum[i] = f32(sum[i] + f32(beta * buf[i]));
+      for (let i = c0; i < c1; i++) sum[i] = sum[i] + f32(beta * buf[i]);
     }
   }
-  for (let i = 0; i < rowLen; i++) out[prevDy * rowLen + i] = saturateU8(sum[i]);
+  const base = prevDy * rowLen;
+  for (let i = c0; i < c1; i++) out[base + i] = saturateU8(sum[i]);
   return {width: newW, height: newH, data: out, channels: 3};
 }
 
-// OpenCV's computeResizeAreaTab: which source pixels feed each output pixel, with what weight.
-function areaTable(ssize, dsize, scale) {
-  const tab = [];
-  for (let dx = 0; dx < dsize; dx++) {
+// OpenCV's computeResizeAreaTab: which source pixels feed each output pixel (lo..hi), with what weight.
+function areaTable(ssize, dsize, scale, lo = 0, hi = dsize - 1) {
+  const di = [], si = [], alpha = [];
+  const push = (d, s, a) => { di.push(d); si.push(s); alpha.push(f32(a)); };
+  for (let dx = lo; dx <= hi; dx++) {
     const fsx1 = dx * scale, fsx2 = fsx1 + scale;
     const cellWidth = Math.min(scale, ssize - fsx1);
     let sx1 = Math.ceil(fsx1), sx2 = Math.floor(fsx2);
     sx2 = Math.min(sx2, ssize - 1);
     sx1 = Math.min(sx1, sx2);
-    if (sx1 - fsx1 > 1e-3) tab.push({di: dx, si: sx1 - 1, alpha: f32((sx1 - fsx1) / cellWidth)});
-    for (let sx = sx1; sx < sx2; sx++) tab.push({di: dx, si: sx, alpha: f32(1.0 / cellWidth)});
-    if (fsx2 - sx2 > 1e-3) {
-      tab.push({di: dx, si: sx2, alpha: f32(Math.min(Math.min(fsx2 - sx2, 1), cellWidth) / cellWidth)});
-    }
+    if (sx1 - fsx1 > 1e-3) push(dx, sx1 - 1, (sx1 - fsx1) / cellWidth);
+    for (let sx = sx1; sx < sx2; sx++) push(dx, sx, 1.0 / cellWidth);
+    if (fsx2 - sx2 > 1e-3) push(dx, sx2, Math.min(Math.min(fsx2 - sx2, 1), cellWidth) / cellWidth);
   }
-  return tab;
+  return {di: Int32Array.from(di), si: Int32Array.from(si), alpha: Float32Array.from(alpha), length: di.length};
 }
 
 // cv2.warpAffine(image, m[:2], (size, size), INTER_LINEAR, BORDER_CONSTANT 0) as uint8 RGB.
@@ -107,24 +120,43 @@ export function warpAffine(image, m, size) {
   const b1 = -A11 * c - b * f, b2 = -d * c - A22 * f;
   const M = [A11, b, b1, d, A22, b2].map(f32);
   const out = new Uint8Array(size * size * 3);
-  const px = (ix, iy, ch) => (ix >= 0 && ix < W && iy >= 0 && iy < H) ? data[(iy * W + ix) * cn + ch] : 0;
+  const rowStride = W * cn;
   for (let y = 0; y < size; y++) {
     const Mx = f32(f32(y * M[1]) + M[2]), My = f32(f32(y * M[4]) + M[5]);
     for (let x = 0; x < size; x++) {
       const sx = f32(M[0] * x + Mx), sy = f32(M[3] * x + My);  // fused multiply-add
       const ix = Math.floor(sx), iy = Math.floor(sy);
-      const o = (y * size + x) * 3;
       if (ix + 1 < 0 || ix >= W || iy + 1 < 0 || iy >= H) continue;  // all four outside: zero
       const ax = f32(sx - ix), ay = f32(sy - iy);
+      const o = (y * size + x) * 3;
+      const i00 = iy * rowStride + ix * cn;
+      const in0 = ix >= 0, in1 = ix + 1 < W, top = iy >= 0, bottom = iy + 1 < H;
       for (let ch = 0; ch < 3; ch++) {
-        const p00 = px(ix, iy, ch), p01 = px(ix + 1, iy, ch);
-        const p10 = px(ix, iy + 1, ch), p11 = px(ix + 1, iy + 1, ch);
+        const p00 = in0 && top ? data[i00 + ch] : 0, p01 = in1 && top ? data[i00 + cn + ch] : 0;
+        const p10 = in0 && bottom ? data[i00 + rowStride + ch] : 0;
+        const p11 = in1 && bottom ? data[i00 + rowStride + cn + ch] : 0;
         const v0 = f32(p00 + ax * (p01 - p00)), v1 = f32(p10 + ax * (p11 - p10));
         out[o + ch] = saturateU8(f32(v0 + ay * f32(v1 - v0)));
       }
     }
   }
   return out;
+}
+
+// The pixels of an image (w x h) that the warp by crop_from_image `m` to size x size reads (with
+// two pixels to spare for float32 rounding): [x0, y0, x1, y1], clipped to the image.
+function sampledWindow(m, size, w, h) {
+  const [[a, b, c], [d, e, f]] = m;
+  const det = a * e - b * d;
+  const xs = [], ys = [];
+  for (const [u, v] of [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]) {
+    const p = u - c, q = v - f;
+    xs.push((e * p - b * q) / det);
+    ys.push((a * q - d * p) / det);
+  }
+  const clip = (value, top) => Math.min(Math.max(value, 0), top);
+  return [clip(Math.floor(Math.min(...xs)) - 2, w - 1), clip(Math.floor(Math.min(...ys)) - 2, h - 1),
+          clip(Math.ceil(Math.max(...xs)) + 2, w - 1), clip(Math.ceil(Math.max(...ys)) + 2, h - 1)];
 }
 
 function matmul3(p, q) {
@@ -139,11 +171,12 @@ export function renderCrop(image, m, size) {
   if (zoom < 0.5) {
     const {width, height} = image;
     const newW = Math.max(1, pyRound(width * zoom)), newH = Math.max(1, pyRound(height * zoom));
-    const small = resizeArea(image, newW, newH);
     const fx = newW / width, fy = newH / height;
     // inverse of resized_from_image (resized pixel centre u' = (u + 0.5) f - 0.5)
     const imageFromResized = [[1 / fx, 0, -(0.5 * fx - 0.5) / fx], [0, 1 / fy, -(0.5 * fy - 0.5) / fy], [0, 0, 1]];
-    return warpAffine(small, matmul3(m, imageFromResized), size);
+    const matrix = matmul3(m, imageFromResized);
+    const small = resizeArea(image, newW, newH, sampledWindow(matrix, size, newW, newH));
+    return warpAffine(small, matrix, size);
   }
   return warpAffine(image, m, size);
 }

@@ -3,12 +3,15 @@
 import {Tensor, loadAndCompile, loadLiteRt} from '@litertjs/core';
 
 export const WASM_DIR = new URL('../node_modules/@litertjs/core/wasm/', import.meta.url).href;
-export const MODEL_URL = new URL('../assets/model_int8.tflite', import.meta.url).href;
+export const MODEL_URL = new URL('../assets/model_float32.tflite', import.meta.url).href;
 const SIGNATURE = 'predict_float';
 
-export async function loadModel({modelUrl = MODEL_URL, wasmDir = WASM_DIR, threads = false} = {}) {
-  await loadLiteRt(wasmDir, {threads});
-  const compiled = await loadAndCompile(modelUrl, {accelerator: 'wasm'});
+// threads: the threaded WebAssembly build (needs a cross-origin isolated page: SharedArrayBuffer)
+export async function loadModel({modelUrl = MODEL_URL, wasmDir = WASM_DIR, threads = 0} = {}) {
+  await loadLiteRt(wasmDir, {threads: threads > 1});
+  const options = {accelerator: 'wasm'};
+  if (threads > 1) options.cpuOptions = {numThreads: threads};
+  const compiled = await loadAndCompile(modelUrl, options);
   const runner = compiled.signatures[SIGNATURE] || compiled;
   const input = runner.getInputDetails()[0];
   const size = input.shape[1] > 0 ? input.shape[1] : input.shape[2];
@@ -27,5 +30,6 @@ export async function loadModel({modelUrl = MODEL_URL, wasmDir = WASM_DIR, threa
     }
     return result;
   }
-  return {run, size, description: `LiteRT.js ${SIGNATURE}, ${modelUrl.split('/').pop()}`};
+  const how = threads > 1 ? `${threads} threads` : 'one thread';
+  return {run, size, description: `LiteRT.js (WebAssembly, ${how}), ${modelUrl.split('/').pop()}`};
 }
