@@ -214,3 +214,23 @@ class Browser:
         page.send("Runtime.enable")
         page.send("Page.navigate", url=url)
         return page
+
+
+def write_y4m(path: str, frames, fps: int = 15) -> str:
+    """Writes RGB frames (H, W, 3) uint8 as a YUV4MPEG2 file (4:2:0), what
+    ``--use-file-for-fake-video-capture`` plays as the camera (looping)."""
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F{int(fps)}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            f.write(b"FRAME\n")
+            f.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+def camera_flags(y4m: str) -> list[str]:
+    """Chromium switches for a fake camera playing ``y4m``, the permission granted."""
+    return ["--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
+            "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
