@@ -8,8 +8,9 @@ Stages (``--stages``, in this order):
 
     train     python main.py --mode=train (the quickstart: the default synthetic world, both stages)
               into <work_dir>/run, unless --run_dir names a finished run; resumable like any run
-    export    python main.py --mode=export --tflite=int8 of that run: the float32 SavedModel (BatchNorm
-              folded) and its int8 TFLite, as version 1 of saved_models/synthetic_demo/ (replaced whole)
+    export    python main.py --mode=export --tflite=int8,float32 of that run: the float32 SavedModel
+              (BatchNorm folded), its int8 TFLite and its float32 TFLite (the web page's, web/), as
+              version 1 of saved_models/synthetic_demo/ (replaced whole)
     examples  the first --num_examples right hands of the synthetic test split (--synthetic_seed, the
               same world as the training: held-out, never trained on) with every joint inside the
               image, as examples/hand<i>.png, their ground truth in examples/annotations.json
@@ -63,7 +64,7 @@ def stage_export(args, run_dir):
     staging = os.path.join(args.work_dir, "export")
     shutil.rmtree(staging, ignore_errors=True)
     run_main("--mode=export", f"--checkpoint={run_dir}", f"--export_dir={staging}", "--export_version=1",
-             "--tflite=int8", f"--representative_samples={args.representative_samples}",
+             "--tflite=int8,float32", f"--representative_samples={args.representative_samples}",
              f"--cache_dir={args.cache_dir}")
     old = target + ".old"
     shutil.rmtree(old, ignore_errors=True)
