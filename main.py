@@ -63,7 +63,8 @@ def configs_from_flags(values=FLAGS):
                                    values.temperature_every, values.temperature_floor)
     optim = _from_flags(OptimConfig, values, temperature=schedule,
                         lr_decay_steps=values.steps if values.lr_decay == "cosine" else 0,
-                        selector_warmup_steps=round(values.selector_warmup * values.steps))
+                        selector_warmup_steps=round(values.selector_warmup * values.steps),
+                        selector_init_step=round(values.selector_init_at * values.steps))
     train = _from_flags(TrainConfig, values, model_dir=values.model_dir or os.path.join("runs", values.dataset))
     return ExperimentConfig(model=model, data=data, optim=optim, train=train, pretrain_steps=values.pretrain_steps)
 

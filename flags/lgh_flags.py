@@ -53,6 +53,11 @@ flags.DEFINE_float("selector_warmup", 0.0, "Fraction of stage 2's --steps with t
                    "while the branches learn; 0: the paper's (docs/selector.md).")
 flags.DEFINE_enum("selector_loss", "blended", ["blended", "expected"], "blended: Eq. 10 on Eq. 5's combined "
                   "prediction (the paper's); expected: sum_k S_jk Eq. 10 of branch k's joint j (docs/selector.md).")
+flags.DEFINE_enum("selector_init", "uniform", ["uniform", "error_affinity"], "theta's start: uniform 1/K (the "
+                  "paper's), or error_affinity: at --selector_init_at, the partition of the joints whose errors vary "
+                  "together over the steps before (needs --selector_warmup >= --selector_init_at; docs/selector.md).")
+flags.DEFINE_float("selector_init_at", 0.3, "With --selector_init=error_affinity: the fraction of --steps at which "
+                   "theta is set (statistics over the second half of the steps before).")
 flags.DEFINE_float("temperature_initial", 5.0, "tau at step 0.")
 flags.DEFINE_float("temperature_decrement", 0.1, "tau falls by this much ...")
 flags.DEFINE_integer("temperature_every", 1000, "... every this many steps ...")
@@ -167,6 +172,7 @@ FLAG_CHECKS = {
     "lr_pretrain": NON_NEGATIVE_REAL, "lr_selector": NON_NEGATIVE_REAL, "lr_fusion": NON_NEGATIVE_REAL,
     "lr_rest": NON_NEGATIVE_REAL,
     "selector_warmup": (lambda v: _finite(v) and 0 <= v < 1, "a fraction in [0, 1) of --steps"),
+    "selector_init_at": (lambda v: _finite(v) and 0 < v < 1, "a fraction in (0, 1) of --steps"),
     "temperature_initial": POSITIVE_REAL, "temperature_decrement": NON_NEGATIVE_REAL,
     "temperature_every": POSITIVE, "temperature_floor": POSITIVE_REAL,
     # Training loop.

@@ -171,16 +171,27 @@ class OptimConfig:
     # per-branch expected loss sum_k S_jk L(branch k's joint j) (the authors' DMTG, 2024).
     selector_warmup_steps: int = 0
     selector_loss: str = "blended"
+    # "error_affinity": at selector_init_step theta starts from the partition of the joints whose
+    # errors vary together over the steps before (lgh_tf/training/error_affinity.py); "uniform": 1/K.
+    selector_init: str = "uniform"
+    selector_init_step: int = 0
 
     def validate(self):
         if self.selector_loss not in SELECTOR_LOSSES:
             raise ValueError(f"selector_loss must be one of {SELECTOR_LOSSES}, got {self.selector_loss!r}")
+        if self.selector_init not in SELECTOR_INITS:
+            raise ValueError(f"selector_init must be one of {SELECTOR_INITS}, got {self.selector_init!r}")
+        if self.selector_init == "error_affinity" and not 2 <= self.selector_init_step <= self.selector_warmup_steps:
+            raise ValueError(
+                "selector_init error_affinity needs theta frozen until it is set: 2 <= selector_init_step "
+                f"({self.selector_init_step}) <= selector_warmup_steps ({self.selector_warmup_steps})")
         if self.selector_warmup_steps < 0:
             raise ValueError(f"selector_warmup_steps must be >= 0, got {self.selector_warmup_steps}")
         return self
 
 
 SELECTOR_LOSSES = ("blended", "expected")
+SELECTOR_INITS = ("uniform", "error_affinity")
 
 
 @dataclasses.dataclass

@@ -94,7 +94,8 @@ def test_expected_loss_trains_and_its_theta_gradient_favours_the_better_branch()
 def test_remedies_cannot_change_on_resume_but_the_warmup_length_can():
     train = {"batch_size": 32, "checkpoint_every": 100, "seed": 0}
     stored = {"optim": {"stage": "full", "lr_decay_steps": 0}, "train": train}  # a run from before the options
-    same = {"optim": {"stage": "full", "lr_decay_steps": 0, "selector_warmup_steps": 0, "selector_loss": "blended"},
+    same = {"optim": {"stage": "full", "lr_decay_steps": 0, "selector_warmup_steps": 0, "selector_loss": "blended",
+                      "selector_init": "uniform"},
             "train": train}
     assert config_differences(stored, same) == []
     on = {"optim": {**same["optim"], "selector_warmup_steps": 300, "selector_loss": "expected"}, "train": train}
@@ -102,3 +103,71 @@ def test_remedies_cannot_change_on_resume_but_the_warmup_length_can():
     assert any("--selector_warmup" in p for p in problems) and any("--selector_loss" in p for p in problems)
     longer = {"optim": {**on["optim"], "selector_warmup_steps": 600}, "train": train}
     assert config_differences(on, longer) == []
+
+
+def test_error_affinity_finds_joints_that_err_together():
+    """Residuals built from two hidden causes: joints 0-3 share one, 4-6 the other (random signs and
+    scales); the |correlation| clustering recovers the two groups, and each group goes to the
+    branch with the lower error on it."""
+    from lgh_tf.evaluation.grouping import adjusted_rand_index, match_groups_to_branches, partition_from_affinity
+    from lgh_tf.training.error_affinity import ErrorAffinity
+
+    rng = np.random.default_rng(0)
+    truth = np.array([0, 0, 0, 0, 1, 1, 1])
+    accumulator = ErrorAffinity(7, 2, channels=3)
+    weights = rng.uniform(0.5, 2.0, 7) * rng.choice([-1, 1], 7)
+    for _ in range(5):
+        causes = rng.normal(size=(64, 2, 3))
+        residual = causes[:, truth] * weights[None, :, None] + 0.3 * rng.normal(size=(64, 7, 3))
+        branch_errors = np.stack([np.where(truth == 1, 1.0, 5.0), np.where(truth == 0, 1.0, 5.0)])  # (K, J)
+        accumulator.update(tf.constant(residual), tf.constant(np.repeat(branch_errors[None], 64, 0)))
+        accumulator.update(tf.constant(rng.normal(size=(64, 7, 3)) * 100), tf.zeros((64, 2, 7)), 0.0)  # outside
+    affinity = accumulator.affinity()
+    assert np.allclose(np.diag(affinity), 1.0)
+    assert affinity[0, 1] > 0.5 and affinity[0, 5] < 0.2
+    labels = partition_from_affinity(affinity, 2)
+    assert adjusted_rand_index(labels, truth) == 1.0
+    # Branch 0 fits joints 4-6, branch 1 joints 0-3.
+    np.testing.assert_array_equal(match_groups_to_branches(labels, branch_errors), 1 - truth)
+
+
+def test_consensus_of_runs_by_hand():
+    from lgh_tf.evaluation.grouping import co_assignment, consensus_partition
+
+    runs = [[0, 0, 1, 1, 2], [1, 1, 0, 0, 2], [0, 0, 0, 1, 2]]  # the third run differs in item 2
+    np.testing.assert_allclose(co_assignment(runs)[2], [1 / 3, 1 / 3, 1, 2 / 3, 0])
+    labels = consensus_partition(runs, 3)
+    assert labels[0] == labels[1] and labels[2] == labels[3] and len({labels[0], labels[2], labels[4]}) == 3
+
+
+def test_error_affinity_sets_theta_once_at_its_step_and_keeps_it_frozen_until_the_warmup_ends():
+    from lgh_tf.training.error_affinity import INITIAL_THETA_MARGIN
+
+    task = _task(selector_warmup_steps=4, selector_init="error_affinity", selector_init_step=2,
+                 selector_loss="expected")
+    theta = task.network.selector.theta
+    start = theta.numpy().copy()
+    task.train_step(make_batch(seed=1))
+    assert task.initialise_selector() is None  # one step taken, of 2
+    assert float(task.affinity.count.numpy()) == 0.0  # statistics over the second of the 2 steps only
+    task.train_step(make_batch(seed=2))
+    assert float(task.affinity.count.numpy()) == 2.0  # one batch of two
+    labels = task.initialise_selector()
+    assert labels is not None and len(labels) == 21
+    expected = np.eye(3)[labels] * INITIAL_THETA_MARGIN
+    np.testing.assert_allclose(theta.numpy(), expected)
+    assert task.initialise_selector() is None  # once
+    task.train_step(make_batch(seed=3))
+    task.train_step(make_batch(seed=4))
+    np.testing.assert_allclose(theta.numpy(), expected)  # still frozen at step 4
+    assert float(task.affinity.count.numpy()) == 2.0  # nothing accumulated after the window
+    task.train_step(make_batch(seed=5))
+    assert np.abs(theta.numpy() - expected).max() > 1e-3
+    assert not np.allclose(start, expected)
+
+
+def test_error_affinity_needs_theta_frozen_until_it_is_set():
+    with pytest.raises(ValueError, match="selector_warmup_steps"):
+        OptimConfig(selector_init="error_affinity", selector_init_step=10, selector_warmup_steps=5).validate()
+    with pytest.raises(ValueError, match="selector_init"):
+        OptimConfig(selector_init="affinity").validate()

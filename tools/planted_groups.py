@@ -83,7 +83,7 @@ class Setting:
     holdout: bool = False  # theta's gradient on a second, independent batch
     balance: float = 0.0  # weight of the group-usage penalty K sum_k (mean_j softmax(theta)_jk - 1/K)^2
     error_init: float = 0.0  # > 0: theta starts from the error-affinity partition with this margin ...
-    error_init_at: float = 0.0  # ... at this fraction of the steps (0: the warm-up's end), statistics over its second half
+    error_init_at: float = 0.0  # ... at this fraction of the steps (0: the warm-up end); statistics: its second half
 
 
 SETTINGS = {s.name: s for s in (
@@ -120,6 +120,9 @@ SETTINGS = {s.name: s for s in (
     Setting("error_init3+expected+lr0.01", warmup=0.3, error_init=3.0, loss="expected", lr_selector=0.01),
     Setting("error_init3+expected+hold", warmup=0.3, error_init=3.0, error_init_at=0.15, loss="expected"),
     Setting("error_init5+expected", warmup=0.3, error_init=5.0, loss="expected"),
+    Setting("error_init3+expected+hold45", warmup=0.45, error_init=3.0, error_init_at=0.3, loss="expected"),
+    Setting("error_init3+expected+hold45+lr0.01", warmup=0.45, error_init=3.0, error_init_at=0.3, loss="expected",
+            lr_selector=0.01),
 )}
 
 

@@ -29,10 +29,11 @@ class ErrorAffinity:
                                            name="affinity_products")
         self.branch_error = keras.Variable(zeros((num_groups, num_joints)), dtype="float64", trainable=False,
                                            name="affinity_branch_error")
+        self.done = keras.Variable(zeros(()), dtype="float32", trainable=False, name="affinity_done")  # theta set
 
     @property
     def variables(self) -> list[keras.Variable]:
-        return [self.count, self.sum, self.sum_products, self.branch_error]
+        return [self.count, self.sum, self.sum_products, self.branch_error, self.done]
 
     def update(self, residuals: tf.Tensor, branch_errors: tf.Tensor, weight: tf.Tensor | float = 1.0) -> None:
         """residuals (B, J) or (B, J, C): prediction - truth; branch_errors (B, K, J) >= 0; ``weight``
@@ -61,6 +62,10 @@ class ErrorAffinity:
     def reset(self) -> None:
         for variable in self.variables:
             variable.assign(tf.zeros_like(variable))
+
+
+# theta's logit of each joint's group where error affinity sets it (0 elsewhere): softmax 0.87 for K = 3.
+INITIAL_THETA_MARGIN = 3.0
 
 
 def initial_theta(labels: np.ndarray, num_groups: int, margin: float) -> np.ndarray:

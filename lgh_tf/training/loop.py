@@ -34,12 +34,15 @@ from lgh_tf.training.distribute import (  # noqa: F401  (names importable from h
     make_strategy,
     worker_of,
 )
+from lgh_tf.training.error_affinity import INITIAL_THETA_MARGIN
 from lgh_tf.training.task import HandPoseTask
 
 
 def make_checkpoint(task: HandPoseTask) -> tf.train.Checkpoint:
     """Everything a resumed run needs, by stable names."""
     objects = {"network": task.network.checkpoint_variables(), "step": task.step}
+    if task.affinity is not None:  # the selector's warm-up statistics (--selector_init=error_affinity)
+        objects["selector_init"] = {v.name: v for v in task.affinity.variables}
     for group, optimizer in task.optimizers.items():
         objects[f"optimizer_{group}"] = {f"{i:04d}": v for i, v in enumerate(optimizer.variables)}
     return tf.train.Checkpoint(**objects)
@@ -142,7 +145,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 # follows --steps (docs/training-resume.md); whether there is one is fixed, because it changes the
 # optimizer's state (a schedule instead of a rate variable).
 RESUME_FIXED = {
-    "model": None, "optim": ("stage", "lr_decay", "selector_warmup_steps", "selector_loss"),
+    "model": None, "optim": ("stage", "lr_decay", "selector_warmup_steps", "selector_loss", "selector_init"),
     "train": ("batch_size", "checkpoint_every", "seed"),
 }
 # The command-line flag of a config field, where it is not --<field>.
@@ -194,6 +197,28 @@ def read_run_config(model_dir: str) -> dict[str, Any]:
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"{path} is not a training config (no 'model' section)")
     return data
+
+
+class SelectorInitCallback(keras.callbacks.Callback):
+    """Sets theta from the error-affinity partition after step ``selector_init_step`` (once; the
+    flag is saved with the checkpoint) and records it in ``<model_dir>/selector_init.json``."""
+
+    def __init__(self, task: HandPoseTask, model_dir: str | None) -> None:
+        super().__init__()
+        self.task = task
+        self.model_dir = model_dir
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        labels = self.task.initialise_selector()
+        if labels is None:
+            return
+        step = int(self.task.step.numpy())
+        groups = [[j for j, label in enumerate(labels) if label == k] for k in range(max(labels) + 1)]
+        logging.info("step %d: theta set from error affinity, groups %s", step, groups)
+        if self.model_dir:
+            files.write_json(os.path.join(self.model_dir, "selector_init.json"), {
+                "step": step, "groups": groups, "margin": float(INITIAL_THETA_MARGIN),
+                "affinity": np.round(self.task.affinity.affinity(), 4).tolist()})
 
 
 class GroupingCallback(keras.callbacks.Callback):
@@ -371,6 +396,9 @@ def _train(
     worker, num_workers, chief = worker_of(strategy)
     logging.info("strategy %s: %d replicas in sync, worker %d of %d%s", c.strategy,
                  strategy.num_replicas_in_sync, worker, num_workers, " (chief)" if chief else "")
+    if optim.selector_init == "error_affinity" and strategy.num_replicas_in_sync > 1:
+        raise ValueError("--selector_init=error_affinity trains on one device (its statistics are not "
+                         "all-reduced); use --strategy=default")
     with strategy.scope():
         task = build_task(model_config, optim, c)
         checkpoint = make_checkpoint(task)
@@ -421,8 +449,10 @@ def _train(
         log_dir = os.path.join(c.model_dir, "tensorboard")
         callbacks = [
             NonFiniteGuard(task, lambda: manager.latest_checkpoint or "no checkpoint yet"),
-            CheckpointCallback(manager, task, scratch=not chief),
         ]
+        if task.affinity is not None:  # before the checkpoint of the same step
+            callbacks.append(SelectorInitCallback(task, c.model_dir if chief else None))
+        callbacks.append(CheckpointCallback(manager, task, scratch=not chief))
         if chief:
             callbacks += [
                 keras.callbacks.TensorBoard(log_dir, update_freq=1, write_graph=False),

@@ -28,29 +28,38 @@ def pose_loss_3d_per_sample(
     return loss_xy + beta * loss_z, loss_xy, loss_z
 
 
+def group_xyz_mm(group_uv: tf.Tensor, group_depth: tf.Tensor, batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """Eq. 3 for every branch's prediction of every joint: (B, K, J, 3) millimetres, from group_uv
+    (B, K, J, 2) and group_depth (B, K, J)."""
+    return tf.stack([recover_xyz_mm(group_uv[:, k], group_depth[:, k], batch) for k in range(group_uv.shape[1])],
+                    axis=1)
+
+
+def group_joint_losses(group_xyz: tf.Tensor, xyz_true_mm: tf.Tensor, beta: float = 20.0) -> tf.Tensor:
+    """Eq. 10 of each branch's prediction of each joint, |dx| + |dy| + beta |dz|: (B, K, J)."""
+    diff = tf.abs(tf.cast(group_xyz, tf.float32) - tf.cast(xyz_true_mm, tf.float32)[:, None])
+    return tf.reduce_sum(diff[..., :2], axis=-1) + beta * diff[..., 2]
+
+
 def expected_group_loss_per_sample(
     selector: tf.Tensor, group_uv: tf.Tensor, group_depth: tf.Tensor, batch: Mapping[str, tf.Tensor],
-    xyz_true_mm: tf.Tensor, beta: float = 20.0,
+    xyz_true_mm: tf.Tensor, beta: float = 20.0, group_xyz: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """The per-branch expected loss (DMTG, Gao et al. 2024): Eq. 10 of each branch's own joints,
     weighted by the selector, sum_k S_jk L(J^k_j), as a mean over joints: (B,).
 
-    selector (J, K) or (B, J, K); group_uv (B, K, J, 2), group_depth (B, K, J). Each branch is then
-    trained on the joints S gives it, and theta's gradient favours the branch with the lower loss,
-    where Eq. 5's blended loss lets the branches co-adapt to the current S.
+    selector (J, K) or (B, J, K); group_uv (B, K, J, 2), group_depth (B, K, J) (or their lifted
+    ``group_xyz``). Each branch is then trained on the joints S gives it, and theta's gradient
+    favours the branch with the lower loss, where Eq. 5's blended loss lets the branches co-adapt.
     """
-    num_groups = group_uv.shape[1]
+    if group_xyz is None:
+        group_xyz = group_xyz_mm(group_uv, group_depth, batch)
+    per_group = group_joint_losses(group_xyz, xyz_true_mm, beta)  # (B, K, J)
     selector = tf.cast(selector, tf.float32)
-    per_group = []
-    for k in range(num_groups):  # Eq. 3 for branch k's prediction of every joint
-        xyz = recover_xyz_mm(group_uv[:, k], group_depth[:, k], batch)
-        diff = tf.abs(xyz - tf.cast(xyz_true_mm, tf.float32))
-        per_group.append(tf.reduce_sum(diff[..., :2], axis=-1) + beta * diff[..., 2])  # (B, J)
-    per_group = tf.stack(per_group, axis=-1)  # (B, J, K)
     if selector.shape.rank == 3:
-        weighted = tf.reduce_sum(selector * per_group, axis=-1)
+        weighted = tf.einsum("bjk,bkj->bj", selector, per_group)
     else:
-        weighted = tf.einsum("jk,bjk->bj", selector, per_group)
+        weighted = tf.einsum("jk,bkj->bj", selector, per_group)
     return tf.reduce_mean(weighted, axis=-1)
 
 

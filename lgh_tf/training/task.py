@@ -20,8 +20,10 @@ import tensorflow as tf
 
 # OptimConfig (and TemperatureSchedule) are also importable from here, as before the move to lgh_tf.config.
 from lgh_tf.config import OptimConfig, TemperatureSchedule
+from lgh_tf.evaluation import grouping
 from lgh_tf.model.network import HEATMAP_STRIDE, LearnableGroupsNet
 from lgh_tf.training import losses
+from lgh_tf.training.error_affinity import INITIAL_THETA_MARGIN, ErrorAffinity, initial_theta
 
 STAGES = ("pretrain2d", "full")
 
@@ -124,6 +126,24 @@ class HandPoseTask(keras.Model):
             for name in ("loss", "loss_xy", "loss_z", "error_2d_px", "error_3d_mm")
         }
         self.optimizers = {}
+        self.affinity = None
+        c = network.config
+        if (self.optim.stage == "full" and self.optim.selector_init == "error_affinity" and c.num_groups > 1
+                and c.grouping == "learned"):
+            self.affinity = ErrorAffinity(c.num_joints, c.num_groups, channels=3)
+
+    def initialise_selector(self) -> list[int] | None:
+        """At ``selector_init_step``: theta from the error-affinity partition (once); the labels, or None."""
+        if self.affinity is None or bool(self.affinity.done.numpy()):
+            return None
+        if int(self.step.numpy()) < self.optim.selector_init_step:
+            return None
+        num_groups = self.network.config.num_groups
+        labels = grouping.partition_from_affinity(self.affinity.affinity(), num_groups)
+        labels = grouping.match_groups_to_branches(labels, self.affinity.branch_errors())
+        self.network.selector.theta.assign(initial_theta(labels, num_groups, INITIAL_THETA_MARGIN))
+        self.affinity.done.assign(1.0)
+        return [int(label) for label in labels]
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -192,9 +212,18 @@ class HandPoseTask(keras.Model):
         xyz_pred = losses.recover_xyz_mm(out["uv"], out["depth"], batch)  # Eq. 3
         xyz_true = tf.cast(batch["xyz"], tf.float32) * losses.MM_PER_METRE
         loss, loss_xy, loss_z = losses.pose_loss_3d_per_sample(xyz_pred, xyz_true, self.optim.beta)  # Eq. 10
+        group_xyz = None
+        if training and (self.optim.selector_loss == "expected" or self.affinity is not None):
+            group_xyz = losses.group_xyz_mm(out["group_uv"], out["group_depth"], batch)
         if self.optim.selector_loss == "expected" and training:
             loss = losses.expected_group_loss_per_sample(
-                out["selector"], out["group_uv"], out["group_depth"], batch, xyz_true, self.optim.beta)
+                out["selector"], None, None, batch, xyz_true, self.optim.beta, group_xyz=group_xyz)
+        if self.affinity is not None and training:
+            # The selector's warm-up: which joints err together (lgh_tf/training/error_affinity.py).
+            step = self.step
+            inside = (step >= self.optim.selector_init_step // 2) & (step < self.optim.selector_init_step)
+            residual = tf.reduce_mean(group_xyz, axis=1) - xyz_true  # theta is uniform: the branches' mean
+            self.affinity.update(residual, losses.group_joint_losses(group_xyz, xyz_true, self.optim.beta), inside)
         return {
             "loss": loss,
             "loss_xy": loss_xy,
