@@ -1,5 +1,7 @@
 """Remedies for the selector (docs/selector.md): theta's warm-up and the per-branch expected loss."""
 
+import subprocess
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -171,3 +173,27 @@ def test_error_affinity_needs_theta_frozen_until_it_is_set():
         OptimConfig(selector_init="error_affinity", selector_init_step=10, selector_warmup_steps=5).validate()
     with pytest.raises(ValueError, match="selector_init"):
         OptimConfig(selector_init="affinity").validate()
+
+
+def test_main_trains_with_the_remedies_and_resumes_without_setting_theta_again(tmp_path):
+    """End to end: --selector_init=error_affinity sets theta at step 2 of 6 (selector_init.json),
+    the statistics and the done flag are in the checkpoint, and a longer resume keeps that theta's
+    history (no second initialisation)."""
+    import json
+
+    from test_main_train import checkpoint_values, main_command, run
+
+    model_dir, cache = tmp_path / "run", tmp_path / "cache"
+    remedies = ["--selector_warmup=0.5", "--selector_init=error_affinity", "--selector_init_at=0.34",
+                "--selector_loss=expected"]
+    run(main_command(model_dir, cache, *remedies))
+    record = json.loads((model_dir / "selector_init.json").read_text())
+    assert record["step"] == 2 and sorted(j for g in record["groups"] for j in g) == list(range(21))
+    values = checkpoint_values(model_dir, 6)
+    done = [v for k, v in values.items() if k.startswith("selector_init/") and "affinity_done" in k]
+    assert done and float(done[0]) == 1.0
+    run(main_command(model_dir, cache, *remedies, "--steps=8"))
+    assert json.loads((model_dir / "selector_init.json").read_text())["step"] == 2
+    refused = subprocess.run(main_command(tmp_path / "other", cache, "--selector_init=error_affinity"),
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "selector_warmup" in refused.stderr.strip().splitlines()[-1]

@@ -120,6 +120,7 @@ SETTINGS = {s.name: s for s in (
     Setting("error_init3+expected+lr0.01", warmup=0.3, error_init=3.0, loss="expected", lr_selector=0.01),
     Setting("error_init3+expected+hold", warmup=0.3, error_init=3.0, error_init_at=0.15, loss="expected"),
     Setting("error_init5+expected", warmup=0.3, error_init=5.0, loss="expected"),
+    Setting("error_init3+expected+lr0", warmup=0.3, error_init=3.0, loss="expected", lr_selector=0.0),
     Setting("error_init3+expected+hold45", warmup=0.45, error_init=3.0, error_init_at=0.3, loss="expected"),
     Setting("error_init3+expected+hold45+lr0.01", warmup=0.45, error_init=3.0, error_init_at=0.3, loss="expected",
             lr_selector=0.01),
