@@ -1,0 +1,235 @@
+"""Crafted files (issue 33): an RHD annotation pickle made by an attacker, with only the names a
+numpy pickle uses, must end in one `error: ...` line, never in a segmentation fault, a memory
+bomb or a quadratic dict; each file here is written opcode by opcode."""
+
+import pickle
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import fixtures_datasets as fx
+import numpy as np
+import pytest
+from conftest import run_main
+from test_reliability import error_line
+
+from lgh_tf.data import registry, safe_pickle
+from lgh_tf.data.rhd import load_rhd
+
+# ---------------------------------------------------------------------------------------------
+# Pickle opcodes, by hand (pickletools names)
+# ---------------------------------------------------------------------------------------------
+
+MARK, TUPLE, TUPLE1, REDUCE, BUILD, STOP = b"(", b"t", b"\x85", b"R", b"b", b"."
+NONE, TRUE, FALSE, EMPTY_DICT, EMPTY_LIST, SETITEM, SETITEMS = b"N", b"\x88", b"\x89", b"}", b"]", b"s", b"u"
+PROTO3 = b"\x80\x03"
+
+
+def glob(module, name):
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def text(value):  # BINUNICODE
+    data = value.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def int32(value):  # BININT
+    return b"J" + struct.pack("<i", value)
+
+
+def long(value):  # LONG1
+    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(data)]) + data
+
+
+def raw(data):  # BINBYTES
+    return b"B" + struct.pack("<I", len(data)) + data
+
+
+def float64(value):  # BINFLOAT
+    return b"G" + struct.pack(">d", value)
+
+
+def dtype(typestr, state=None):
+    """numpy.dtype(typestr, False, True), then BUILD ``state`` (numpy's dtype state tuple)."""
+    made = glob("numpy", "dtype") + MARK + text(typestr) + FALSE + TRUE + TUPLE + REDUCE
+    return made if state is None else made + MARK + state + TUPLE + BUILD
+
+
+def plain_state(order="<"):
+    return int32(3) + text(order) + NONE * 3 + int32(-1) + int32(-1) + int32(0)
+
+
+def array(shape, descr, data):
+    """What numpy writes for an array: _reconstruct(ndarray, (0,), b'b') then BUILD (1, shape, dtype,
+    False, raw bytes)."""
+    return (glob("numpy.core.multiarray", "_reconstruct") + MARK + glob("numpy", "ndarray")
+            + MARK + int32(0) + TUPLE + raw(b"b") + TUPLE + REDUCE
+            + MARK + int32(1) + MARK + b"".join(int32(n) for n in shape) + TUPLE + descr + FALSE + raw(data)
+            + TUPLE + BUILD)
+
+
+def rhd_file(value):
+    """{0: {'uv_vis': value}}: RHD's layout around the crafted value."""
+    return PROTO3 + EMPTY_DICT + int32(0) + EMPTY_DICT + text("uv_vis") + value + SETITEM + SETITEM + STOP
+
+
+# A structured dtype with one object field whose flags (0) deny the objects: numpy trusts the flags
+# and reads the raw bytes as pointers.
+OBJECT_FIELD = dtype("V8", int32(3) + text("|") + NONE + MARK + text("x") + TUPLE
+                     + EMPTY_DICT + text("x") + MARK + dtype("O8", int32(3) + text("|") + NONE * 3 + int32(-1)
+                                                                 + int32(-1) + int32(63))
+                     + int32(0) + TUPLE + SETITEM + int32(8) + int32(1) + int32(0))
+POINTERS = b"\x41" * 8
+
+
+def nested_tuples(depth):
+    return PROTO3 + EMPTY_DICT + b")" + TUPLE1 * depth + int32(1) + SETITEM + STOP
+
+
+def int_keys(keys, entry=NONE):
+    return PROTO3 + EMPTY_DICT + MARK + b"".join(long(k) + entry for k in keys) + SETITEMS + STOP
+
+
+def shared_lists(levels):
+    """l0 = [None]; l_i = [l_(i-1), l_(i-1)]: 10 bytes a level, 2**levels items expanded."""
+    out = PROTO3 + EMPTY_LIST + NONE + b"a" + b"q\x00" + b"0"
+    for level in range(1, levels + 1):
+        previous = b"h" + bytes([level - 1])
+        out += EMPTY_LIST + MARK + previous + previous + b"e" + b"q" + bytes([level]) + b"0"
+    return out + b"h" + bytes([levels]) + STOP
+
+
+def hex_chain(links):
+    """_codecs.encode(..._codecs.encode(b'ab', 'hex')..., 'hex'): the bytes double with every link."""
+    out = raw(b"ab")
+    for _ in range(links):
+        out = glob("_codecs", "encode") + MARK + out + text("hex") + TUPLE + REDUCE
+    return PROTO3 + out + STOP
+
+
+CRAFTED = {
+    # name: (bytes, what the one-line refusal says)
+    "object field, array": (rhd_file(array((1,), OBJECT_FIELD, POINTERS)), "'V8' is not a plain numeric dtype"),
+    "object field, scalar": (rhd_file(glob("numpy.core.multiarray", "scalar") + MARK + OBJECT_FIELD + raw(POINTERS)
+                                      + TUPLE + REDUCE), "'V8' is not a plain numeric dtype"),
+    "fields by BUILD": (rhd_file(array((1,), dtype("f8", int32(3) + text("|") + NONE + MARK + text("x") + TUPLE
+                                                        + EMPTY_DICT + int32(8) + int32(1) + int32(0)), POINTERS)),
+                        "a numpy dtype with fields"),
+    "1M nested tuples as a key": (nested_tuples(1_000_000), "nested deeper than 32"),
+    "ndarray((2**27,), 'O')": (PROTO3 + glob("numpy", "ndarray") + MARK + MARK + int32(2**27) + TUPLE + text("O")
+                               + TUPLE + REDUCE + STOP, "a call of numpy.ndarray"),
+    "hex chain": (hex_chain(30), "_codecs.encode other than of a str to latin-1"),
+    "20000 int keys hashing to 0": (int_keys([k * (2**61 - 1) for k in range(1, 20_001)]), "an integer of 9 bytes"),
+    "int keys of 61 bits hashing to 0": (int_keys([2**61 - 1, 2 * (2**61 - 1)]), "an int dict key of 61 bits"),
+    "float keys 0 and 0.5": (PROTO3 + EMPTY_DICT + int32(0) + NONE + SETITEM + float64(0.5) + NONE + SETITEM + STOP,
+                             "a dict key that is a float (0.5)"),
+    "shared lists, 2**40 expanded": (shared_lists(40), "expand to"),
+    "list inside itself": (PROTO3 + EMPTY_LIST + b"q\x00" + b"h\x00" + b"a" + STOP, "changed after it was placed"),
+    "shape (2**30,) of 8 bytes": (rhd_file(array((2**30,), dtype("f8", plain_state()), POINTERS)),
+                                  "needs 8589934592 bytes, the file gives 8"),
+    "a 2**31-bit integer": (PROTO3 + b"\x8b" + struct.pack("<i", 2**28) + STOP, "an integer of 268435456 bytes"),
+    "key twice": (PROTO3 + EMPTY_DICT + MARK + int32(1) + NONE + int32(1) + TRUE + SETITEMS + STOP,
+                  "the dict key 1 twice"),
+}
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_crafted_pickle_is_refused_in_one_line_with_bounded_memory(name):
+    data, message = CRAFTED[name]
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        with pytest.raises(safe_pickle.UnsafePickleError) as error:
+            safe_pickle.loads(data)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(error.value).startswith("refused: ") and message in str(error.value), str(error.value)
+    assert "\n" not in str(error.value)
+    # Bounded by the file: a few dozen Python objects per byte at most, whatever the file claims.
+    assert peak < 64 * len(data) + (1 << 20), (name, peak, len(data))
+    assert seconds < 2.0, (name, seconds)
+    print(f"{name}: {len(data)} bytes, refused in {seconds * 1e3:.1f} ms, peak {peak / 2**20:.2f} MiB")
+
+
+def test_crafted_object_field_crashes_a_plain_reader_and_is_one_line_here(tmp_path):
+    """The file is the real attack (a plain pickle.load + the reader's conversion dies of SIGSEGV);
+    the command line answers it in one line naming the file."""
+    root = tmp_path / "RHD_published_v2"
+    fx.write_rhd(root, split_dir="evaluation", dominant=("right",))
+    path = root / "evaluation" / "anno_evaluation.pickle"
+    path.write_bytes(CRAFTED["object field, array"][0])
+    plain = subprocess.run([sys.executable, "-c", "import pickle, sys, numpy as np; "
+                            "np.asarray(pickle.load(open(sys.argv[1], 'rb'))[0]['uv_vis'], np.float64)", str(path)],
+                           capture_output=True, timeout=60)
+    assert plain.returncode < 0, plain  # killed by a signal: memory corruption driven by the file
+    result = run_main("--mode=eval", "--dataset=rhd", f"--data_dir={root}", "--checkpoint=unused",
+                      f"--output_dir={tmp_path / 'eval'}", f"--cache_dir={tmp_path / 'cache'}", check=False)
+    error_line(result, f"rhd: cannot read {path}: UnsafePickleError: refused: numpy dtype 'V8'")
+
+
+def test_release_format_still_reads_python_2_and_every_protocol():
+    """A Python 2 pickle (raw bytes as a str, SHORT_BINSTRING keys) of RHD's structure, written by
+    hand, reads back with the values and dtype it encodes; big-endian data is converted."""
+    values = np.arange(6, dtype="<f4").reshape(2, 3)
+    py2_str = b"U" + bytes([len(values.tobytes())]) + values.tobytes()  # SHORT_BINSTRING
+    py2_array = (glob("numpy.core.multiarray", "_reconstruct") + MARK + glob("numpy", "ndarray") + MARK + int32(0)
+                 + TUPLE + b"U\x01b" + TUPLE + REDUCE + MARK + int32(1) + MARK + int32(2) + int32(3) + TUPLE
+                 + dtype("f4", int32(3) + b"U\x01<" + NONE * 3 + int32(-1) + int32(-1) + int32(0)) + FALSE + py2_str
+                 + TUPLE + BUILD)
+    big = np.arange(3, dtype=">f8")
+    data = (b"\x80\x02" + EMPTY_DICT + int32(7) + EMPTY_DICT + b"U\x06uv_vis" + py2_array
+            + SETITEM + b"U\x03xyz" + array((3,), dtype("f8", plain_state(">")), big.tobytes()) + SETITEM
+            + SETITEM + STOP)
+    loaded = safe_pickle.loads(data)
+    np.testing.assert_array_equal(loaded[7]["uv_vis"], [[0, 1, 2], [3, 4, 5]])
+    assert loaded[7]["uv_vis"].dtype == np.float32
+    np.testing.assert_array_equal(loaded[7]["xyz"], [0.0, 1.0, 2.0])
+
+
+def test_rhd_keys_that_are_no_sample_id_are_counted_and_named(tmp_path, caplog):
+    """A str "00001" beside the int 1, a negative id: skipped and named, never a second record."""
+    root = tmp_path / "RHD_published_v2"
+    fx.write_rhd(root, split_dir="evaluation", dominant=("right", "left"))
+    path = root / "evaluation" / "anno_evaluation.pickle"
+    annotations = pickle.loads(path.read_bytes())
+    fx.write_rhd_pickle(root, {**annotations, "00001": annotations[1], -3: annotations[0]})
+    records = load_rhd(root, "eval", cache_dir=None)
+    assert len(records) == 2
+    warning = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warning) == 1 and "skipped 2 corrupt annotation entries" in warning[0], warning
+    assert "'00001' (not a sample id" in warning[0] and "-3 (not a sample id" in warning[0]
+
+
+def test_20000_keys_read_in_linear_time():
+    """20,000 int keys (what a plain dict of colliding keys made quadratic: 4.3 s) read in linear
+    time: four times the keys take about four times as long, not sixteen (best of 3 runs, so that
+    a busy machine does not decide)."""
+    def seconds(count):
+        data = pickle.dumps({key: [key, 0.5] for key in range(count)}, protocol=2)
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            loaded = safe_pickle.loads(data)
+            best = min(best, time.perf_counter() - start)
+        assert len(loaded) == count and loaded[count - 1] == [count - 1, 0.5]
+        return best
+
+    small, large = seconds(5_000), seconds(20_000)
+    assert large < 10 * small, (small, large)
+    print(f"20,000 keys read in {large:.3f} s (5,000 in {small:.3f} s)")
+
+
+def test_damaged_pickle_is_one_line_through_the_reader(tmp_path):
+    root = tmp_path / "RHD_published_v2"
+    fx.write_rhd(root, split_dir="evaluation", dominant=("right",))
+    path = root / "evaluation" / "anno_evaluation.pickle"
+    path.write_bytes(nested_tuples(100_000))
+    with pytest.raises(registry.DatasetReadError, match=f"^rhd: cannot read {path}: UnsafePickleError: refused: "
+                                                        "values nested deeper than 32$"):
+        load_rhd(root, "eval", cache_dir=None)
