@@ -2,21 +2,28 @@
 numpy pickle uses, must end in one `error: ...` line, never in a segmentation fault, a memory
 bomb or a quadratic dict; each file here is written opcode by opcode."""
 
+import json
 import pickle
+import re
+import shutil
 import struct
 import subprocess
 import sys
 import time
 import tracemalloc
+import zlib
 
+import cv2
 import fixtures_datasets as fx
 import numpy as np
 import pytest
 from conftest import run_main
 from test_reliability import error_line
 
+from lgh_tf import predict
 from lgh_tf.data import registry, safe_pickle
 from lgh_tf.data.rhd import load_rhd
+from lgh_tf.model import io
 
 # ---------------------------------------------------------------------------------------------
 # Pickle opcodes, by hand (pickletools names)
@@ -233,3 +240,105 @@ def test_damaged_pickle_is_one_line_through_the_reader(tmp_path):
     with pytest.raises(registry.DatasetReadError, match=f"^rhd: cannot read {path}: UnsafePickleError: refused: "
                                                         "values nested deeper than 32$"):
         load_rhd(root, "eval", cache_dir=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Other files from elsewhere: a model config, a huge picture, a damaged SavedModel, detections
+# ---------------------------------------------------------------------------------------------
+
+
+def huge_png(path, width, height):
+    """A PNG header of ``width`` x ``height`` grey pixels with one compressed row: what the reader
+    must judge is in the header (a real one of 16000x16000 is 249 kB and 3 GB decoded)."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(width + 1)))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_hostile_model_config_is_refused_before_the_model_is_built(tmp_path):
+    weights = tmp_path / "model.weights.h5"
+    weights.write_bytes(b"")  # never read: the config is judged first
+    config = tmp_path / "model.config.json"
+    config.write_text(json.dumps({"model": {"backbone_filters": 1e7}}))
+    result = run_main("--mode=groups", f"--checkpoint={weights}", f"--model_dir={tmp_path / 'out'}", check=False)
+    error_line(result, f"{config} is not a model config: backbone_filters must be an integer in 1..2048, "
+                       "got 10000000.0")
+    for field, value, message in [("hourglass_depth", 40, "hourglass_depth must be an integer in 1..8"),
+                                  ("fusion", "yes", "fusion must be true or false"),
+                                  ("initial_temperature", None, "initial_temperature must be a finite number"),
+                                  ("selector_seed", 2**70, "selector_seed must be an integer in 0..2147483647")]:
+        config.write_text(json.dumps({"model": {field: value}}))
+        with pytest.raises(ValueError, match=message):
+            io.load_model(str(weights))
+
+
+def test_picture_of_256_megapixels_is_refused_from_its_header(tmp_path):
+    path = huge_png(tmp_path / "huge.png", 16000, 16000)
+    result = run_main("--mode=predict", f"--image={path}", f"--output_dir={tmp_path / 'out'}", check=False)
+    error_line(result, f"image: {path} has 256000000 pixels, more than the 134217728")
+    path = huge_png(tmp_path / "large.png", 12000, 12000)  # above our cap, below PIL's own
+    with pytest.raises(ValueError, match="has 12000x12000 = 144000000 pixels"):
+        predict.read_image(path)
+    assert predict.read_image(huge_png(tmp_path / "fine.png", 64, 1))[0].shape == (1, 64, 3)
+
+
+def test_truncated_variables_of_the_shipped_model_are_one_line(tmp_path):
+    from conftest import REPO
+
+    copy = tmp_path / "demo"
+    shutil.copytree(REPO / "saved_models" / "synthetic_demo", copy)
+    [data] = (copy / "1" / "variables").glob("variables.data-*")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    image = tmp_path / "hand.png"
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
+    result = run_main("--mode=predict", f"--checkpoint={copy}", f"--image={image}",
+                      f"--output_dir={tmp_path / 'out'}", check=False)
+    error_line(result, f"SavedModel {copy / '1'} is not readable (IndexError: Read less bytes than requested)")
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"frame": Infinity, "boxes": []}\n', "frame inf is not a frame index"),
+    ('{"frame": -1, "boxes": []}\n', "frame -1 is not a frame index"),
+    ('{"frame": 2, "boxes": [[1, 2, NaN, 4]]}\n', "a box is not 4 finite numbers"),
+    ('{"image": 7, "boxes": []}\n', "image is not a file name"),
+    ("[" * 100_000 + "]" * 100_000 + "\n", "RecursionError"),
+])
+def test_detections_that_are_no_boxes_are_one_line(tmp_path, content, message):
+    path = tmp_path / "boxes.jsonl"
+    path.write_text('{"frame": 3.0, "boxes": [[1, 2, 3, 4]]}\n' + content)
+    with pytest.raises(ValueError, match=f"detections: {path} line 2: .*{re.escape(message)}") as error:
+        predict.read_detections(path)
+    assert "\n" not in str(error.value)
+    path.write_text('{"frame": 3.0, "boxes": [[1, 2, 3, 4]]}\n')
+    assert predict.read_detections(path) == {3: [[1.0, 2.0, 3.0, 4.0]]}
+
+
+def test_endless_detections_file_is_refused_after_a_bounded_read(tmp_path):
+    image = huge_png(tmp_path / "hand.png", 64, 1)
+    result = run_main("--mode=predict", f"--image={image}", "--detections=/dev/zero",
+                      f"--output_dir={tmp_path / 'out'}", check=False)
+    error_line(result, "detections: /dev/zero: more than 64 MiB, not a file of boxes")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps=abc"], "error: flag --steps=abc: invalid literal for int()"),
+    (["--no_such_flag=1"], "error: Unknown command line flag 'no_such_flag'"),
+    (["--mode=train", "stray"], "error: unexpected arguments: ['stray']"),
+    (["--seed=1180591620717411303424"], "error: --seed=1180591620717411303424 must be an integer in 0..2147483647"),
+    (["--steps=1180591620717411303424"], "error: --steps=1180591620717411303424 must be a positive integer (and fit"),
+    (["--mode=predict"], "error: --mode=predict needs one of --image, --video or --images"),
+])
+def test_flag_and_usage_errors_are_one_line_and_exit_2(args, message):
+    """Through the real entry point (absl's app.run): one line, exit 2, as the docs say; these stop
+    before TensorFlow is imported, so each takes about a second."""
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, str(REPO / "main.py"), *args], capture_output=True, text=True,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 2, result
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(message), \
+        result.stderr
