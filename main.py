@@ -283,12 +283,14 @@ def run_eval():
             synthetic_world=FLAGS.synthetic_world,
         )
         models = load_models(checkpoints)
+        unusable = evaluate.unusable_samples(FLAGS.dataset, records)
         dataset = evaluate.make_eval_dataset(
             FLAGS.dataset, records, output_size=models[0].config.input_size,
-            batch_size=FLAGS.batch_size, scales=scales,
+            batch_size=FLAGS.batch_size, scales=scales, unusable=unusable,
         )
         predictions, gt = evaluate.predict_dataset(models, dataset)
         results = evaluate.evaluate(FLAGS.dataset, predictions, gt)
+        results["notes"] += evaluate.skipped_notes(records, unusable, results["num_samples"])
         results.update(checkpoints=checkpoints, num_records=len(records))
         paths = evaluate.write_report(results, out_dir, predictions=predictions, gt=gt)
     name = "LGH" if len(models) == 1 else f"LGH ensemble of {len(models)}"

@@ -342,3 +342,70 @@ def test_flag_and_usage_errors_are_one_line_and_exit_2(args, message):
     assert result.returncode == 2, result
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(message), \
         result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Silently wrong: images of another size, a cut BMP, 0..255 floats into TFLite
+# ---------------------------------------------------------------------------------------------
+
+
+def test_stb_frames_of_another_size_are_named_and_not_scored(tmp_path):
+    from lgh_tf.data.stb import load_stb
+    from lgh_tf.evaluation import evaluate
+
+    fx.write_stb(tmp_path / "STB", frames=2)
+    small = tmp_path / "STB" / "images" / "B1Counting" / "BB_left_1.png"
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(small)), (320, 240)))  # half size: 178 mm before
+    records = load_stb(tmp_path / "STB", "eval")
+    unusable = evaluate.unusable_samples("stb", records)
+    [(row, reason)] = unusable.items()
+    assert records.image_path[row] == str(small)
+    assert reason == "image size: 320x240, the data set's images are 640x480 (resized or another data set's file)"
+    dataset = evaluate.make_eval_dataset("stb", records, output_size=64, batch_size=64, unusable=unusable)
+    [batch] = list(dataset)
+    assert sorted(batch["index"].numpy()) == [i for i in range(len(records)) if i != row]
+    [note] = evaluate.skipped_notes(records, unusable, len(records) - 1)
+    assert note.startswith(f"1 of {len(records)} samples not scored (1 x image size); first: {small}: image size")
+
+
+def test_dexter_bmp_of_20x15_and_a_cut_bmp_are_in_the_results_notes(tmp_path):
+    """What --mode=eval puts in results.json's notes (main.run_eval: unusable_samples, then
+    skipped_notes): both files, counted by kind, the first named; before, the 20x15 frame was
+    scored and the cut one named only in TensorFlow's log."""
+    from lgh_tf.data.dexter import load_dexter
+    from lgh_tf.evaluation import evaluate
+
+    root = tmp_path / "dexter"
+    fx.write_dexter(root, frames=1)
+    tiny = root / "data" / "Grasp1" / "color" / "Color_0000.bmp"
+    cv2.imwrite(str(tiny), np.zeros((15, 20, 3), np.uint8))
+    cut = fx.damage(root / "data" / "Pinch" / "color" / "Color_0000.bmp")
+    records = load_dexter(root)
+    unusable = evaluate.unusable_samples("dexter", records)
+    reasons = {records.image_path[row]: reason for row, reason in unusable.items()}
+    assert reasons == {
+        str(tiny): "image size: 20x15, the data set's images are 640x480 (resized or another data set's file)",
+        str(cut): f"image file truncated: BMP of {cut.stat().st_size} bytes, its header says "
+                  f"{2 * cut.stat().st_size}",
+    }
+    notes = evaluate.skipped_notes(records, unusable, len(records) - 2)
+    assert notes == [f"2 of {len(records)} samples not scored (1 x image file truncated; 1 x image size); first: "
+                     f"{records.image_path[min(unusable)]}: {unusable[min(unusable)]}"]
+    # A file that passed the checks but did not decode is counted too.
+    assert evaluate.skipped_notes(records, unusable, len(records) - 3)[1] == \
+        "1 more samples could not be decoded and were not scored (see the log)"
+
+
+def test_tflite_runner_refuses_0_to_255_floats_like_the_savedmodel():
+    from lgh_tf.export import tflite
+
+    runner = tflite.TFLiteRunner.__new__(tflite.TFLiteRunner)  # the input handling, without a model
+    runner.path, runner.input_size = "model.tflite", 2
+    runner.runner = lambda images: {"images": images}
+    with pytest.raises(ValueError, match=r"model.tflite expects images float32 in \[0, 1\] \(RGB / 255\); "
+                                         r"got values from 0 to 255"):
+        runner(np.linspace(0, 255, 12, dtype=np.float32).reshape(1, 2, 2, 3))
+    with pytest.raises(ValueError, match="got values from -0.5 to 0.5"):
+        runner(np.full((1, 2, 2, 3), 0.5, np.float32) * np.array([1, -1, 1], np.float32))
+    edges = np.array([0.0, 1.0, 0.5], np.float32) * np.ones((1, 2, 2, 3), np.float32)
+    np.testing.assert_array_equal(runner(edges)["images"], edges)
