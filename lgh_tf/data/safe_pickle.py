@@ -215,6 +215,10 @@ class _Reader:
                 weight += 1
                 depth = depth or 1
                 continue
+            if kind is str or kind is bytes:
+                weight += 1 + len(item) // 8
+                depth = depth or 1
+                continue
             if kind is _ArrayBox and item.array is not None:
                 if values is items:
                     values = list(items)
@@ -427,24 +431,16 @@ class _Reader:
                 pos = self.pos
 
     def step(self, op):
-        """One of the other opcodes."""
+        """One of the rarer opcodes (the frequent ones are inline in ``run``)."""
         stack, memo = self.stack, self.memo
         unpack = struct.unpack
-        if op == 0x28:  # MARK
-            self.marks.append(len(stack))
-        elif op == 0x80:  # PROTO
+        if op == 0x80:  # PROTO
             if self.take(1)[0] > 5:
                 raise pickle.UnpicklingError("unknown pickle protocol")
         elif op == 0x95:  # FRAME (a length hint only)
             self.take(8)
         elif op == 0x4E:  # NONE
             stack.append(None)
-        elif op == 0x88:
-            stack.append(True)
-        elif op == 0x89:
-            stack.append(False)
-        elif op == 0x4B:  # BININT1
-            stack.append(self.take(1)[0])
         elif op == 0x4D:  # BININT2
             stack.append(unpack("<H", self.take(2))[0])
         elif op == 0x4A:  # BININT
@@ -463,37 +459,21 @@ class _Reader:
             stack.append(float(self.number_text()))
         elif op == 0x47:  # BINFLOAT
             stack.append(unpack(">d", self.take(8))[0])
-        elif op in (0x55, 0x54):  # SHORT_BINSTRING, BINSTRING: a Python 2 str
-            n = self.take(1)[0] if op == 0x55 else unpack("<i", self.take(4))[0]
-            stack.append(_py2_str(self.take(n)))
         elif op == 0x53:  # STRING (text, quoted)
             raw = self.line()
             if len(raw) < 2 or raw[0] != raw[-1] or raw[:1] not in (b"'", b'"'):
                 raise pickle.UnpicklingError("a STRING without quotes")
             stack.append(_py2_str(codecs.escape_decode(raw[1:-1])[0]))
-        elif op in (0x43, 0x42, 0x8E):  # SHORT_BINBYTES, BINBYTES, BINBYTES8
-            n = (self.take(1)[0] if op == 0x43 else unpack("<I", self.take(4))[0] if op == 0x42
-                 else unpack("<Q", self.take(8))[0])
-            stack.append(self.take(n))
+        elif op == 0x8E:  # BINBYTES8
+            stack.append(self.take(unpack("<Q", self.take(8))[0]))
         elif op == 0x96:  # BYTEARRAY8
             stack.append(bytearray(self.take(unpack("<Q", self.take(8))[0])))
-        elif op in (0x8C, 0x58, 0x8D):  # SHORT_BINUNICODE, BINUNICODE, BINUNICODE8
-            n = (self.take(1)[0] if op == 0x8C else unpack("<I", self.take(4))[0] if op == 0x58
-                 else unpack("<Q", self.take(8))[0])
-            stack.append(self.take(n).decode("utf-8", "surrogatepass"))
+        elif op == 0x8D:  # BINUNICODE8
+            stack.append(self.take(unpack("<Q", self.take(8))[0]).decode("utf-8", "surrogatepass"))
         elif op == 0x56:  # UNICODE (text)
             stack.append(self.line().decode("raw-unicode-escape"))
         elif op == 0x29:  # EMPTY_TUPLE
             stack.append(self.make_tuple([]))
-        elif op in (0x85, 0x86, 0x87):  # TUPLE1..3
-            n = op - 0x84
-            if len(stack) - (self.marks[-1] if self.marks else 0) < n:
-                raise pickle.UnpicklingError("a TUPLE with too few items")
-            items = stack[-n:]
-            del stack[-n:]
-            stack.append(self.make_tuple(items))
-        elif op == 0x74:  # TUPLE
-            stack.append(self.make_tuple(self.pop_mark()))
         elif op == 0x5D:  # EMPTY_LIST
             stack.append(self.new([]))
         elif op == 0x6C:  # LIST
@@ -530,18 +510,13 @@ class _Reader:
             self.pop_mark()
         elif op == 0x32:  # DUP
             stack.append(stack[-1])
-        elif op in (0x67, 0x68, 0x6A):  # GET, BINGET, LONG_BINGET
-            index = (int(self.number_text()) if op == 0x67 else self.take(1)[0] if op == 0x68
-                     else unpack("<I", self.take(4))[0])
+        elif op == 0x67:  # GET (text)
+            index = int(self.number_text())
             if index not in memo:
                 raise pickle.UnpicklingError(f"memo entry {index} is read before it is written")
             stack.append(memo[index])
-        elif op in (0x70, 0x71, 0x72):  # PUT, BINPUT, LONG_BINPUT
-            index = (int(self.number_text()) if op == 0x70 else self.take(1)[0] if op == 0x71
-                     else unpack("<I", self.take(4))[0])
-            memo[index] = stack[-1]
-        elif op == 0x94:  # MEMOIZE
-            memo[len(memo)] = stack[-1]
+        elif op == 0x70:  # PUT (text)
+            memo[int(self.number_text())] = stack[-1]
         elif op == 0x63:  # GLOBAL
             module = self.line().decode("utf-8")
             name = self.line().decode("utf-8")
@@ -552,12 +527,6 @@ class _Reader:
             if not isinstance(module, str) or not isinstance(name, str):
                 raise pickle.UnpicklingError("STACK_GLOBAL of non-strings")
             stack.append(self.find_global(module, name))
-        elif op == 0x52:  # REDUCE
-            args = stack.pop()
-            stack.append(self.call(stack.pop(), args))
-        elif op == 0x62:  # BUILD
-            state = stack.pop()
-            self.build(stack[-1], state)
         else:
             name = _OPCODE_NAMES.get(op)
             if name is None:
