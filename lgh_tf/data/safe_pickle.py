@@ -11,8 +11,9 @@ module does not use ``pickle.Unpickler``: it interprets the opcodes itself and b
   no objects, no strings), from raw bytes of exactly the size their shape and dtype say.
 
 Everything is bounded by the file: nesting depth (``MAX_DEPTH``), entries per container
-(``MAX_ENTRIES``), the expanded size of any value (shared references counted each time, at most
-twice the file's size), and the file's size itself (``MAX_FILE_BYTES``). Anything else, a global
+(``MAX_ENTRIES``), values built (``MAX_VALUES``), the expanded size of any value (shared
+references counted each time, at most twice the file's size), and the file's size itself
+(``MAX_FILE_BYTES``). Anything else, a global
 outside ``ALLOWED_GLOBALS`` above all, is refused with an ``UnsafePickleError`` naming it; a file
 cut short or malformed is an ``UnpicklingError``. Both are one line; nothing in the file is run.
 Python 2 strings (RHD's pickle) are read as latin-1, as numpy expects.
@@ -30,7 +31,11 @@ import numpy as np
 
 MAX_DEPTH = 32  # RHD needs 3 (dict -> dict -> array)
 MAX_ENTRIES = 1 << 20  # RHD's training split: 41,258 entries
-MAX_FILE_BYTES = 1 << 30  # RHD's training pickle is a few tens of MB
+MAX_FILE_BYTES = 512 << 20  # RHD's training pickle is a few tens of MB
+# Lists, dicts, tuples and arrays built (RHD's training split: about 20 per entry, 0.8M): an empty
+# dict is one byte of file and ~250 bytes of memory with its bookkeeping, so their number is
+# bounded by the file's size and absolutely (about 0.5 GB at most).
+MAX_VALUES = 1 << 21
 MAX_KEY_BITS = 53  # int keys beyond this are not sample ids (and could be chosen to collide)
 MAX_STR_KEY = 1024
 MAX_NUMBER_TEXT = 64  # characters of a protocol-0 number
@@ -134,6 +139,8 @@ class _Reader:
         # so that ids stay unique); sealed: containers already inside another one.
         self.info, self.alive, self.sealed = {}, [], set()
         self.limit = 2 * len(data) + 1024
+        # One value per 4 bytes of file (RHD: one per ~60), at most MAX_VALUES.
+        self.built, self.max_values = 0, min(MAX_VALUES, len(data) // 4 + 4096)
 
     # -- reading the stream ------------------------------------------------------------------
 
@@ -167,7 +174,17 @@ class _Reader:
             return known
         if isinstance(value, (str, bytes, bytearray)):
             return 1 + len(value) // 8, 0
+        if type(value) is tuple:  # a small tuple of numbers and strings, not tracked (make_tuple)
+            return 1 + sum(self.measure(item)[0] for item in value), 1 if value else 0
         return 1, 0
+
+    def count(self):
+        self.built += 1
+        if self.built > self.max_values:
+            _refuse(f"more than {self.max_values} lists, dicts, tuples and arrays (for a file of "
+                    f"{len(self.data)} bytes)")
+        if len(self.stack) > 2 * MAX_ENTRIES:  # items waiting for their container: checked as they come
+            _refuse(f"more than {2 * MAX_ENTRIES} items waiting for a list, dict or tuple")
 
     def track(self, value, weight: int, depth: int):
         if weight > self.limit:
@@ -175,6 +192,7 @@ class _Reader:
                     "(shared references multiplied)")
         if depth > MAX_DEPTH:
             _refuse(f"values nested deeper than {MAX_DEPTH}")
+        self.count()
         self.info[id(value)] = (weight, depth)
         self.alive.append(value)
         return value
@@ -224,6 +242,7 @@ class _Reader:
                     values = list(items)
                 values[i] = item = self.element(item)
             elif isinstance(item, _Internal):
+                self.count()
                 for value in items:
                     if type(value) is _DtypeBox or type(value) is _ArrayBox:
                         value.sealed = True
@@ -231,6 +250,9 @@ class _Reader:
             item_weight, item_depth = self.measure(self.element(item))
             weight += item_weight
             depth = max(depth, item_depth + 1)
+        if depth <= 1 and len(values) <= _SMALL_TUPLE:  # shapes, dtype and codec arguments: measured again
+            self.count()
+            return tuple(values)
         return self.track(tuple(values), weight, depth)
 
     def new(self, container):
@@ -534,6 +556,7 @@ class _Reader:
             _refuse(f"the pickle opcode {name} (it builds objects, not data)")
 
 
+_SMALL_TUPLE = 8
 _STRINGS = frozenset(b"\x8cXUTCB")
 _SHORT = frozenset(b"\x8cUC")
 _UNICODE = frozenset(b"\x8cX")
