@@ -353,8 +353,8 @@ def test_stb_frames_of_another_size_are_named_and_not_scored(tmp_path):
     from lgh_tf.data.stb import load_stb
     from lgh_tf.evaluation import evaluate
 
-    fx.write_stb(tmp_path / "STB", frames=2)
-    small = tmp_path / "STB" / "images" / "B1Counting" / "BB_left_1.png"
+    fx.write_stb(tmp_path / "STB", frames=1)
+    small = tmp_path / "STB" / "images" / "B1Counting" / "BB_left_0.png"
     cv2.imwrite(str(small), cv2.resize(cv2.imread(str(small)), (320, 240)))  # half size: 178 mm before
     records = load_stb(tmp_path / "STB", "eval")
     unusable = evaluate.unusable_samples("stb", records)

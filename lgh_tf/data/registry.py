@@ -348,5 +348,5 @@ def make_records(name: str, image_path: Iterable[str], uv, xyz, K, visible, flip
         flip=np.asarray(flip, dtype=bool).reshape(n),
         mask_path=None if mask_path is None else np.asarray(list(mask_path), dtype=str),
         name=name,
-        image_size=DATASETS[name.split("/")[0]].image_size,
+        image_size=getattr(DATASETS.get(name.split("/")[0]), "image_size", None),
     )
