@@ -22,6 +22,7 @@ Python 2 strings (RHD's pickle) are read as latin-1, as numpy expects.
 from __future__ import annotations
 
 import codecs
+import gc
 import os
 import pickle
 import re
@@ -589,6 +590,9 @@ def loads(data: bytes):
     if len(data) > MAX_FILE_BYTES:
         _refuse(f"{len(data)} bytes, more than the {MAX_FILE_BYTES} an annotation pickle may have")
     reader = _Reader(bytes(data))
+    collecting = gc.isenabled()
+    gc.disable()  # the reader makes no cycles (a container is sealed once inside another); without
+    # this, full collections over the growing result make a large file superlinear
     try:
         return reader.run()
     except pickle.UnpicklingError:
@@ -600,6 +604,9 @@ def loads(data: bytes):
     except (IndexError, KeyError, ValueError, TypeError, struct.error, UnicodeError, OverflowError) as error:
         raise pickle.UnpicklingError(
             f"malformed pickle at byte {reader.pos} ({type(error).__name__}: {str(error)[:120]})") from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def load(path: str | os.PathLike):
