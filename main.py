@@ -283,12 +283,14 @@ def run_eval():
             synthetic_world=FLAGS.synthetic_world,
         )
         models = load_models(checkpoints)
+        unusable = evaluate.unusable_samples(FLAGS.dataset, records)
         dataset = evaluate.make_eval_dataset(
             FLAGS.dataset, records, output_size=models[0].config.input_size,
-            batch_size=FLAGS.batch_size, scales=scales,
+            batch_size=FLAGS.batch_size, scales=scales, unusable=unusable,
         )
         predictions, gt = evaluate.predict_dataset(models, dataset)
         results = evaluate.evaluate(FLAGS.dataset, predictions, gt)
+        results["notes"] += evaluate.skipped_notes(records, unusable, results["num_samples"])
         results.update(checkpoints=checkpoints, num_records=len(records))
         paths = evaluate.write_report(results, out_dir, predictions=predictions, gt=gt)
     name = "LGH" if len(models) == 1 else f"LGH ensemble of {len(models)}"
@@ -478,6 +480,13 @@ def user_errors():
 
 
 def main(argv):
+    try:
+        return _main(argv)
+    except app.UsageError as error:  # absl would print the usage text and exit 1
+        fail(str(error))
+
+
+def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from lgh_tf.data.registry import DatasetNotFoundError
@@ -508,9 +517,18 @@ def main(argv):
     return 0
 
 
+def parse_flags(argv):
+    """absl's flag parsing, its errors (an unknown flag, a value of the wrong type) as one
+    `error: ...` line and exit status 2 like every other bad input (absl: two lines, exit 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        fail(str(error).splitlines()[0] if str(error).strip() else type(error).__name__)
+
+
 def run():
     """Entry point of `python main.py` and of the `lgh-tf` console script."""
-    app.run(main, argv=with_dataset_flagfile(sys.argv))
+    app.run(main, argv=with_dataset_flagfile(sys.argv), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

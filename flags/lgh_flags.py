@@ -158,6 +158,8 @@ def _finite(v):
 
 
 POSITIVE = (lambda v: v > 0, "a positive integer")
+# Seeds go to numpy (< 2**32) and, plus an offset per source, to TensorFlow's int64 seeds.
+SEED = (lambda v: 0 <= v < 2**31, "an integer in 0..2147483647")
 NON_NEGATIVE = (lambda v: v >= 0, "an integer >= 0")
 POSITIVE_REAL = (lambda v: _finite(v) and v > 0, "a finite number > 0")
 NON_NEGATIVE_REAL = (lambda v: _finite(v) and v >= 0, "a finite number >= 0")
@@ -177,9 +179,9 @@ FLAG_CHECKS = {
     "temperature_every": POSITIVE, "temperature_floor": POSITIVE_REAL,
     # Training loop.
     "steps": POSITIVE, "batch_size": POSITIVE, "checkpoint_every": POSITIVE, "keep_checkpoints": POSITIVE,
-    "eval_batches": POSITIVE, "seed": NON_NEGATIVE, "pretrain_steps": NON_NEGATIVE,
+    "eval_batches": POSITIVE, "seed": SEED, "pretrain_steps": NON_NEGATIVE,
     # Synthetic data.
-    "synthetic_train": POSITIVE, "synthetic_test": POSITIVE, "synthetic_seed": NON_NEGATIVE,
+    "synthetic_train": POSITIVE, "synthetic_test": POSITIVE, "synthetic_seed": SEED,
     # Prediction.
     "scale": POSITIVE_REAL, "root_depth": POSITIVE_REAL,
     "field_of_view": (lambda v: _finite(v) and 0 < v < 180, "in (0, 180) degrees"),
@@ -200,6 +202,9 @@ def invalid_flags(values, checks=None):
         if name not in values or values[name].value is None:
             continue
         value = values[name].value
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:  # TensorFlow's widest integer
+            problems.append(f"--{name}={value} must be {meaning} (and fit in 64 bits)")
+            continue
         try:
             ok = bool(check(value))
         except (TypeError, ValueError):

@@ -43,7 +43,27 @@ class ModelConfig:
     # step) instead of each replica's own share; no effect on one device.
     sync_batch_norm: bool = False
 
+    # Bounds on each size, far above the paper's (256 filters, depth 4, 256-pixel input): a
+    # config.json from elsewhere (backbone_filters=1e7) is refused before a layer is built.
+    BOUNDS = {"num_joints": (1, 64), "input_size": (1, 1024), "backbone_filters": (1, 2048),
+              "hourglass_depth": (1, 8), "group_channels": (1, 1024), "trunk_hidden": (1, 4096)}
+
     def validate(self):
+        for name, (low, high) in self.BOUNDS.items():
+            value = getattr(self, name)
+            if type(value) is not int or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        for name in ("fusion", "selector_straight_through", "sync_batch_norm"):
+            if type(getattr(self, name)) is not bool:
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if type(self.num_groups) is not int:
+            raise ValueError(f"num_groups must be an integer, got {self.num_groups!r}")
+        if (isinstance(self.initial_temperature, bool) or not isinstance(self.initial_temperature, (int, float))
+                or not 0 < self.initial_temperature < math.inf):
+            raise ValueError(f"initial_temperature must be a finite number > 0, got {self.initial_temperature!r}")
+        if self.selector_seed is not None and (type(self.selector_seed) is not int
+                                               or not 0 <= self.selector_seed < 2**31):
+            raise ValueError(f"selector_seed must be an integer in 0..2147483647, got {self.selector_seed!r}")
         if not 1 <= self.num_groups <= self.num_joints:
             raise ValueError(f"num_groups must be in 1..{self.num_joints}, got {self.num_groups}")
         if self.selector_sample not in ("batch", "image"):

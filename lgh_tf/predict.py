@@ -413,27 +413,41 @@ def write_outputs(result: dict[str, Any], out_dir: str, stem: str | None = None)
     return paths
 
 
+MAX_DETECTIONS_BYTES = 64 << 20  # ~1M lines of boxes: hours of video at 30 frames/s
+
+
 def read_detections(path: str | os.PathLike[str]) -> dict[str | int, list[list[float]]]:
     """A detector's boxes from a JSON-lines file: one object per line, ``{"image": NAME, "boxes":
     [[x, y, w, h], ...]}`` (NAME: the file's name or path) or ``{"frame": INDEX, "boxes": ...}``
     (video frames, counted from 0). Returns {name or frame index: [boxes]}; ValueError naming the
-    file and line when a line is not such an object."""
+    file and line when a line is not such an object, or when the file is larger than
+    ``MAX_DETECTIONS_BYTES`` (/dev/zero is not read to the end)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_DETECTIONS_BYTES + 1)
+    if len(data) > MAX_DETECTIONS_BYTES:
+        raise ValueError(f"detections: {path}: more than {MAX_DETECTIONS_BYTES >> 20} MiB, not a file of boxes")
     table = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                key = entry["frame"] if "frame" in entry else entry["image"]
-                boxes = [[float(v) for v in b] for b in entry["boxes"]]
-                if any(len(b) != 4 for b in boxes):
-                    raise ValueError("a box is not 4 numbers")
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"detections: {path} line {number}: expected {{\"image\"|\"frame\": ..., "
-                                 f"\"boxes\": [[x, y, w, h], ...]}} ({error})") from None
-            key = int(key) if isinstance(key, (int, float)) else os.path.basename(str(key))
-            table.setdefault(key, []).extend(boxes)
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            key = entry["frame"] if "frame" in entry else entry["image"]
+            if "frame" in entry and type(key) is float and key.is_integer():  # inf and nan are not
+                key = int(key)
+            if "frame" in entry and (type(key) is not int or not 0 <= key < 2**63):
+                raise ValueError(f"frame {str(key)[:40]} is not a frame index (an integer >= 0)")
+            if "frame" not in entry and not isinstance(key, str):
+                raise ValueError("image is not a file name")
+            boxes = [[float(v) for v in b] for b in entry["boxes"]]
+            if any(len(b) != 4 or not all(np.isfinite(b)) for b in boxes):
+                raise ValueError("a box is not 4 finite numbers")
+        except (ValueError, KeyError, TypeError, RecursionError) as error:  # RecursionError: [[[[...]]]]
+            raise ValueError(f"detections: {path} line {number}: expected {{\"image\"|\"frame\": ..., "
+                             f"\"boxes\": [[x, y, w, h], ...]}} ({type(error).__name__}: "
+                             f"{str(error)[:200]})") from None
+        key = key if type(key) is int else os.path.basename(key)
+        table.setdefault(key, []).extend(boxes)
     return table
 
 

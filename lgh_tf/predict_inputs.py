@@ -7,6 +7,8 @@ orientation applied), with notes and, for a file that decodes only partly, warni
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -129,6 +131,33 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
     return value if value in _EXIF_TRANSFORMS else 1
 
 
+# Pixels read from one image file: a 108-megapixel phone photo fits, a 16000x16000 PNG of a few
+# hundred kB (3 GB decoded and resized) does not.
+MAX_IMAGE_PIXELS = 1 << 27
+
+
+def too_many_pixels(path: str) -> str | None:
+    """Why ``path`` is too large to decode (from its header, before any pixel is decoded), or None;
+    a format PIL cannot read is left to OpenCV (whose own cap is 2**30 pixels)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():  # PIL's bomb warning: the size is judged here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as error:  # PIL's own cap, twice its warning size: above ours
+        count = re.search(r"\((\d+) pixels\)", str(error))
+        return f"{count.group(1) if count else 'too many'} pixels"
+    except Exception:  # noqa: BLE001 - not a format PIL knows
+        return None
+    if width * height > MAX_IMAGE_PIXELS:
+        return f"{width}x{height} = {width * height} pixels"
+    return None
+
+
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     """Reads an image file -> ((H, W, 3) uint8 RGB, notes) as displayed: a photo's EXIF orientation
     is applied (a phone photo comes out upright, and all pixel coordinates refer to it); ValueError
@@ -140,6 +169,10 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
         raise ValueError(f"image: {path} is a directory, not an image file (a folder of frames is --images)")
     if not os.path.isfile(path):
         raise ValueError(f"image: no such file {path}")
+    too_many = too_many_pixels(path)
+    if too_many:
+        raise ValueError(f"image: {path} has {too_many}, more than the {MAX_IMAGE_PIXELS} an image may have here "
+                         "(downscale it first)")
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"image: cannot read {path} (not an image format OpenCV can decode, or "

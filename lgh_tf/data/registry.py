@@ -335,7 +335,8 @@ mirror_horizontally = geometry.mirror_annotations
 
 def make_records(name: str, image_path: Iterable[str], uv, xyz, K, visible, flip,
                  mask_path: Iterable[str] | None = None) -> schema.Records:
-    """Build Records with the schema's dtypes (float32 / bool / str)."""
+    """Build Records with the schema's dtypes (float32 / bool / str); ``name`` is
+    ``<data set>/<split>``, whose documented image size every image must have."""
     image_path = np.asarray(list(image_path), dtype=str)
     n = len(image_path)
     return schema.Records(
@@ -347,4 +348,5 @@ def make_records(name: str, image_path: Iterable[str], uv, xyz, K, visible, flip
         flip=np.asarray(flip, dtype=bool).reshape(n),
         mask_path=None if mask_path is None else np.asarray(list(mask_path), dtype=str),
         name=name,
+        image_size=getattr(DATASETS.get(name.split("/")[0]), "image_size", None),
     )

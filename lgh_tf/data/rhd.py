@@ -7,8 +7,9 @@ On-disk layout (``RHD_published_v2``)::
     training/mask/%05d.png            320 x 320 part labels
     evaluation/...                    the same with "evaluation"
 
-The pickle is read as data only (``safe_pickle``: dicts, lists, numbers, strings, numpy arrays);
-a pickle that names anything else is refused, never run.
+The pickle is read as data only (``safe_pickle``: dicts, lists, numbers, strings, numpy arrays of
+plain dtypes, sizes bounded by the file); a pickle that names anything else is refused, never run.
+A key that is not an int sample id in 0..99999 is a counted, named skip.
 
 Keypoints (42): 0 left wrist, 1-4 left thumb tip -> MCP, 5-8 index, 9-12 middle, 13-16 ring,
 17-20 little; 21-41 the same for the right hand. Each 21-joint half is already in this library's
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 INFO = registry.DATASETS["rhd"]
 IMAGE_SIZE = 320  # width == height
 NUM_KEYPOINTS = 42
+MAX_SAMPLE_ID = 99_999  # images are %05d.png
 LEFT = slice(0, 21)
 RIGHT = slice(21, 42)
 # Mask label ranges of each hand (inclusive bounds).
@@ -93,6 +95,10 @@ def load_rhd(data_dir: str | os.PathLike | None = None, split: str = "train", *,
     ids, uv_vis, xyz, K, skipped = [], [], [], [], []
     for sample_id in sample_ids:
         entry = annotations[sample_id]
+        # Only an int names an image (%05d.png): a str "00001" beside 1 would be a second record.
+        if type(sample_id) is not int or not 0 <= sample_id <= MAX_SAMPLE_ID:
+            skipped.append((repr(sample_id)[:40], f"not a sample id (an int in 0..{MAX_SAMPLE_ID})"))
+            continue
         parsed, reason = _parse_entry(entry)
         if reason is not None:
             skipped.append((str(sample_id), reason))

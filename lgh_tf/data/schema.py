@@ -67,6 +67,9 @@ class Records:
     flip: np.ndarray  # (N,) bool
     mask_path: np.ndarray | None = None  # (N,) str, "" where there is none
     name: str = "records"
+    # (width, height) every image must have: the data set's documented size (a 320x240 STB frame
+    # is not scored as a 640x480 one); None: any size.
+    image_size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.image_path)
@@ -82,4 +85,5 @@ class Records:
             flip=self.flip[index],
             mask_path=None if self.mask_path is None else self.mask_path[index],
             name=self.name,
+            image_size=self.image_size,
         )

@@ -36,8 +36,51 @@ _JPEG_TAIL_BYTES = 1024
 # ---------------------------------------------------------------------------------------------
 
 
-def image_file_problem(path: str) -> str | None:
-    """Why the image file at ``path`` cannot be decoded (cheap checks); None if it looks fine."""
+def image_file_problem(path: str, size: tuple[int, int] | None = None) -> str | None:
+    """Why the image file at ``path`` cannot be decoded (cheap checks), or, given ``size`` (width,
+    height), does not have that size according to its header; None if it looks fine."""
+    problem = _file_problem(path)
+    if problem is None and size is not None:
+        found = header_size(path)
+        if found is not None and tuple(found) != tuple(size):
+            return (f"image size: {found[0]}x{found[1]}, the data set's images are {size[0]}x{size[1]} "
+                    "(resized or another data set's file)")
+    return problem
+
+
+def header_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from a PNG, BMP or JPEG header without decoding; None when it cannot tell."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+        if head.startswith(_PNG_MAGIC) and head[12:16] == b"IHDR":
+            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if head.startswith(_BMP_MAGIC) and len(head) >= 26:
+            if int.from_bytes(head[14:18], "little") == 12:  # OS/2 header: 16-bit sizes
+                return int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little")
+            return (int.from_bytes(head[18:22], "little", signed=True),
+                    abs(int.from_bytes(head[22:26], "little", signed=True)))  # negative: rows top-down
+        if head.startswith(_JPEG_MAGIC):
+            return _jpeg_size(f)
+    return None
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    """The frame size of a JPEG's first start-of-frame segment (segments skipped by their length)."""
+    position = 2
+    for _ in range(1000):
+        f.seek(position)
+        marker = f.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF:
+            return None
+        kind, length = marker[1], int.from_bytes(marker[2:4], "big")
+        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # SOF0..15 (not DHT, JPG, DAC)
+            frame = f.read(5)
+            return (int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")) if len(frame) == 5 else None
+        position += 2 + length
+    return None
+
+
+def _file_problem(path: str) -> str | None:
     if not path:
         return "image file missing: empty path"
     if not os.path.isfile(path):
@@ -116,21 +159,24 @@ def _label_problem(uv: np.ndarray, xyz: np.ndarray, intrinsics: np.ndarray) -> s
     return None
 
 
-def find_invalid_samples(records: schema.Records, *, check_images: bool = True) -> dict[int, str]:
+def find_invalid_samples(records: schema.Records, *, check_images: bool = True,
+                         check_labels: bool = True) -> dict[int, str]:
     """Index -> reason for every sample of ``records`` that must not reach training.
 
     Checks NaN/inf (missing) joints in uv/xyz and bad K, a zero or non-finite hand scale
     ``|xyz[12] - xyz[11]|``, non-positive depths (root included) and, when ``check_images``, image
-    files that are missing, empty, not PNG/JPEG/BMP or truncated (reads 8 head and <= 1 KiB tail bytes).
+    files that are missing, empty, not PNG/JPEG/BMP, truncated (reads 8 head and <= 1 KiB tail bytes)
+    or, where the records name their data set's image size, of another size (from the header).
+    ``check_labels=False``: the images only (a protocol that scores partly annotated samples).
     """
     problems: dict[int, str] = {}
     uv = np.asarray(records.uv, dtype=np.float32)
     xyz = np.asarray(records.xyz, dtype=np.float32)
     intrinsics = np.asarray(records.K, dtype=np.float32)
     for i in range(len(records)):
-        reason = _label_problem(uv[i], xyz[i], intrinsics[i])
+        reason = _label_problem(uv[i], xyz[i], intrinsics[i]) if check_labels else None
         if reason is None and check_images:
-            reason = image_file_problem(str(records.image_path[i]))
+            reason = image_file_problem(str(records.image_path[i]), records.image_size)
         if reason is not None:
             problems[i] = reason
     return problems

@@ -36,6 +36,8 @@ from lgh_tf.evaluation.inputs import (
     DEXTER_MIN_CROP_PX,
     load_eval_records,
     make_eval_dataset,
+    skipped_notes,
+    unusable_samples,
 )
 from lgh_tf.evaluation.report import TABLE_COLUMNS, results_table, write_report
 from lgh_tf.evaluation.scoring import PROTOCOLS, fit_root_and_scale
@@ -48,6 +50,6 @@ __all__ = [
     "CROP_MODES", "DATASET_CROP", "DEXTER_BOX_FACTOR", "DEXTER_MIN_CROP_PX", "FALLBACK_ROOT_DEPTH_M",
     "FREIHAND_FROM_OURS", "FREIHAND_NUM_VERTS", "NOMINAL_SCALE_M", "PROTOCOLS", "TABLE_COLUMNS", "back_project",
     "evaluate", "fit_root_and_scale", "from_freihand_order", "load_eval_records", "make_eval_dataset", "metrics",
-    "model_input_size", "predict_dataset", "results_table", "root_depth_from_scale", "to_freihand_order",
-    "write_freihand_submission", "write_report",
+    "model_input_size", "predict_dataset", "results_table", "root_depth_from_scale", "skipped_notes",
+    "to_freihand_order", "unusable_samples", "write_freihand_submission", "write_report",
 ]

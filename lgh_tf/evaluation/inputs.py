@@ -15,6 +15,7 @@ How the network's input crop is chosen (``DATASET_CROP``):
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -122,6 +123,32 @@ def _fingertip_boxes(records):
     return boxes
 
 
+def unusable_samples(dataset: str, records: schema.Records, crop: str | None = None) -> dict[int, str]:
+    """Row -> why it cannot be scored: an image file missing, cut short, damaged or not of the data
+    set's documented size, and, for the ground-truth keypoint crop, labels that cannot be cropped
+    about (the fingertip and whole-image crops score partly annotated samples)."""
+    from lgh_tf.data import pipeline
+
+    crop = crop or DATASET_CROP.get(dataset)
+    return pipeline.find_invalid_samples(records, check_labels=crop == "keypoints")
+
+
+def skipped_notes(records: schema.Records, unusable: dict[int, str], num_scored: int) -> list[str]:
+    """The results' notes on the rows not scored: counted by kind, the first named, and those
+    TensorFlow could not decode after the file checks passed."""
+    notes = []
+    if unusable:
+        kinds = collections.Counter(reason.split(":")[0] for reason in unusable.values())
+        first = min(unusable)
+        notes.append(f"{len(unusable)} of {len(records)} samples not scored ("
+                     + "; ".join(f"{count} x {kind}" for kind, count in sorted(kinds.items()))
+                     + f"); first: {records.image_path[first]}: {unusable[first]}")
+    undecoded = len(records) - len(unusable) - num_scored
+    if undecoded > 0:
+        notes.append(f"{undecoded} more samples could not be decoded and were not scored (see the log)")
+    return notes
+
+
 def make_eval_dataset(
     dataset: str,
     records: Records,
@@ -131,6 +158,7 @@ def make_eval_dataset(
     crop: str | None = None,
     scales: npt.ArrayLike | None = None,
     augment_config: AugmentConfig | None = None,
+    unusable: dict[int, str] | None = None,
 ) -> tf.data.Dataset:
     """Batched evaluation inputs with everything needed to score them.
 
@@ -142,6 +170,7 @@ def make_eval_dataset(
         records are validated first as in training), "image" (the whole image, padded to a
         square) or "fingertips" (about the visible fingertips, Dexter+Object).
       scales: optional (N,) hand scales in metres, used where the labels give none.
+      unusable: ``unusable_samples(dataset, records, crop)`` when the caller has it already.
 
     Returns a dataset of dicts: ``image`` (B, S, S, 3) in [0, 1]; ``uv`` (B, 21, 2) crop pixels
     and ``uv_image`` original pixels (NaN where unknown); ``xyz`` (B, 21, 3) metres; ``K`` crop
@@ -159,16 +188,15 @@ def make_eval_dataset(
     config = augment_config or pipeline.AugmentConfig()
     n = len(records)
     index = np.arange(n)
-    if crop == "keypoints":
-        problems = pipeline.find_invalid_samples(records)
-        if problems:
-            keep = np.ones(n, bool)
-            keep[list(problems)] = False
-            index = index[keep]
-            logger.warning("%s: %d of %d samples cannot be evaluated (first: %s)", records.name,
-                           len(problems), n, next(iter(problems.values())))
-        if len(index) == 0:
-            raise ValueError(f"{records.name}: no valid sample to evaluate")
+    problems = unusable_samples(dataset, records, crop) if unusable is None else unusable
+    if problems:
+        keep = np.ones(n, bool)
+        keep[list(problems)] = False
+        index = index[keep]
+        logger.warning("%s: %d of %d samples cannot be evaluated (first: %s)", records.name,
+                       len(problems), n, next(iter(problems.values())))
+    if len(index) == 0:
+        raise ValueError(f"{records.name}: no valid sample to evaluate")
     xyz = np.asarray(records.xyz, np.float64)
     child, parent = schema.SCALE_BONE
     with np.errstate(invalid="ignore"):

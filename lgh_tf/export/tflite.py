@@ -238,6 +238,10 @@ class TFLiteRunner:
             )
         if not np.isfinite(images).all():
             raise ValueError(f"{os.path.basename(self.path)}: the images hold NaN or inf")
+        low, high = float(images.min()), float(images.max())
+        if low < 0.0 or high > 1.0:  # as the SavedModel's predict_float: 0..255 floats give nonsense
+            raise ValueError(f"{os.path.basename(self.path)} expects images float32 in [0, 1] (RGB / 255); got "
+                             f"values from {low:g} to {high:g}")
         return {key: np.array(value) for key, value in self.runner(images=images).items()}
 
 

@@ -275,7 +275,11 @@ def _keras_function(path):
 def _saved_model_function(directory):
     """(fn, input size) from a SavedModel with a ``predict_float`` (or ``serving_default``)
     signature taking one image tensor and returning ``uv`` and ``depth`` (``heatmaps`` optional)."""
-    loaded = tf.saved_model.load(directory)
+    try:
+        loaded = tf.saved_model.load(directory)
+    except Exception as error:  # noqa: BLE001  a cut variables.data is an IndexError, a bad .pb a DecodeError
+        raise ValueError(f"SavedModel {directory} is not readable ({type(error).__name__}: {first_line(error)}): "
+                         "the export is damaged or incomplete; export it again") from None
     signature, name = None, None
     for candidate in _SAVED_MODEL_SIGNATURES:
         if candidate in loaded.signatures:
