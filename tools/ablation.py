@@ -75,9 +75,17 @@ CONFIGS = {
                                  None, None),
     "learned_fusion_lr001": (["--grouping=learned", "--num_groups=3", "--fusion", "--lr_selector=0.01"],
                              None, None),
+    # Issue 34's recommended remedy (docs/selector.md): theta frozen for 45% of stage 2, set from the
+    # joints' error affinity at 30%, the per-branch expected loss from then on.
+    "learned_fusion_recommended": (["--grouping=learned", "--num_groups=3", "--fusion", "--selector_warmup=0.45",
+                                    "--selector_init=error_affinity", "--selector_init_at=0.3",
+                                    "--selector_loss=expected"], None, None),
 }
 REMEDIES = {"learned_fusion_per_image": "one Concrete draw per image (`--selector_sample=image`)",
-            "learned_fusion_lr001": "θ learning rate 0.01 instead of 0.1 (`--lr_selector=0.01`)"}
+            "learned_fusion_lr001": "θ learning rate 0.01 instead of 0.1 (`--lr_selector=0.01`)",
+            "learned_fusion_recommended": "the recommended remedy (`--selector_warmup=0.45 "
+                                          "--selector_init=error_affinity --selector_init_at=0.3 "
+                                          "--selector_loss=expected`)"}
 DEFAULT_CONFIGS = ("k1", "manual", "learned", "learned_fusion", "k2", "k4", "k5")
 FIGURES = (("mean_epe_mm", "Mean EPE [mm]"), ("median_epe_mm", "Median EPE [mm]"),
            ("auc_20_50", "AUC [20-50]"), ("epe_2d_px", "2D EPE [px]"))
@@ -373,6 +381,8 @@ def main(argv=None):
                         "(default: flags/synthetic.cfg's, in proportion to --steps)")
     parser.add_argument("--checkpoint_every", type=int, default=int(defaults.get("checkpoint_every", 100)))
     parser.add_argument("--synthetic_seed", type=int, default=0, help="the data (same for every run)")
+    parser.add_argument("--interleave_remedies", action="store_true",
+                        help="run the remedies in --configs' order within each seed, not after every seed")
     parser.add_argument("--cache_dir", default="cache")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
@@ -392,8 +402,11 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every, args.stage1_budget)
     tau_every = scaled_temperature_every(args.temperature_every, args.steps, steps[1][0])
-    jobs = ([(name, seed) for seed in range(args.seeds) for name in names if name not in REMEDIES]
-            + [(name, seed) for seed in range(args.seeds) for name in names if name in REMEDIES])
+    if args.interleave_remedies:  # every seed a complete comparison, remedies included
+        jobs = [(name, seed) for seed in range(args.seeds) for name in names]
+    else:
+        jobs = ([(name, seed) for seed in range(args.seeds) for name in names if name not in REMEDIES]
+                + [(name, seed) for seed in range(args.seeds) for name in names if name in REMEDIES])
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
     args.machine = machine_description()

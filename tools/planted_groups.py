@@ -100,30 +100,18 @@ SETTINGS = {s.name: s for s in (
     Setting("slow_tau+lr0.01", tau_every=-4, lr_selector=0.01),
     Setting("sgd", lr_selector=1.0, selector_optimizer="sgd"),
     Setting("affinity", grouping="affinity"),
+    # Issue 34: the remedies, alone and combined (docs/selector.md).
     Setting("warmup0.3", warmup=0.3),
     Setting("warmup0.3+lr0.01", warmup=0.3, lr_selector=0.01),
     Setting("expected", loss="expected"),
     Setting("expected+lr0.01", loss="expected", lr_selector=0.01),
     Setting("expected+warmup0.3", loss="expected", warmup=0.3),
-    Setting("holdout+warmup0.3", holdout=True, warmup=0.3),
     Setting("expected+holdout+warmup0.3", loss="expected", holdout=True, warmup=0.3),
-    Setting("expected+per_image+warmup0.3", loss="expected", per_image=True, warmup=0.3),
-    Setting("expected+per_image+lr0.01", loss="expected", per_image=True, lr_selector=0.01),
     Setting("expected+warmup0.3+balance", loss="expected", warmup=0.3, balance=1.0),
-    Setting("expected+holdout+warmup0.3+balance", loss="expected", holdout=True, warmup=0.3, balance=1.0),
-    Setting("warmup0.3+balance", warmup=0.3, balance=1.0),
-    Setting("expected+balance", loss="expected", balance=1.0),
-    Setting("error_init1", warmup=0.3, error_init=1.0),
-    Setting("error_init3", warmup=0.3, error_init=3.0),
-    Setting("error_init3+expected", warmup=0.3, error_init=3.0, loss="expected"),
-    Setting("error_init3+lr0.01", warmup=0.3, error_init=3.0, lr_selector=0.01),
-    Setting("error_init3+expected+lr0.01", warmup=0.3, error_init=3.0, loss="expected", lr_selector=0.01),
-    Setting("error_init3+expected+hold", warmup=0.3, error_init=3.0, error_init_at=0.15, loss="expected"),
-    Setting("error_init5+expected", warmup=0.3, error_init=5.0, loss="expected"),
-    Setting("error_init3+expected+lr0", warmup=0.3, error_init=3.0, loss="expected", lr_selector=0.0),
-    Setting("error_init3+expected+hold45", warmup=0.45, error_init=3.0, error_init_at=0.3, loss="expected"),
-    Setting("error_init3+expected+hold45+lr0.01", warmup=0.45, error_init=3.0, error_init_at=0.3, loss="expected",
-            lr_selector=0.01),
+    Setting("error_affinity", warmup=0.3, error_init=3.0),
+    Setting("error_affinity+expected", warmup=0.3, error_init=3.0, loss="expected"),
+    Setting("error_affinity+expected+frozen", warmup=0.3, error_init=3.0, loss="expected", lr_selector=0.0),
+    Setting("recommended", warmup=0.45, error_init=3.0, error_init_at=0.3, loss="expected"),
 )}
 
 
@@ -230,6 +218,9 @@ class GroupedModel:
         if balance and self.learned:
             usage = tf.reduce_mean(tf.nn.softmax(self.selector.theta, axis=-1), axis=0)  # (K,)
             penalty = balance * self.num_groups * tf.reduce_sum(tf.square(usage - 1.0 / self.num_groups))
+        if isinstance(kind, tf.Tensor):  # 0: blended, 1: expected, chosen in the graph
+            return tf.cond(kind == 0, lambda: self.loss(x, y, tau, "blended", balance),
+                           lambda: self.loss(x, y, tau, "expected", balance))
         if kind == "blended":
             return tf.reduce_mean(tf.square(self(x, tau, "sample") - y)) + penalty
         groups = self.group_outputs(x)
@@ -286,8 +277,11 @@ def train_model(model, world, setting, args, seed, steps, log=True):
                 outs = model.group_outputs(x)
                 blended = tf.einsum("jk,bkj->bj", model.selector(tau, mode="soft"), outs)
                 affinity.update(blended - y, tf.square(outs - y[:, None]), inside)
+            kind = setting.loss
+            if affinity is not None and kind == "expected":  # the ensemble's blended loss until theta is set
+                kind = tf.where(step < warm, 0, 1)
             with tf.GradientTape() as tape:
-                loss = model.loss(x, y, tau, setting.loss, setting.balance)
+                loss = model.loss(x, y, tau, kind, setting.balance)
             gradients = tape.gradient(loss, variables)
             if setting.holdout and model.learned:  # theta from an independent batch
                 key2 = key + 1_000_003
@@ -295,7 +289,7 @@ def train_model(model, world, setting, args, seed, steps, log=True):
                 y2 = world.clean(x2) + noise * tf.random.stateless_normal([args.batch_size, NUM_OUTPUTS],
                                                                           seed=key2 + 1)
                 with tf.GradientTape() as tape:
-                    loss2 = model.loss(x2, y2, tau, setting.loss, setting.balance)
+                    loss2 = model.loss(x2, y2, tau, kind, setting.balance)
                 gradients[theta_index] = tape.gradient(loss2, model.selector.theta)
             before = model.selector.theta + 0.0 if model.learned else tf.zeros(())
             start = 0
