@@ -54,14 +54,20 @@ def test_the_planted_partition_beats_one_branch(planted):
     assert planted_run["rmse"] < 0.85 * one_branch["rmse"]
 
 
-def test_recovery_where_it_works(planted):
-    """Seed 1 is where the table's best settings recover the planted partition: the task-affinity
-    grouping (500 measured steps) and the selector with a 4x slower tau (the full 5000 steps)."""
+def test_affinity_grouping_recovers_seed_1(planted):
+    """Seed 1: the task-affinity grouping (500 measured steps) recovers the planted partition."""
     args = _args()
     world = planted.make_world(1)
     labels = planted.affinity_groups(planted.affinity_matrix(world, args, 1, args.affinity_steps))
     assert adjusted_rand_index(labels, world.task_of_output) == pytest.approx(1.0)
 
-    result = planted.run_setting(planted.SETTINGS["slow_tau"], 1, args)
-    assert result["ari"] >= 0.9
-    assert result["settled"].shape == (21,)
+
+def test_recommended_recovers_the_planted_partition_on_four_of_five_seeds(planted):
+    """Issue 34: the recommended selector (theta frozen for 45% of the steps, set from the outputs'
+    error affinity at 30%, the per-branch expected loss after) recovers the planted partition at
+    ARI >= 0.9 on at least 4 of seeds 0-4, where the paper's default recovers none (ARI 0.26 +- 0.19)."""
+    args = _args()
+    aris = [planted.run_setting(planted.SETTINGS["recommended"], seed, args)["ari"] for seed in range(5)]
+    assert sum(ari >= 0.9 for ari in aris) >= 4, aris
+    default = planted.run_setting(planted.SETTINGS["default"], 0, args)
+    assert default["ari"] < 0.5  # the same world, budget and seed: the paper's selector does not find it

@@ -584,7 +584,7 @@ def figures(results, settings, seeds, image_dir):
     # One row per planted task: a recovered partition shows one colour per row.
     order = [j for t in range(NUM_TASKS) for j in np.flatnonzero(world.task_of_output == t)]
     names = [f"output {j} (task {world.task_of_output[j] + 1})" for j in range(NUM_OUTPUTS)]
-    for name in ("default", "lr0.01", "slow_tau", "sgd"):
+    for name in ("default", "lr0.01", "slow_tau", "sgd", "recommended"):
         if name not in settings:
             continue
         r = results[(name, seed)]
