@@ -230,6 +230,9 @@ def run_groups():
         raise app.UsageError("--mode=groups needs --checkpoint")
     out_dir = FLAGS.model_dir or "runs/groups"
     check_directory(out_dir, "--model_dir")
+    checkpoints = [path.strip() for path in FLAGS.checkpoint.split(",") if path.strip()]
+    if len(checkpoints) > 1:
+        return run_consensus_groups(checkpoints, out_dir)
     with user_errors():
         model = load_model(FLAGS.checkpoint)
     groups = model.groups()
@@ -251,6 +254,37 @@ def run_groups():
             print(f"skipped the selector trajectories: {error}")
         else:
             print(f"wrote {selector_log.write_picture(out_dir, log, f'softmax(theta) per joint, {log_path}')}")
+
+
+def run_consensus_groups(checkpoints, out_dir):
+    """--mode=groups with several runs: each run's groups, how alike they are (adjusted Rand index)
+    and their consensus, average linkage on how often two joints share a group (groups.png)."""
+    import numpy as np
+
+    from lgh_tf import files, visualize
+    from lgh_tf.evaluation import grouping
+    from lgh_tf.model.io import load_model
+
+    labelings, sizes = [], set()
+    for path in checkpoints:
+        with user_errors():
+            groups = load_model(path).groups()
+        sizes.add(len(groups))
+        labelings.append(visualize.groups_to_assignment(groups))
+        print(f"{path}:\n{visualize.grouping_text(groups)}\n")
+    if len(sizes) > 1:
+        fail(f"--checkpoint: the runs have different numbers of groups ({sorted(sizes)})")
+    print("adjusted Rand index between the runs:")
+    for i, a in enumerate(labelings):
+        print("  " + " ".join(f"{grouping.adjusted_rand_index(a, b):6.2f}" for b in labelings) + f"   run {i + 1}")
+    num_groups = sizes.pop()
+    consensus = grouping.consensus_partition(labelings, num_groups)
+    groups = [[int(j) for j in np.flatnonzero(consensus == k)] for k in range(num_groups)]
+    print(f"\nconsensus of {len(labelings)} runs:\n{visualize.grouping_text(groups)}")
+    files.require_directory(out_dir, "--model_dir")
+    path = files.write_png(os.path.join(out_dir, "groups.png"),
+                           visualize.grouping_figure(groups, f"Consensus of {len(labelings)} runs"))
+    print(f"wrote {path}")
 
 
 def _selector_log_path(checkpoint):

@@ -197,3 +197,37 @@ def test_main_trains_with_the_remedies_and_resumes_without_setting_theta_again(t
     refused = subprocess.run(main_command(tmp_path / "other", cache, "--selector_init=error_affinity"),
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "selector_warmup" in refused.stderr.strip().splitlines()[-1]
+
+
+def test_groups_mode_gives_the_consensus_of_several_runs(tmp_path, monkeypatch):
+    """--mode=groups --checkpoint=A,B,C: each run's groups, their ARIs and the majority grouping."""
+    from conftest import run_main
+
+    import lgh_tf.model.io
+
+    base = [list(range(0, 7)), list(range(7, 14)), list(range(14, 21))]
+    moved = [list(range(0, 6)), [6] + list(range(7, 14)), list(range(14, 21))]  # joint 6 in group 2
+    renamed = [base[2], base[0], base[1]]  # the same partition, numbered otherwise
+
+    class Run:
+        def __init__(self, groups):
+            self._groups = groups
+
+        def groups(self):
+            return self._groups
+
+    runs = {"a": Run(base), "b": Run(moved), "c": Run(renamed), "k2": Run([list(range(10)), list(range(10, 21))])}
+    monkeypatch.setattr(lgh_tf.model.io, "load_model", lambda path: runs[path])
+    result = run_main("--mode=groups", "--checkpoint=a,b,c", f"--model_dir={tmp_path}")
+    from lgh_tf import visualize
+
+    def partition(text):
+        return {frozenset(line.split(": ", 1)[1].split(", ")) for line in text.splitlines() if line.startswith("group")}
+
+    consensus = result.stdout.split("consensus of 3 runs:")[1].split("wrote")[0]
+    assert partition(consensus) == partition(visualize.grouping_text(base))  # two of three runs: joint 6 with 0-5
+    lines = [line for line in result.stdout.splitlines() if line.endswith("run 3")]
+    assert lines and lines[0].split()[0] == "1.00"  # run 3 is run 1 renumbered
+    assert (tmp_path / "groups.png").exists()
+    refused = run_main("--mode=groups", "--checkpoint=a,k2", f"--model_dir={tmp_path}", check=False)
+    assert refused.returncode == 2 and "different numbers of groups" in refused.stderr
