@@ -119,6 +119,16 @@ def load_sources(split):
     )
 
 
+def training_data():
+    """What a run trains on, stored in its config.json and fixed on resume: the data set and, for
+    the synthetic hands, their world, seed and counts."""
+    data = {"dataset": FLAGS.dataset}
+    if FLAGS.dataset == "synthetic":
+        data.update(synthetic_world=FLAGS.synthetic_world, synthetic_seed=FLAGS.synthetic_seed,
+                    synthetic_train=FLAGS.synthetic_train, synthetic_test=FLAGS.synthetic_test)
+    return data
+
+
 def labelled_sources(sources):
     """The (records, weight) sources with at least one labelled sample; a note for the others
     (FreiHAND as released has no evaluation labels: it is scored by the online server)."""
@@ -203,12 +213,14 @@ def _train_stages(experiment, strategy):
         )
         print(f"Stage 1 (pretrain2d): {pretrain_steps} steps in {stage1_train.model_dir}")
         with user_errors():
-            _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset, strategy)
+            _, stage1 = loop.train(model, stage1_optim, stage1_train, make_train_dataset, eval_dataset, strategy,
+                                   data=training_data())
         _print_train_summary(stage1, stage1_train.model_dir)
         train = dataclasses.replace(train, init_checkpoint=stage1_train.model_dir)
         print(f"Stage 2 (full, Eq. 10): {train.steps} steps in {train.model_dir}")
     with user_errors():
-        _, results = loop.train(model, optim, train, make_train_dataset, eval_dataset, strategy)
+        _, results = loop.train(model, optim, train, make_train_dataset, eval_dataset, strategy,
+                                data=training_data())
     _print_train_summary(results, train.model_dir)
 
 
@@ -326,6 +338,8 @@ def run_eval():
         results = evaluate.evaluate(FLAGS.dataset, predictions, gt)
         results["notes"] += evaluate.skipped_notes(records, unusable, results["num_samples"])
         results.update(checkpoints=checkpoints, num_records=len(records))
+        results["notes"] = evaluate.training_data_notes(checkpoints, FLAGS.dataset, FLAGS.synthetic_world) + list(
+            results.get("notes", []))
         paths = evaluate.write_report(results, out_dir, predictions=predictions, gt=gt)
     name = "LGH" if len(models) == 1 else f"LGH ensemble of {len(models)}"
     print(f"\n{FLAGS.dataset}: {results['num_samples']} samples, root depth {results['root_depth']}, "

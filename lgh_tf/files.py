@@ -22,6 +22,7 @@ import math
 import os
 import re
 import shutil
+import stat
 
 import numpy as np
 
@@ -121,6 +122,37 @@ def save_npz(path, **arrays):
         with open(temporary, "wb") as f:
             np.savez_compressed(f, **arrays)
     return os.fspath(path)
+
+
+@contextlib.contextmanager
+def staged_outputs(directory, names):
+    """Outputs written as a whole or not at all: yields a hidden staging folder inside ``directory``.
+    On success the ``names`` it did not produce (a previous run's) are removed from ``directory``
+    and its files replace their namesakes, ``names`` in their order last (put the index file last),
+    so the folder never mixes two runs; on an exception ``directory`` is left untouched."""
+    directory = os.fspath(directory)
+    remove_stale(directory, r"\.staging-(?P<pid>\d+)")
+    staging = os.path.join(directory, f".staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        os.makedirs(staging)
+    except OSError as error:
+        raise output_error(staging, error) from None
+    try:
+        try:
+            yield staging
+        except OutputError as error:  # name the output, not the staging folder
+            raise OutputError(str(error).replace(staging + os.sep, directory + os.sep)) from None
+        produced = set(os.listdir(staging))
+        for name in set(names) - produced:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, name))
+        for name in sorted(produced - set(names)) + [n for n in names if n in produced]:
+            os.replace(os.path.join(staging, name), os.path.join(directory, name))
+    except OSError as error:
+        raise output_error(directory, error) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def pid_alive(pid: int) -> bool:
@@ -223,10 +255,15 @@ def run_lock(directory, what="--model_dir"):
             _held_locks[key][1] -= 1
         return
     path = os.path.join(directory, LOCK_NAME)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: that would truncate (or create) the link's target
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as error:
+        if error.errno == errno.ELOOP or os.path.islink(path):
+            raise OutputError(f"{what}: the lock file {path} is a symbolic link; remove it and run again") from None
         raise OutputError(f"{what}: cannot create the lock file {path}: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputError(f"{what}: the lock file {path} is not a regular file; remove it and run again")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:

@@ -188,8 +188,10 @@ def test_thumb_opposition_turns_the_thumb_across_the_palm():
 def test_cache_directory_names_the_world_and_stores_the_occlusion_flags(tmp_path):
     records = synthetic.load_synthetic(tmp_path, "test", num_samples=3, seed=1, world="realistic")
     directory = os.path.dirname(records.image_path[0])
-    assert os.path.basename(directory) == f"test_s1_n3_{SIZE}px_realistic_v{synthetic.WORLDS['realistic'][1]}"
-    assert os.path.basename(synthetic.split_directory(tmp_path, "test", 3, 1, SIZE)) == "test_s1_n3_320px_v2"
+    version, key = synthetic.WORLDS["realistic"][1], synthetic.dataset.fingerprint("realistic")
+    assert os.path.basename(directory) == f"test_s1_n3_{SIZE}px_realistic_v{version}-{key}"
+    assert os.path.basename(synthetic.split_directory(tmp_path, "test", 3, 1, SIZE)) == (
+        f"test_s1_n3_320px_coded_v2-{synthetic.dataset.fingerprint('coded')}")
     with np.load(os.path.join(directory, synthetic.ANNOTATIONS_FILE)) as archive:
         assert archive["meta_world"].item() == "realistic"
         for index in range(3):
@@ -211,3 +213,61 @@ def test_sources_pass_the_world_to_the_generator(tmp_path):
     np.testing.assert_array_equal(records.xyz[1], synthetic.render_sample(2, 1, SIZE, "test", "realistic")["xyz"])
     [(coded, _)] = load_sources("synthetic", "eval", cache_dir=tmp_path, seed=2, synthetic_counts={"test": 2})
     assert coded.name == "synthetic_test" and not np.array_equal(coded.xyz, records.xyz)
+
+
+def _cached_uv(tmp_path):
+    records = synthetic.load_synthetic(tmp_path, "test", num_samples=2, seed=1, image_size=64, world="realistic")
+    return os.path.dirname(records.image_path[0]), records.uv
+
+
+def test_a_changed_generator_parameter_misses_the_cache(tmp_path, monkeypatch):
+    """A cache made before a generator change is not served (issue 33: the realistic-world cache of
+    before 277d42a kept its name and was served with the old poses)."""
+    before_dir, before_uv = _cached_uv(tmp_path)
+    assert _cached_uv(tmp_path)[0] == before_dir  # unchanged generator: the cache is used
+    monkeypatch.setattr(anatomy, "FINGER_LIMITS", {**anatomy.FINGER_LIMITS, "pip": (0.0, 60.0)})
+    after_dir, after_uv = _cached_uv(tmp_path)
+    assert after_dir != before_dir and os.path.isdir(before_dir)
+    assert not np.allclose(after_uv, before_uv)  # generated anew with the changed limits
+    np.testing.assert_array_equal(
+        after_uv[1], synthetic.render_sample(1, 1, 64, "test", "realistic")["uv"].astype(np.float32))
+
+
+def test_a_changed_generator_code_misses_the_cache(tmp_path, monkeypatch):
+    """A code change in a generator module (here: one coefficient of anatomy.py's source, as in
+    277d42a) changes the cache key without a version bump; a comment or docstring does not."""
+    from lgh_tf.data.synthetic import dataset
+
+    source = dataset.inspect.getsource(anatomy)
+    key, coded_key = dataset.fingerprint("realistic"), dataset.fingerprint("coded")
+    directory = synthetic.split_directory(tmp_path, "test", 2, 1, 64, "realistic")
+
+    def patched(text):
+        monkeypatch.setattr(dataset.inspect, "getsource",
+                            lambda module: text if module is anatomy else source_of(module))
+        dataset._code_digest.cache_clear()
+
+    source_of = dataset.inspect.getsource
+    try:
+        patched(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
+        assert dataset.fingerprint("realistic") == key
+        assert "rng.normal(0.0, 0.15)" in source
+        patched(source.replace("rng.normal(0.0, 0.15)", "rng.normal(0.0, 0.2)", 1))
+        assert dataset.fingerprint("realistic") != key
+        assert synthetic.split_directory(tmp_path, "test", 2, 1, 64, "realistic") != directory
+        assert dataset.fingerprint("coded") == coded_key  # anatomy does not draw the coded world
+    finally:
+        monkeypatch.undo()
+        dataset._code_digest.cache_clear()
+    assert dataset.fingerprint("realistic") == key
+
+
+def test_a_cache_with_another_fingerprint_is_regenerated(tmp_path, monkeypatch):
+    """The key is also in the annotations: a directory renamed by hand to the current name is not served."""
+    from lgh_tf.data.synthetic import dataset
+
+    old_dir, _ = _cached_uv(tmp_path)
+    monkeypatch.setattr(dataset, "fingerprint", lambda world="coded": "000000000000")
+    new_dir = synthetic.split_directory(tmp_path, "test", 2, 1, 64, "realistic")
+    os.rename(old_dir, new_dir)
+    assert dataset._load_annotations(new_dir, "test", 2, 1, 64, "realistic") is None

@@ -37,6 +37,7 @@ from lgh_tf.evaluation.inputs import (
     load_eval_records,
     make_eval_dataset,
     skipped_notes,
+    training_data_notes,
     unusable_samples,
 )
 from lgh_tf.evaluation.report import TABLE_COLUMNS, results_table, write_report
@@ -51,5 +52,5 @@ __all__ = [
     "FREIHAND_FROM_OURS", "FREIHAND_NUM_VERTS", "NOMINAL_SCALE_M", "PROTOCOLS", "TABLE_COLUMNS", "back_project",
     "evaluate", "fit_root_and_scale", "from_freihand_order", "load_eval_records", "make_eval_dataset", "metrics",
     "model_input_size", "predict_dataset", "results_table", "root_depth_from_scale", "skipped_notes",
-    "to_freihand_order", "unusable_samples", "write_freihand_submission", "write_report",
+    "to_freihand_order", "training_data_notes", "unusable_samples", "write_freihand_submission", "write_report",
 ]

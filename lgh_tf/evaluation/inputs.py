@@ -84,6 +84,28 @@ def load_eval_records(
     return records, scales
 
 
+def training_data_notes(checkpoints, dataset: str, synthetic_world: str = "coded") -> list[str]:
+    """Notes for the evaluation of ``checkpoints`` (training directories or prefixes in one) on
+    the synthetic hands of ``synthetic_world`` when a run was trained on another world (its
+    config.json's ``data``; runs that recorded none say nothing)."""
+    if dataset != "synthetic":
+        return []
+    notes = []
+    for path in checkpoints:
+        path = os.fspath(path)
+        model_dir = path if os.path.isdir(path) else os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        try:
+            with open(os.path.join(model_dir, "config.json")) as f:
+                data = json.load(f).get("data") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        trained = data.get("synthetic_world") if data.get("dataset") == "synthetic" else data.get("dataset")
+        if trained and trained != synthetic_world:
+            what = f"the {trained} synthetic world" if data.get("dataset") == "synthetic" else trained
+            notes.append(f"{path} was trained on {what}, evaluated here on the {synthetic_world} synthetic world")
+    return notes
+
+
 def _freihand_scales(records, data_dir):
     """evaluation_scale.json aligned with ``records`` (by image id), or None if absent."""
     from lgh_tf.data import registry

@@ -12,6 +12,9 @@ import numpy as np
 from lgh_tf import files
 from lgh_tf.evaluation import freihand_io, metrics
 
+# What one evaluation writes; results.json last (a report whose results.json is new is new throughout).
+REPORT_FILES = ("pck_curves.png", "per_joint_errors.png", "predictions.npz", "pred.json", "results.json")
+
 TABLE_COLUMNS = {
     "rhd_stb_3d": metrics.RHD_STB_COLUMNS,
     "dexter": metrics.DEXTER_COLUMNS,
@@ -61,44 +64,46 @@ def write_report(
     if predictions is not None and results.get("dataset") == "freihand":
         submission = freihand_io.submission_rows(results, predictions, gt)  # checked before anything is written
     files.require_directory(out_dir, "output_dir")
-    paths = {}
-    title = title or f"{results.get('dataset', '')}: {results.get('protocol', '')}"
-    path = os.path.join(out_dir, "results.json")
-    files.write_json(path, files.to_jsonable(results))
-    paths["results"] = path
+    # Written as a whole or not at all: a full disk midway leaves the previous report complete.
+    with files.staged_outputs(out_dir, REPORT_FILES) as staging:
+        paths = {}
+        title = title or f"{results.get('dataset', '')}: {results.get('protocol', '')}"
+        path = os.path.join(staging, "results.json")
+        files.write_json(path, files.to_jsonable(results))
+        paths["results"] = path
 
-    panels = []
-    r3, r2 = results.get("3d"), results.get("2d")
-    if r3:
-        curves = [("PCK", r3["thresholds_mm"], r3["pck"], r3.get("auc_0_50"))]
-        if "pa_pck" in r3:
-            curves = [("Procrustes aligned", r3["thresholds_mm"], r3["pa_pck"], r3.get("pa_auc_0_50")),
-                      ("unaligned", r3["thresholds_mm"], r3["pck"], r3.get("auc_0_50"))]
-        panels.append(("3D PCK", "error threshold [mm]", curves))
-    if r2:
-        panels.append(("2D PCK", f"error threshold [px, {results['units']['2d']}]",
-                       [("PCK", r2["thresholds_px"], r2["pck"], r2.get("auc"))]))
-    if panels:
-        path = os.path.join(out_dir, "pck_curves.png")
-        files.write_png(path, visualize.pck_curves_figure(panels, title))
-        paths["pck_curves"] = path
-    if r3:
-        per_joint = r3.get("per_joint_mean_epe_mm") or r3.get("pa_per_joint_mean_epe_mm") or {}
-        label = "mean error [mm]" + (" (aligned)" if "pa_per_joint_mean_epe_mm" in r3 else "")
-        if per_joint:
-            path = os.path.join(out_dir, "per_joint_errors.png")
-            files.write_png(path, visualize.per_joint_error_figure(per_joint, label, title))
-            paths["per_joint_errors"] = path
+        panels = []
+        r3, r2 = results.get("3d"), results.get("2d")
+        if r3:
+            curves = [("PCK", r3["thresholds_mm"], r3["pck"], r3.get("auc_0_50"))]
+            if "pa_pck" in r3:
+                curves = [("Procrustes aligned", r3["thresholds_mm"], r3["pa_pck"], r3.get("pa_auc_0_50")),
+                          ("unaligned", r3["thresholds_mm"], r3["pck"], r3.get("auc_0_50"))]
+            panels.append(("3D PCK", "error threshold [mm]", curves))
+        if r2:
+            panels.append(("2D PCK", f"error threshold [px, {results['units']['2d']}]",
+                           [("PCK", r2["thresholds_px"], r2["pck"], r2.get("auc"))]))
+        if panels:
+            path = os.path.join(staging, "pck_curves.png")
+            files.write_png(path, visualize.pck_curves_figure(panels, title))
+            paths["pck_curves"] = path
+        if r3:
+            per_joint = r3.get("per_joint_mean_epe_mm") or r3.get("pa_per_joint_mean_epe_mm") or {}
+            label = "mean error [mm]" + (" (aligned)" if "pa_per_joint_mean_epe_mm" in r3 else "")
+            if per_joint:
+                path = os.path.join(staging, "per_joint_errors.png")
+                files.write_png(path, visualize.per_joint_error_figure(per_joint, label, title))
+                paths["per_joint_errors"] = path
 
-    if predictions is not None:
-        path = os.path.join(out_dir, "predictions.npz")
-        arrays = {f"pred_{k}": np.asarray(v) for k, v in predictions.items()}
-        if gt is not None:
-            arrays.update({f"gt_{k}": np.asarray(v) for k, v in gt.items()})
-        files.save_npz(path, **arrays)
-        paths["predictions"] = path
-        if submission is not None:
-            path = os.path.join(out_dir, "pred.json")
-            freihand_io.write_freihand_submission(path, submission)
-            paths["freihand_submission"] = path
-    return paths
+        if predictions is not None:
+            path = os.path.join(staging, "predictions.npz")
+            arrays = {f"pred_{k}": np.asarray(v) for k, v in predictions.items()}
+            if gt is not None:
+                arrays.update({f"gt_{k}": np.asarray(v) for k, v in gt.items()})
+            files.save_npz(path, **arrays)
+            paths["predictions"] = path
+            if submission is not None:
+                path = os.path.join(staging, "pred.json")
+                freihand_io.write_freihand_submission(path, submission)
+                paths["freihand_submission"] = path
+    return {what: os.path.join(out_dir, os.path.basename(path)) for what, path in paths.items()}

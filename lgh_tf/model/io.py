@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
 import tempfile
@@ -138,6 +139,40 @@ def restore_checkpoint(
     return model
 
 
+def latest_checkpoint(checkpoint_dir: str, resume: bool = False) -> str | None:
+    """The checkpoint prefix to resume or load from in ``checkpoint_dir``, or None when it holds none.
+
+    The index file (``checkpoint``) names it, unless the index is missing, damaged or behind the
+    newest ``ckpt-<step>`` on disk (someone copied only the ``ckpt-*`` files): then the newest one,
+    which a resumed run never overwrites, as its saves are numbered by later steps. A newest one
+    that cannot be read is a ValueError: resuming from an older one would overwrite it.
+    """
+    checkpoint_dir = os.fspath(checkpoint_dir)
+    indexed = tf.train.latest_checkpoint(checkpoint_dir)  # None for a missing or unparsable index
+    steps = sorted(int(m.group(1)) for m in (re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(p))
+                                             for p in glob.glob(os.path.join(checkpoint_dir, "ckpt-*.index")))
+                   if m)
+    if not steps:
+        return indexed
+    newest = os.path.join(checkpoint_dir, f"ckpt-{steps[-1]}")
+    if indexed is not None and os.path.abspath(indexed) == os.path.abspath(newest):
+        return indexed
+    try:
+        tf.train.load_checkpoint(newest).get_variable_to_shape_map()
+        if not glob.glob(newest + ".data-*"):
+            raise ValueError("no .data file")
+    except (tf.errors.OpError, ValueError) as error:
+        if not resume and indexed is not None:
+            return indexed
+        state = "names an older one" if indexed else "is missing or damaged"
+        raise ValueError(f"{newest} cannot be read ({first_line(error)}) and the index "
+                         f"{os.path.join(checkpoint_dir, 'checkpoint')} {state}: training on would overwrite it; "
+                         "move it away or use another --model_dir") from None
+    logging.warning("%s: the index %s; using the newest checkpoint %s", checkpoint_dir,
+                    "names an older one" if indexed else "is missing or damaged", newest)
+    return newest
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
@@ -174,7 +209,7 @@ def _load_keras(path):
         model = LearnableGroupsNet(_config_from_json(config_path)).build_for_input()
         return load_keras_weights(model, path)
     if os.path.isdir(path):
-        model_dir, prefix = path, tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+        model_dir, prefix = path, latest_checkpoint(os.path.join(path, "checkpoints"))
         if prefix is None:
             raise FileNotFoundError(f"no checkpoint under {os.path.join(path, 'checkpoints')} "
                                     "(train first: python main.py --mode=train)")

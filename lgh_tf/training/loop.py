@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from lgh_tf import files, visualize
 from lgh_tf.config import ModelConfig, OptimConfig, TrainConfig  # TrainConfig: also importable from here
-from lgh_tf.model.io import first_line, restore_checkpoint
+from lgh_tf.model.io import first_line, latest_checkpoint, restore_checkpoint
 from lgh_tf.model.network import LearnableGroupsNet
 from lgh_tf.training import selector_log
 from lgh_tf.training.distribute import (  # noqa: F401  (names importable from here as before)
@@ -58,7 +58,7 @@ def restore_network_weights(network: LearnableGroupsNet, path: str, backbone_onl
     if os.path.isdir(os.path.join(path, "checkpoints")):
         path = os.path.join(path, "checkpoints")
     if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = latest_checkpoint(path)
         if latest is None:
             raise FileNotFoundError(f"no checkpoint in directory {path!r}")
         path = latest
@@ -147,6 +147,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 RESUME_FIXED = {
     "model": None, "optim": ("stage", "lr_decay", "selector_warmup_steps", "selector_loss", "selector_init"),
     "train": ("batch_size", "checkpoint_every", "seed"),
+    "data": ("dataset", "synthetic_world", "synthetic_seed", "synthetic_train", "synthetic_test"),
 }
 # The command-line flag of a config field, where it is not --<field>.
 FLAG_OF = {"model.initial_temperature": "--temperature_initial", "model.selector_seed": "--seed",
@@ -174,6 +175,8 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) ->
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
     differences = []
     for section, keys in RESUME_FIXED.items():
+        if section == "data" and (section not in stored or section not in current):
+            continue  # a run made before the data were recorded, or a caller that passes none
         old, new = stored.get(section, {}), current.get(section, {})
         defaults = _FIELD_DEFAULTS.get(section, {})
         for key in keys or sorted(set(old) | set(new)):
@@ -350,13 +353,14 @@ def train(
     make_train_dataset: Callable[..., tf.data.Dataset],
     eval_dataset: tf.data.Dataset | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> tuple[HandPoseTask, dict[str, Any]]:
     """Trains (or resumes) in ``train_config.model_dir`` holding its lock (``files.run_lock``: one
     writer per run folder; a second run stops with RunFolderBusyError). See ``_train``."""
     strategy = strategy or make_strategy(train_config.strategy)
     chief = worker_of(strategy)[2]
     with files.run_lock(train_config.model_dir) if chief else contextlib.nullcontext():
-        return _train(model_config, optim, train_config, make_train_dataset, eval_dataset, strategy)
+        return _train(model_config, optim, train_config, make_train_dataset, eval_dataset, strategy, data)
 
 
 def _train(
@@ -366,6 +370,7 @@ def _train(
     make_train_dataset: Callable[..., tf.data.Dataset],
     eval_dataset: tf.data.Dataset | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> tuple[HandPoseTask, dict[str, Any]]:
     """Trains (or resumes) in ``train_config.model_dir``.
 
@@ -375,6 +380,8 @@ def _train(
     ``distributed_train_dataset``); ``eval_dataset`` is a finite batched held-out set (optional).
     ``strategy``: default ``make_strategy(train_config.strategy)``; a multi-worker strategy must be
     made before TensorFlow initialises its runtime, i.e. first thing in the program.
+    ``data``: what the stream is made of (main.py: the data set; for the synthetic hands their
+    world, seed and counts), stored in config.json and fixed on resume.
     Returns a dict with the step reached and the held-out figures before and after.
     """
     c = train_config
@@ -387,7 +394,10 @@ def _train(
         "optim": dataclasses.asdict(optim),
         "train": dataclasses.asdict(c),
     }
-    if tf.train.latest_checkpoint(checkpoint_dir):  # a resume: refuse to mix two runs
+    if data is not None:
+        config["data"] = dict(data)
+    latest = latest_checkpoint(checkpoint_dir, resume=True)  # every worker resumes from the chief's
+    if latest:  # a resume: refuse to mix two runs
         differences = config_differences(read_run_config(c.model_dir), config)
         if differences:
             raise ValueError(
@@ -402,7 +412,6 @@ def _train(
     with strategy.scope():
         task = build_task(model_config, optim, c)
         checkpoint = make_checkpoint(task)
-    latest = tf.train.latest_checkpoint(checkpoint_dir)  # every worker resumes from the chief's
     if not chief:
         checkpoint_dir = tempfile.mkdtemp(prefix=f"worker{worker}_checkpoints_")
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=c.keep_checkpoints)

@@ -7,8 +7,7 @@ train and test splits never share a random stream. The world (``WORLDS``) picks 
 
 Cache layout (generated on first use, re-used when complete)::
 
-    cache_dir/<split>_s<seed>_n<num_samples>_<size>px_v<version>/               world "coded"
-    cache_dir/<split>_s<seed>_n<num_samples>_<size>px_<world>_v<version>/       other worlds
+    cache_dir/<split>_s<seed>_n<num_samples>_<size>px_<world>_v<version>-<fingerprint>/
         000000.png ...            RGB images (written through cv2, i.e. converted to BGR first)
         annotations.npz           uv, xyz, K, visible, flip (+ the world's extra per-joint arrays,
                                   e.g. self_occluded, object_occluded), metadata; written last,
@@ -19,24 +18,36 @@ A directory whose ``annotations.npz`` is missing, unreadable or inconsistent is 
 
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
+import inspect
 import logging
 import multiprocessing
 import os
+import re
+import sys
 import time
 
 import cv2
 import numpy as np
 
-from lgh_tf import files
+from lgh_tf import files, geometry
 from lgh_tf.data import schema
-from lgh_tf.data.synthetic import realistic, rendering
+from lgh_tf.data.synthetic import anatomy, kinematics, realistic, rendering
 from lgh_tf.data.synthetic.kinematics import REFERENCE_SIZE
 
 # world -> (renderer(rng, image_size) -> sample dict, generator version). Bump a world's version
-# whenever its renderer changes what it draws: it is part of the cache directory name.
+# whenever its renderer changes what it draws. The cache is keyed by it and by ``fingerprint``, a
+# hash of the code and parameters of the world's modules (GENERATOR_MODULES), so a change there
+# misses the old cache even when nobody bumped the version.
 WORLDS = {
     "coded": (rendering.render_coded, 2),
     "realistic": (realistic.render_realistic, 1),
+}
+GENERATOR_MODULES = {
+    "coded": (geometry, kinematics, rendering),
+    "realistic": (geometry, kinematics, anatomy, rendering, realistic),
 }
 DEFAULT_WORLD = "coded"
 GENERATOR_VERSION = WORLDS[DEFAULT_WORLD][1]
@@ -61,12 +72,46 @@ def render_sample(seed: int, index: int, image_size: int = REFERENCE_SIZE, split
     return WORLDS[world][0](rng, image_size)
 
 
+@functools.cache
+def _code_digest(module_name: str) -> str:
+    """sha256 of a module's syntax tree without docstrings (comments and layout do not count)."""
+    module = sys.modules[module_name]
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError):  # no source shipped: the version alone keys the cache
+        return "no-source"
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
+def _parameters(module) -> str:
+    """The module's parameters (upper-case module-level numbers, strings, tuples, dicts, arrays) as text."""
+    kinds = (int, float, str, tuple, list, dict, np.ndarray)
+    values = {name: value for name, value in vars(module).items()
+              if re.fullmatch(r"_?[A-Z][A-Z0-9_]*", name) and isinstance(value, kinds)}
+    return repr(sorted((name, value.tolist() if isinstance(value, np.ndarray) else value)
+                       for name, value in values.items()))
+
+
+def fingerprint(world: str = DEFAULT_WORLD) -> str:
+    """What determines a world's samples, hashed: its version, and the code and parameters of the
+    modules that draw it (12 hex digits, part of the cache directory name)."""
+    _check_world(world)
+    digest = hashlib.sha256(f"{world} v{WORLDS[world][1]}".encode())
+    for module in GENERATOR_MODULES[world]:
+        digest.update(f"{module.__name__} {_code_digest(module.__name__)} {_parameters(module)}".encode())
+    return digest.hexdigest()[:12]
+
+
 def split_directory(cache_dir, split: str, num_samples: int, seed: int, image_size: int,
                     world: str = DEFAULT_WORLD) -> str:
-    """Where a split's PNGs and annotations live; versioned so generator changes regenerate."""
+    """Where a split's PNGs and annotations live; keyed by ``fingerprint`` so generator changes regenerate."""
     _check_world(world)
-    tag = "" if world == "coded" else f"_{world}"  # the coded world keeps its earlier caches
-    name = f"{split}_s{seed}_n{num_samples}_{image_size}px{tag}_v{WORLDS[world][1]}"
+    name = f"{split}_s{seed}_n{num_samples}_{image_size}px_{world}_v{WORLDS[world][1]}-{fingerprint(world)}"
     return os.path.join(os.fspath(cache_dir), name)
 
 
@@ -125,11 +170,8 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
 
 
 def _metadata(world, seed, split, image_size, num_samples) -> dict:
-    metadata = dict(version=WORLDS[world][1], seed=seed, split=split, image_size=image_size,
-                    num_samples=num_samples)
-    if world != "coded":  # coded caches written before worlds existed carry no world
-        metadata["world"] = world
-    return metadata
+    return dict(version=WORLDS[world][1], fingerprint=fingerprint(world), world=world, seed=seed, split=split,
+                image_size=image_size, num_samples=num_samples)
 
 
 def _load_annotations(directory, split, num_samples, seed, image_size, world=DEFAULT_WORLD) -> dict | None:
