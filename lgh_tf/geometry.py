@@ -35,17 +35,20 @@ FALLBACK_ROOT_DEPTH_M = 0.6
 DEFAULT_FIELD_OF_VIEW_DEG = 65.0
 
 
-def _ops(*values):
-    """The array namespace of ``values``: TensorFlow when any is a tf tensor, else numpy."""
-    if any(type(v).__module__.startswith("tensorflow") for v in values):
+def _ops(*values, keep_float64=False):
+    """The array namespace of ``values``: TensorFlow (float32; float64 with ``keep_float64`` when
+    a tensor is float64) when any is a tf tensor, else numpy."""
+    tensors = [v for v in values if type(v).__module__.startswith("tensorflow")]
+    if tensors:
         import tensorflow as tf
 
+        wide = tf.float64 if keep_float64 and any(v.dtype == tf.float64 for v in tensors) else tf.float32
         return types.SimpleNamespace(
             tf=True, abs=tf.abs, max=tf.reduce_max, min=tf.reduce_min, maximum=tf.maximum,
             clip=tf.clip_by_value, where=tf.where, stack=tf.stack, concat=tf.concat,
             ones_like=tf.ones_like, reshape=tf.reshape, solve=tf.linalg.solve,
             transpose=tf.linalg.matrix_transpose,
-            float=lambda x: tf.cast(x, tf.float32), const=lambda x: tf.constant(x, tf.float32))
+            float=lambda x: tf.cast(x, wide), const=lambda x: tf.constant(x, wide))
     return types.SimpleNamespace(
         tf=False, abs=np.abs, max=np.max, min=np.min, maximum=np.maximum, clip=np.clip,
         where=np.where, stack=np.stack, concat=np.concatenate, ones_like=np.ones_like,
@@ -212,8 +215,9 @@ def default_intrinsics(width, height, field_of_view_deg=DEFAULT_FIELD_OF_VIEW_DE
 
 def back_project(uv, intrinsics):
     """Rays K^-1 [u, v, 1]^T: uv (N, J, 2), intrinsics (N, 3, 3) (any invertible matrix with last
-    row (0, 0, 1), e.g. a rotated crop's) -> (N, J, 3). numpy float64, or tf float32."""
-    ops = _ops(uv, intrinsics)
+    row (0, 0, 1), e.g. a rotated crop's) -> (N, J, 3). numpy float64, or tf float32 (float64 for
+    float64 tensors: a float64 network's)."""
+    ops = _ops(uv, intrinsics, keep_float64=True)
     uv, intrinsics = ops.float(uv), ops.float(intrinsics)
     homogeneous = ops.concat([uv, ops.ones_like(uv[..., :1])], axis=-1)
     return ops.transpose(ops.solve(intrinsics, ops.transpose(homogeneous)))
@@ -224,9 +228,10 @@ def lift(uv, depth, intrinsics, scale, root_depth):
 
     uv (N, J, 2) pixels of the image that ``intrinsics`` (N, 3, 3) describe; depth (N, J) relative
     depth; scale and root_depth (N,) in the output unit. numpy float64, or tf float32 when any
-    input is a tensor (the training loss and the exported ``predict_xyz`` signature).
+    input is a tensor (the training loss and the exported ``predict_xyz`` signature; float64 for
+    a float64 network's tensors).
     """
-    ops = _ops(uv, depth, intrinsics, scale, root_depth)
+    ops = _ops(uv, depth, intrinsics, scale, root_depth, keep_float64=True)
     z = ops.reshape(ops.float(scale), [-1, 1]) * ops.float(depth) + ops.reshape(ops.float(root_depth), [-1, 1])
     return z[..., None] * back_project(uv, intrinsics)  # Eq. 2: z = s0 * z_rel + z_root
 

@@ -20,8 +20,9 @@ def _bn_step(layer, x, training=True):
     return [np.asarray(t, np.float32) for t in (y, dx, dgamma, dbeta, layer.moving_mean, layer.moving_variance)]
 
 
-@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16"])
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16", "float64"])
 def test_fused_batch_norm_matches_keras(dtype):
+    """float64: no FusedBatchNormV3 kernel, so Keras' own path, in float64 (issue 33)."""
     x = tf.random.stateless_normal((3, 5, 7, 6), seed=(1, 2)) * 3.0 + 1.0
     rng = np.random.default_rng(0)
     gamma, beta = rng.normal(size=6).astype("float32"), rng.normal(size=6).astype("float32")
@@ -36,7 +37,9 @@ def test_fused_batch_norm_matches_keras(dtype):
         layer.moving_variance.assign(moving_variance)
         results.append(_bn_step(layer, x) + [np.asarray(layer(x, training=False), np.float32)])
     # bfloat16 outputs differ by at most one bfloat16 step (2^-8 relative) where rounding falls apart.
-    output_tol = 1e-5 if dtype is None else 2.0**-7
+    output_tol = {None: 1e-5, "float64": 1e-12, "mixed_bfloat16": 2.0**-7}[dtype]
+    if dtype == "float64":
+        assert layer(x, training=True).dtype == tf.float64
     names = ("y", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance", "inference y")
     for name, keras_value, fused_value in zip(names, *results):
         tol = output_tol if name in ("y", "dx", "inference y") else 1e-5

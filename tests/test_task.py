@@ -294,3 +294,28 @@ def test_one_level_step_function_equals_keras_nested_one():
             np.testing.assert_allclose(evaluation[name], keras_evaluation[name], rtol=1e-5)
     for a, b in zip(ours.network.weights, keras_task.network.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "mixed_bfloat16"])
+def test_every_precision_trains(dtype):
+    """A train step of the network in float64 (FusedBatchNormV3 has no double kernel: Keras' own
+    path) and in mixed bfloat16 (the fused kernel): finite, every weight moves, and float64 stays
+    float64 from the images to the loss (issue 33: before, float64 failed in the batch norm)."""
+    network = LearnableGroupsNet(small_config(num_groups=2), dtype=dtype).build_for_input()
+    task = HandPoseTask(network, OptimConfig())
+    task.compile(run_eagerly=True)
+    batch = make_batch()
+    if dtype == "float64":
+        batch = {k: tf.cast(v, tf.float64) for k, v in batch.items()}
+        out = network(batch["image"], training=True)
+        for name in ("heatmaps", "uv", "depth", "group_uv", "selector"):
+            assert out[name].dtype == tf.float64, name
+        terms = task.compute_terms(batch, training=True)
+        assert terms["loss"].dtype == tf.float64
+    before = {v.path: v.numpy().copy() for v in network.trainable_variables}
+    logs = task.train_step(batch)
+    assert np.isfinite(float(logs["loss"]))
+    wanted = "float64" if dtype == "float64" else "float32"
+    assert {v.dtype for v in network.trainable_variables} == {wanted}
+    unchanged = [v.path for v in network.trainable_variables if np.array_equal(v.numpy(), before[v.path])]
+    assert not unchanged, unchanged[:5]

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from lgh_tf.model.layers import Conv2D, PaddedConv2D, batch_norm, channels_to
+from lgh_tf.model.layers import Conv2D, PaddedConv2D, batch_norm, channels_to, wide_dtype
 
 SELECTOR_MODES = ("sample", "soft", "hard")
 
@@ -385,10 +385,10 @@ class JointGroupSelector(keras.layers.Layer):
             return tf.constant(self._fixed_matrix)
         if self.num_groups == 1:
             return tf.ones((self.num_joints, 1), self.compute_dtype)
-        theta = tf.cast(self.theta, "float32")
+        theta = tf.cast(self.theta, wide_dtype(self.compute_dtype))
         if mode == "hard":
-            return tf.one_hot(tf.argmax(theta, axis=-1), self.num_groups, dtype="float32")
-        temperature = tf.cast(temperature, "float32")
+            return tf.one_hot(tf.argmax(theta, axis=-1), self.num_groups, dtype=theta.dtype)
+        temperature = tf.cast(temperature, theta.dtype)
         if mode == "soft":
             return tf.nn.softmax(theta / temperature, axis=-1)
         # Eq. 8: S ~ softmax((theta + Gumbel) / tau), one draw per forward pass (or per image).

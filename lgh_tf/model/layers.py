@@ -15,6 +15,14 @@ import tensorflow as tf
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
+# The input dtypes of FusedBatchNormV3 (its statistics and scale are float32).
+FUSED_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
+
+
+def wide_dtype(dtype: tf.DType | str) -> tf.DType:
+    """Where a reduction or loss is computed: float32 for bfloat16 / float16 / float32 maps,
+    float64 for float64 ones (never cast down)."""
+    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
 
 
 def batch_norm(
@@ -41,11 +49,14 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
         if not (training and self.trainable) or mask is not None or self.synchronized or self.renorm \
-                or len(inputs.shape) != 4 or self.axis not in (-1, 3) or keras.backend.backend() != "tensorflow":
+                or len(inputs.shape) != 4 or self.axis not in (-1, 3) or keras.backend.backend() != "tensorflow" \
+                or inputs.dtype not in FUSED_DTYPES or self.variable_dtype != "float32":
+            # Keras' path, also where the kernel lacks the dtype (float64: no double FusedBatchNormV3),
+            # so that a map is never cast down.
             return super().call(inputs, training=training, mask=mask)
         # The kernel keeps its statistics and arithmetic in float32 and rounds only its output, as
         # Keras does around its float32 computation: bfloat16 / float16 maps go in uncast.
-        x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
+        x = inputs
         gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([x.shape[-1]], tf.float32)
         beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([x.shape[-1]], tf.float32)
         static = x.shape[:-1]

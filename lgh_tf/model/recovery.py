@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from lgh_tf import geometry
-from lgh_tf.model.layers import Conv2D
+from lgh_tf.model.layers import Conv2D, wide_dtype
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,19 +72,20 @@ class SoftArgmax2D(keras.layers.Layer):
     def call(self, heatmaps: tf.Tensor, depth_maps: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor | None]:
         shape = tf.shape(heatmaps)
         height, width = shape[1], shape[2]
-        logits = tf.cast(heatmaps, "float32")
+        wide = wide_dtype(heatmaps.dtype)
+        logits = tf.cast(heatmaps, wide)
         if self.beta is not None:
-            logits = logits * tf.cast(self.beta, "float32")
+            logits = logits * tf.cast(self.beta, wide)
         logits = tf.reshape(logits, [shape[0], height * width, self.num_joints])
         p = tf.nn.softmax(logits, axis=1)  # (B, H*W, J), row-major positions
-        columns = tf.tile(tf.range(width, dtype="float32"), [height])
-        rows = tf.repeat(tf.range(height, dtype="float32"), width)
+        columns = tf.tile(tf.range(width, dtype=wide), [height])
+        rows = tf.repeat(tf.range(height, dtype=wide), width)
         u = tf.einsum("bpj,p->bj", p, columns)
         v = tf.einsum("bpj,p->bj", p, rows)
         uv = tf.stack([u, v], axis=-1)
         if depth_maps is None:
             return uv, None
-        depth_maps = tf.reshape(tf.cast(depth_maps, "float32"), [shape[0], height * width, self.num_joints])
+        depth_maps = tf.reshape(tf.cast(depth_maps, wide), [shape[0], height * width, self.num_joints])
         depth = tf.reduce_sum(p * depth_maps, axis=1)
         return uv, depth
 
@@ -116,12 +117,13 @@ def lift_to_camera(
     scale: tf.Tensor | np.ndarray,
     root_depth: tf.Tensor | np.ndarray,
 ) -> tf.Tensor:
-    """Eq. 3: [x, y, z]^T = (s0 * z_rel + z_root) * M^-1 [u, v, 1]^T, float32 tensors.
+    """Eq. 3: [x, y, z]^T = (s0 * z_rel + z_root) * M^-1 [u, v, 1]^T, float32 tensors (float64 for
+    a float64 network's ``uv``).
 
     uv (B, J, 2) pixels of the image that ``intrinsics`` (B, 3, 3) describe (any invertible matrix
     with last row (0, 0, 1), e.g. a rotated crop's); depth (B, J) relative depth; scale and root_depth
     (B,) in the output unit. Returns (B, J, 3). The formula is ``lgh_tf.geometry.lift``.
     """
-    uv, depth, intrinsics, scale, root_depth = (
-        tf.convert_to_tensor(x, tf.float32) for x in (uv, depth, intrinsics, scale, root_depth))
+    dtype = tf.float64 if isinstance(uv, tf.Tensor) and uv.dtype == tf.float64 else tf.float32  # a float64 network's
+    uv, depth, intrinsics, scale, root_depth = (tf.cast(x, dtype) for x in (uv, depth, intrinsics, scale, root_depth))
     return geometry.lift(uv, depth, intrinsics, scale, root_depth)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import tensorflow as tf
 
+from lgh_tf.model.layers import wide_dtype
 from lgh_tf.model.recovery import lift_to_camera
 
 MM_PER_METRE = 1000.0
@@ -22,7 +23,8 @@ def pose_loss_3d_per_sample(
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Eq. 10 for each sample: L = ||[X, Y] - [X^, Y^]||_1 + beta ||Z - Z^||_1, as means over
     joints (millimetres). Returns (loss, xy term, z term), each (B,); z before the beta weight."""
-    diff = tf.abs(tf.cast(xyz_pred_mm, tf.float32) - tf.cast(xyz_true_mm, tf.float32))
+    wide = wide_dtype(xyz_pred_mm.dtype)
+    diff = tf.abs(tf.cast(xyz_pred_mm, wide) - tf.cast(xyz_true_mm, wide))
     loss_xy = tf.reduce_mean(tf.reduce_sum(diff[..., :2], axis=-1), axis=-1)
     loss_z = tf.reduce_mean(diff[..., 2], axis=-1)
     return loss_xy + beta * loss_z, loss_xy, loss_z
@@ -70,7 +72,8 @@ def pose_loss_3d(xyz_pred_mm: tf.Tensor, xyz_true_mm: tf.Tensor, beta: float = 2
 
 def pose_loss_2d_per_sample(uv_pred: tf.Tensor, uv_true: tf.Tensor) -> tf.Tensor:
     """l1 on 2D joints in crop pixels (summed over u and v, mean over joints): (B,)."""
-    diff = tf.abs(tf.cast(uv_pred, tf.float32) - tf.cast(uv_true, tf.float32))
+    wide = wide_dtype(uv_pred.dtype)
+    diff = tf.abs(tf.cast(uv_pred, wide) - tf.cast(uv_true, wide))
     return tf.reduce_mean(tf.reduce_sum(diff, axis=-1), axis=-1)
 
 

@@ -87,7 +87,7 @@ class FusedAdam(keras.optimizers.Adam):
     """
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if self.amsgrad or tf.distribute.has_strategy():
+        if self.amsgrad or tf.distribute.has_strategy() or any(v.dtype != "float32" for v in trainable_variables):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         step = tf.cast(self.iterations + 1, tf.float32)
         beta_1_power = tf.pow(tf.constant(self.beta_1, tf.float32), step)
@@ -210,7 +210,7 @@ class HandPoseTask(keras.Model):
         temperature = tf.convert_to_tensor(self.network.temperature)
         out = self.network(images, training=training, temperature=temperature)
         xyz_pred = losses.recover_xyz_mm(out["uv"], out["depth"], batch)  # Eq. 3
-        xyz_true = tf.cast(batch["xyz"], tf.float32) * losses.MM_PER_METRE
+        xyz_true = tf.cast(batch["xyz"], xyz_pred.dtype) * losses.MM_PER_METRE
         loss, loss_xy, loss_z = losses.pose_loss_3d_per_sample(xyz_pred, xyz_true, self.optim.beta)  # Eq. 10
         group_xyz = None
         if training and (self.optim.selector_loss == "expected" or self.affinity is not None):
