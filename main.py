@@ -20,7 +20,6 @@ from flags import lgh_flags  # noqa: F401  (defines the flags)
 
 FLAGS = flags.FLAGS
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
-DEMO_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "saved_models", "synthetic_demo")
 
 
 def with_dataset_flagfile(argv):
@@ -388,13 +387,15 @@ def run_predict():
 def demo_model():
     """The shipped model (tools/build_demo.py: the quickstart trained on the synthetic hands), the
     default of --mode=predict without --checkpoint; says so, since its answers on real photos are poor."""
+    from lgh_tf import DEMO_MODEL
     from lgh_tf.model.io import find_saved_model
 
     path = find_saved_model(DEMO_MODEL)
     if path is None:
         raise app.UsageError(f"--mode=predict needs --checkpoint (checkpoint, .pth, .weights.h5, SavedModel or "
                              f".tflite); the shipped model {DEMO_MODEL} is missing (tools/build_demo.py rebuilds it)")
-    print(f"model: {os.path.relpath(path)} (the shipped demo model, trained on the synthetic hands only; "
+    shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    print(f"model: {shown} (the shipped demo model, trained on the synthetic hands only; "
           f"--checkpoint=... for your own)")
     return path
 

@@ -98,7 +98,7 @@ flags.DEFINE_integer("synthetic_seed", 0, "Seed of the generated synthetic hands
 flags.DEFINE_string("checkpoint", "", "Model to load: a training checkpoint (directory or prefix), "
                     "an authors' .pth, or a .weights.h5 with its .config.json; eval/predict: a "
                     "comma-separated list is an ensemble (predict: also a SavedModel directory or .tflite; "
-                    "default: the shipped demo model, saved_models/synthetic_demo).")
+                    "default: the shipped demo model, lgh_tf/demo/synthetic_demo).")
 flags.DEFINE_string("export_dir", "saved_models/lgh", "SavedModel base directory (TF Serving layout).")
 
 # Evaluation and prediction (--mode=eval, --mode=predict). --checkpoint takes a comma-separated

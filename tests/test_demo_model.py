@@ -1,4 +1,4 @@
-"""The shipped demo model (saved_models/synthetic_demo, tools/build_demo.py) finds the hand in each
+"""The shipped demo model (lgh_tf/demo/synthetic_demo, tools/build_demo.py) finds the hand in each
 example image (examples/, synthetic test split, never trained on) as `--mode=predict` runs it: no
 box, no camera, the search from the whole image.
 
@@ -17,7 +17,7 @@ import pytest
 from conftest import run_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, "saved_models", "synthetic_demo")
+DEMO = os.path.join(REPO, "lgh_tf", "demo", "synthetic_demo")
 EXAMPLES = os.path.join(REPO, "examples")
 MAX_MEAN_ERROR_PX = 16.0
 
@@ -72,7 +72,7 @@ def test_shipped_int8_tflite_finds_the_hand_in_each_example():
 def test_predict_without_checkpoint_uses_the_shipped_model(tmp_path):
     result = run_main("--mode=predict", "--image=examples/hand1.png", f"--output_dir={tmp_path}")
     assert "the shipped demo model" in result.stdout
-    assert os.path.join("saved_models", "synthetic_demo", "1") in result.stdout
+    assert os.path.join("lgh_tf", "demo", "synthetic_demo", "1") in result.stdout
     for name in ("hand1.json", "hand1_skeleton.png", "hand1_3d.png"):
         assert (tmp_path / name).is_file()
     written = json.loads((tmp_path / "hand1.json").read_text())

@@ -290,7 +290,7 @@ def test_truncated_variables_of_the_shipped_model_are_one_line(tmp_path):
     from conftest import REPO
 
     copy = tmp_path / "demo"
-    shutil.copytree(REPO / "saved_models" / "synthetic_demo", copy)
+    shutil.copytree(REPO / "lgh_tf" / "demo" / "synthetic_demo", copy)
     [data] = (copy / "1" / "variables").glob("variables.data-*")
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     image = tmp_path / "hand.png"

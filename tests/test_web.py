@@ -27,7 +27,7 @@ import pytest
 from tools import chromium
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = os.path.join(REPO, "saved_models", "synthetic_demo", "1", "tflite", "model_float32.tflite")
+MODEL = os.path.join(REPO, "lgh_tf", "demo", "synthetic_demo", "1", "tflite", "model_float32.tflite")
 EXAMPLES = ("hand1.png", "hand2.png", "hand3.png", "hand4.png")
 TOLERANCE_PX = 0.5
 

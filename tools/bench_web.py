@@ -26,7 +26,7 @@ import chromium  # noqa: E402
 from bench_report import add_markdown_flag, run_main  # noqa: E402
 
 REPO = chromium.ROOT
-MODEL = os.path.join(REPO, "saved_models", "synthetic_demo", "1", "tflite", "model_float32.tflite")
+MODEL = os.path.join(REPO, "lgh_tf", "demo", "synthetic_demo", "1", "tflite", "model_float32.tflite")
 EXAMPLES = ("hand1.png", "hand2.png", "hand3.png", "hand4.png")
 
 

@@ -10,7 +10,7 @@ Stages (``--stages``, in this order):
               into <work_dir>/run, unless --run_dir names a finished run; resumable like any run
     export    python main.py --mode=export --tflite=int8,float32 of that run: the float32 SavedModel
               (BatchNorm folded), its int8 TFLite and its float32 TFLite (the web page's, web/), as
-              version 1 of saved_models/synthetic_demo/ (replaced whole)
+              version 1 of lgh_tf/demo/synthetic_demo/ (replaced whole)
     examples  the first --num_examples right hands of the synthetic test split (--synthetic_seed, the
               same world as the training: held-out, never trained on) with every joint inside the
               image, as examples/hand<i>.png, their ground truth in examples/annotations.json
@@ -20,7 +20,7 @@ Stages (``--stages``, in this order):
               (export also copies the run's learning_curves.png to docs/images/)
 
 When the default synthetic world (lgh_tf/data/synthetic/) changes, rerun this tool without
---run_dir and commit saved_models/synthetic_demo/, examples/ and docs/images/demo.png.
+--run_dir and commit lgh_tf/demo/synthetic_demo/, examples/ and docs/images/demo.png.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 STAGES = ("train", "export", "examples", "figure")
-DEMO_DIR = os.path.join("saved_models", "synthetic_demo")
+DEMO_DIR = os.path.join("lgh_tf", "demo", "synthetic_demo")
 EXAMPLES_DIR = "examples"
 FIGURE = os.path.join("docs", "images", "demo.png")
 CURVES = os.path.join("docs", "images", "learning_curves.png")

@@ -8,7 +8,7 @@ import {fileURLToPath} from 'node:url';
 const web = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(web);
 const assets = path.join(web, 'assets');
-const model = path.join(root, 'saved_models', 'synthetic_demo', '1', 'tflite', 'model_float32.tflite');
+const model = path.join(root, 'lgh_tf', 'demo', 'synthetic_demo', '1', 'tflite', 'model_float32.tflite');
 
 // The shipped .tflite has a free batch size (shape_signature -1), which LiteRT.js cannot resize:
 // the page's copy has it fixed to 1 in place (the same ops, weights and bytes otherwise).
