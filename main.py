@@ -264,7 +264,8 @@ def run_groups():
         except ValueError as error:
             print(f"skipped the selector trajectories: {error}")
         else:
-            print(f"wrote {selector_log.write_picture(out_dir, log, f'softmax(theta) per joint, {log_path}')}")
+            title = f"softmax(theta) per joint, {files.portable_path(os.path.dirname(log_path))}"
+            print(f"wrote {selector_log.write_picture(out_dir, log, title)}")
 
 
 def run_consensus_groups(checkpoints, out_dir):

@@ -293,3 +293,40 @@ def run_lock(directory, what="--model_dir"):
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+PLACEHOLDER = "RUN"  # what committed text shows for a folder outside the checkout
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def portable_path(path, root=None, placeholder=PLACEHOLDER) -> str:
+    """``path`` as text that names no machine (pages, tables, picture titles): relative to ``root``
+    (default: the checkout this package is in, else the working folder) when inside it, else
+    ``placeholder/<last component>``. Relative paths are kept."""
+    path = os.fspath(path)
+    if not os.path.isabs(path):
+        return path
+    for base in ([root] if root is not None else [_CHECKOUT, os.getcwd()]):
+        base = os.path.abspath(os.fspath(base))
+        if os.path.commonpath([base, os.path.abspath(path)]) == base:
+            return os.path.relpath(path, base)
+    name = os.path.basename(os.path.normpath(path))
+    return f"{placeholder}/{name}" if name else placeholder
+
+
+def portable_command(args, root=None, placeholder=PLACEHOLDER) -> list[str]:
+    """Command-line arguments with every absolute path (alone, after ``--flag=``, or in a comma
+    list) made ``portable_path``."""
+    def one(value):
+        if "," in value and any(os.path.isabs(v) for v in value.split(",")):
+            return ",".join(one(v) for v in value.split(","))
+        return portable_path(value, root, placeholder) if os.path.isabs(value) else value
+
+    shown = []
+    for arg in map(str, args):
+        if arg.startswith("-") and "=" in arg:
+            flag, value = arg.split("=", 1)
+            shown.append(f"{flag}={one(value)}")
+        else:
+            shown.append(one(arg))
+    return shown

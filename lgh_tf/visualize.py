@@ -2,6 +2,7 @@
 skeleton overlays. matplotlib with the Agg backend only; functions return RGB uint8 arrays."""
 
 import io
+import re
 
 import matplotlib
 
@@ -10,6 +11,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lgh_tf.data.schema import BONES, FINGER_JOINTS, JOINT_NAMES, NUM_JOINTS  # noqa: E402
+from lgh_tf.files import portable_path  # noqa: E402
+
+
+def portable_title(title: str) -> str:
+    """A picture's title naming no machine: each absolute path in it made ``files.portable_path``."""
+    return re.sub(r"(?<![\w.~])/[^\s,;:()]+", lambda m: portable_path(m.group(0)), title or "")
 
 # The paper's Fig. 4 colours groups red, green, blue; more groups continue with tab10's others.
 _PAPER_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -79,7 +86,7 @@ def grouping_figure(groups, title="Learned joint groups", probabilities=None):
         for k, g in enumerate(groups)
     ]
     axis.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
-    axis.set_title(title, fontsize=10)
+    axis.set_title(portable_title(title), fontsize=10)
     axis.set_aspect("equal")
     axis.axis("off")
     figure.tight_layout()
@@ -154,7 +161,7 @@ def selector_trajectories_figure(steps, probabilities, settled=None, tau=None, t
                for k in range(num_groups)]
     handles.append(plt.Line2D([], [], color="black", linestyle="--", label="settled (argmax fixed, p > 0.9)"))
     figure.legend(handles=handles, loc="lower center", fontsize=7, ncol=len(handles), frameon=False)
-    figure.suptitle(title or "softmax(theta) per joint", fontsize=9)
+    figure.suptitle(portable_title(title) or "softmax(theta) per joint", fontsize=9)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure_to_array(figure)
 
@@ -203,7 +210,7 @@ def pck_curves_figure(panels, title=""):
         axis.set_title(panel_title, fontsize=10)
         axis.legend(loc="lower right", fontsize=8)
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(portable_title(title), fontsize=10)
     figure.tight_layout()
     return figure_to_array(figure)
 
@@ -223,7 +230,7 @@ def per_joint_error_figure(errors, ylabel="mean error [mm]", title=""):
     axis.set_ylabel(ylabel, fontsize=9)
     axis.grid(axis="y", alpha=0.3)
     if title:
-        axis.set_title(title, fontsize=10)
+        axis.set_title(portable_title(title), fontsize=10)
     figure.tight_layout()
     return figure_to_array(figure)
 
@@ -291,7 +298,7 @@ def skeleton_3d_figure(points, title="", axis_labels=("x", "y", "z"),
         axis.tick_params(labelsize=6)
         axis.set_title(name, fontsize=9)
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(portable_title(title), fontsize=10)
     figure.tight_layout()
     return figure_to_array(figure)
 
@@ -363,6 +370,6 @@ def learning_curves_figure(history, title="", targets=None):
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7)
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(portable_title(title), fontsize=10)
     figure.tight_layout()
     return figure_to_array(figure)

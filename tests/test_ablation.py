@@ -107,6 +107,11 @@ def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, c
     assert "| - | - | - |" in table and "| - | ✓ | ✓ |" in table and "| Baseline |" in table
     assert " ± " in table  # two seeds: mean ± std
     report = json.loads((out / "ablation.json").read_text())
+    # Pages name no machine (issue 33): the absolute --out_dir and --cache_dir become RUN/<name>.
+    assert str(tmp_path) not in json.dumps(report) and str(tmp_path) not in table
+    assert "--out_dir=RUN/ab" in report["command"] and "--cache_dir=RUN/cache" in report["command"]
+    assert {r["model_dir"] for r in report["runs"]} == {"RUN/k1_s0", "RUN/k1_s1", "RUN/learned_fusion_s0",
+                                                         "RUN/learned_fusion_s1"}
     assert [(r["config"], r["seed"]) for r in report["runs"]] == [
         ("k1", 0), ("learned_fusion", 0), ("k1", 1), ("learned_fusion", 1)]
     learned = [r["groups"] for r in report["runs"] if r["config"] == "learned_fusion"]

@@ -185,7 +185,7 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
     earlier = args.previous.get((name, seed), {}).get("commit", args.previous_commit)
     commit = args.machine["commit"] if trained or not earlier else earlier
     return {"config": name, "seed": seed, "groups": results["groups"], "figures": figures,
-            "model_dir": model_dir, "commit": commit}
+            "model_dir": bench_report.portable_path(model_dir), "commit": commit}
 
 
 def _cell(values):
@@ -395,7 +395,8 @@ def main(argv=None):
     if args.seeds < 1 or args.budget <= 0 or args.stage1_budget < 0:
         parser.error("--seeds must be >= 1, --budget > 0 and --stage1_budget >= 0")
     args.names = names
-    args.command = "python tools/ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    args.command = "python tools/ablation.py " + " ".join(
+        shlex.quote(a) for a in bench_report.portable_command(argv or sys.argv[1:]))
     if args.temperature_every is None:
         args.temperature_every = (float(defaults.get("temperature_every", 1000)) * args.steps
                                   / float(defaults["steps"]))

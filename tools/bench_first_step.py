@@ -14,7 +14,7 @@ moments of a shared machine; the table then gives this checkout's time over the 
 ``--markdown [PATH]`` writes the output with the machine block (tools/bench_report.py).
 
     python tools/bench_first_step.py
-    git worktree add /tmp/before 5d1cff3 && python tools/bench_first_step.py --baseline /tmp/before --repeats 3
+    git worktree add ../before 5d1cff3 && python tools/bench_first_step.py --baseline ../before --repeats 3
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/: bench_report
-from bench_report import Capture, add_markdown_flag, write_markdown  # noqa: E402
+from bench_report import Capture, add_markdown_flag, portable_path, write_markdown  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> (ModelConfig fields, batch size); "test" is tests/conftest.small_config's network.
@@ -124,7 +124,8 @@ def main(argv=None) -> int:
     with Capture() as captured:
         print("First training step (Keras' train function, stage 2, three Adams), fresh process each; "
               f"median (min-max) over {args.repeats} processes; CPU s = the process's CPU seconds in that call.")
-        print(f"checkouts: {', '.join(f'{label} {_commit(path)} ({path})' for label, path in checkouts)}\n")
+        shown = ", ".join(f"{label} {_commit(path)} ({portable_path(path)})" for label, path in checkouts)
+        print(f"checkouts: {shown}\n")
         rows = []
         for network in networks:
             results = {label: [] for label, _ in checkouts}

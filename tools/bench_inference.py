@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/: bench_report
-from bench_report import add_markdown_flag, run_main  # noqa: E402
+from bench_report import add_markdown_flag, portable_path, run_main  # noqa: E402
 
 BASE_VARIANTS = ("eager", "function", "xla", "saved_model_unfolded", "saved_model", "saved_model_bf16")
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
@@ -236,7 +236,8 @@ def main(argv=None):
     if "saved_model" in variants or tflite_wanted or args.memory:
         start = time.perf_counter()
         path = sm.export_saved_model(model, os.path.join(work, "saved_model"))
-        print(f"exported {path} (BatchNorm folded) in {time.perf_counter() - start:.0f} s")
+        print(f"exported {portable_path(path, root=work)} (BatchNorm folded) "
+              f"in {time.perf_counter() - start:.0f} s")
         if "saved_model" in variants:
             signature = tf.saved_model.load(path).signatures["predict_float"]
             runners["saved_model"] = lambda x: signature(images=tf.constant(x))

@@ -21,6 +21,10 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from lgh_tf.files import portable_command, portable_path  # noqa: E402,F401  (pages name no machine)
+
 # The CPU flags that change which kernels oneDNN / XLA / PyTorch pick.
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8")
 
@@ -128,7 +132,7 @@ def default_path(tool: str) -> pathlib.Path:
 
 def render(tool: str, output: str, argv: list[str] | None = None, note: str = "") -> str:
     """The page: title, command, machine block, then ``output`` (tables verbatim, the rest logged)."""
-    command = " ".join(shlex.quote(a) for a in ["python", f"tools/{tool}.py", *(argv or [])])
+    command = " ".join(shlex.quote(a) for a in ["python", f"tools/{tool}.py", *portable_command(argv or [])])
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# {tool}", "", f"Written by `tools/{tool}.py --markdown` at {when}:", "", "```", command, "```",
              "", "## Machine", "", *machine_lines(), ""]

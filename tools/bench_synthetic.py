@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     table = "\n".join(lines)
     print(table)
     if args.markdown:
-        command = "python tools/bench_synthetic.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        command = "python tools/bench_synthetic.py " + " ".join(
+            shlex.quote(a) for a in bench_report.portable_command(argv or sys.argv[1:]))
         text = "\n".join([
             "# Synthetic data generation speed",
             "",

@@ -1,7 +1,7 @@
 """A contact sheet of synthetic samples: a grid of renders with their joints, occluded ones hollow.
 
     python tools/contact_sheet.py                                  # 16 realistic samples
-    python tools/contact_sheet.py --world=coded --out=/tmp/coded.png --count=9
+    python tools/contact_sheet.py --world=coded --out=runs/coded.png --count=9
 
 Writes docs/images/synthetic_contact_sheet.png by default (training split, seed 0, 320 px, shown
 at --tile px). Joints: filled dots where visible, hollow circles where occluded by the hand,

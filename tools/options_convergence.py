@@ -213,7 +213,7 @@ def main(argv=None):
             targets.append(os.path.join(REPO, "docs", "images", "options_convergence.png"))
         for path in targets:
             files.write_png(path, picture)
-        print(f"\nheld-out curves of every run: {targets[-1]}")
+        print(f"\nheld-out curves of every run: {files.portable_path(targets[-1])}")
     return 0
 
 

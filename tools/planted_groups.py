@@ -659,7 +659,8 @@ def main(argv=None):
             results[(name, seed)] = r
             print(f"{name:>18} seed {seed}: ARI {r['ari']:.2f}  RMSE {r['rmse']:.3f}  ({r['seconds']:.0f} s)",
                   flush=True)
-    command = "python tools/planted_groups.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python tools/planted_groups.py " + " ".join(
+        bench_report.portable_command(argv if argv is not None else sys.argv[1:]))
     text = table(results, settings, seeds, command.strip(), args)
     print(text)
     if args.runs_dir:

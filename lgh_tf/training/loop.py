@@ -441,7 +441,7 @@ def _train(
         )
     results = {"start_step": start_step}
     history = read_history(c.model_dir, start_step)
-    title = f"{c.model_dir}: stage {optim.stage}, {c.steps} steps"
+    title = f"{files.portable_path(c.model_dir)}: stage {optim.stage}, {c.steps} steps"
     held_out = None
     if eval_dataset is not None:
         held_out = held_out_batches(eval_dataset, c.eval_batches)

@@ -149,4 +149,4 @@ class SelectorLogCallback(keras.callbacks.Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._record()
         self.save()
-        write_picture(self.model_dir, self.log(), f"softmax(theta) per joint, {self.model_dir}")
+        write_picture(self.model_dir, self.log(), f"softmax(theta) per joint, {files.portable_path(self.model_dir)}")
