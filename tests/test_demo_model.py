@@ -53,8 +53,10 @@ def test_shipped_model_is_small_and_complete():
     with open(os.path.join(version, "export_info.json")) as f:
         info = json.load(f)
     assert os.path.isfile(os.path.join(version, info["tflite"]["int8"]["path"]))
+    # The float32 TFLite is the browser page's (web/): its int8 kernels round otherwise in WebAssembly.
+    assert os.path.isfile(os.path.join(version, info["tflite"]["float32"]["path"]))
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(DEMO) for f in fs)
-    assert size < 10e6, f"{DEMO} holds {size / 1e6:.1f} MB"
+    assert size < 12e6, f"{DEMO} holds {size / 1e6:.1f} MB"  # SavedModel 7.4 MB + int8 and float32 TFLite
 
 
 def test_shipped_model_finds_the_hand_in_each_example():

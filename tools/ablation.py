@@ -456,6 +456,7 @@ def write_outputs(runs, args, steps, tau_every):
     for directory, picture_path, link in targets:
         args.picture = link
         files.write_bytes(os.path.join(directory, "ablation.md"), markdown(runs, args, steps, tau_every).encode())
+        os.makedirs(os.path.dirname(picture_path), exist_ok=True)
         files.write_png(picture_path, picture)
     report = {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget,
               "stage1_budget": args.stage1_budget, "world": args.synthetic_world,
