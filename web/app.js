@@ -144,6 +144,7 @@ async function analyseUrl(url, name) {
 function stopCamera() {
   if (!camera) return;
   camera.running = false;
+  if (camera.clock) camera.clock.stop();
   for (const t of camera.stream.getTracks()) t.stop();
   camera = null;
   $('camera').textContent = 'Start camera';
@@ -182,20 +183,97 @@ async function startCamera() {
   cameraLoop(camera);
 }
 
-async function cameraLoop(cam) {
-  const start = performance.now();
+// The camera's frame clock: a requestVideoFrameCallback chain that stays registered, so a frame the
+// camera presents while the page is busy with the previous one is noticed at the next rendering step
+// (not one camera period later, as a callback registered after the work would be). `next()` resolves
+// at once when a frame newer than `seen` has been presented, else at the next one. Without
+// requestVideoFrameCallback: every animation frame (the page may then process a frame twice).
+function frameClock(video) {
+  const clock = {presented: 0, waiting: null, stopped: false};
+  const tick = (now, metadata) => {
+    clock.presented = metadata ? metadata.presentedFrames : clock.presented + 1;
+    if (clock.waiting) {
+      clock.waiting();
+      clock.waiting = null;
+    }
+    if (!clock.stopped) request();
+  };
+  const request = () => (video.requestVideoFrameCallback ? video.requestVideoFrameCallback(tick)
+    : requestAnimationFrame(() => tick()));
+  request();
+  clock.next = (seen) => (clock.presented > seen ? Promise.resolve()
+    : new Promise((resolve) => { clock.waiting = resolve; }));
+  clock.stop = () => {
+    clock.stopped = true;
+    if (clock.waiting) clock.waiting();
+  };
+  return clock;
+}
+
+// The newest camera frame not processed yet, as soon as there is one: a VideoFrame where the browser
+// has them (its timestamp tells a new frame from the one just processed without waiting for a
+// rendering step), else the video element after the clock's next frame. null once stopped.
+async function nextFrame(cam) {
+  const {video, clock} = cam;
   while (cam.running) {
-    const {video} = cam;
-    const width = video.videoWidth, height = video.videoHeight;
-    if (!width || !height) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+    if (!video.videoWidth || !video.videoHeight) {
+      await clock.next(clock.presented);
       continue;
     }
+    if (typeof VideoFrame === 'undefined') {
+      await clock.next(cam.seen);
+      cam.seen = clock.presented;
+      return cam.running ? {source: video, width: video.videoWidth, height: video.videoHeight, close() {}} : null;
+    }
+    let frame = null;
+    try {
+      frame = new VideoFrame(video);
+    } catch {
+      // no frame to wrap yet
+    }
+    if (frame && frame.timestamp !== cam.timestamp) {
+      cam.timestamp = frame.timestamp;
+      return {source: frame, width: frame.displayWidth, height: frame.displayHeight, close: () => frame.close()};
+    }
+    if (frame) frame.close();
+    await clock.next(clock.presented);
+  }
+  return null;
+}
+
+const yieldTask = () => new Promise((resolve) => {
+  const channel = new MessageChannel();
+  channel.port1.onmessage = () => resolve();
+  channel.port2.postMessage(null);
+});
+
+async function cameraLoop(cam) {
+  const start = performance.now();
+  cam.clock = frameClock(cam.video);
+  cam.seen = 0;
+  cam.renders = 0;  // rendering steps (each shows what the canvas holds then)
+  const counting = () => {
+    cam.renders++;
+    if (cam.running) requestAnimationFrame(counting);
+  };
+  requestAnimationFrame(counting);
+  let lastEnd = null;
+  while (cam.running) {
+    const tWait = performance.now();
+    const frame = await nextFrame(cam);
+    if (!frame) break;
+    const {width, height} = frame;
     if (scratch.width !== width || scratch.height !== height) {
       scratch.width = width;
       scratch.height = height;
     }
-    scratchContext.drawImage(video, 0, 0);
+    const tRead = performance.now();
+    try {
+      scratchContext.drawImage(frame.source, 0, 0);
+    } finally {
+      frame.close();
+    }
+    const tDrawn = performance.now();
     const pixels = scratchContext.getImageData(0, 0, width, height);
     const t0 = performance.now();
     let hand, relocalised = false;
@@ -210,6 +288,7 @@ async function cameraLoop(cam) {
       relocalised = cam.frames > 0;
     }
     const ms = performance.now() - t0;
+    const tDraw = performance.now();
     if (!cam.running) break;
     const t = (t0 - start) / 1000;
     let shown = null;
@@ -224,23 +303,33 @@ async function cameraLoop(cam) {
       canvas.width = width;
       canvas.height = height;
     }
-    context.putImageData(pixels, 0, 0);
+    context.drawImage(scratch, 0, 0);  // the frame the joints are from
     if (shown) drawSkeleton(context, shown, width, height);
     cam.times.push(performance.now());
     if (cam.times.length > 30) cam.times.shift();
     const fps = cam.times.length > 1 ? (cam.times.length - 1) / ((cam.times.at(-1) - cam.times[0]) / 1000) : 0;
-    $('fps').textContent = `${fps.toFixed(1)} frames/s`;
-    showStats(hand, ms, `${hand.iterations} (${hand.source}${relocalised ? ', searched again' : ''})`);
+    if (cam.frames === 0 || performance.now() - (cam.shownAt ?? 0) > 250) {  // text 4 times a second: less layout
+      cam.shownAt = performance.now();
+      $('fps').textContent = `${fps.toFixed(1)} frames/s`;
+      showStats(hand, ms, `${hand.iterations} (${hand.source}${relocalised ? ', searched again' : ''})`);
+    }
+    const tEnd = performance.now();
+    // where a frame's time goes (ms): waiting for it, reading it out of the video, the crop search,
+    // drawing it; `busy` is the sum of the last three
+    const phases = {wait: lastEnd === null ? 0 : tRead - lastEnd, waitCall: tRead - tWait, video: tDrawn - tRead, read: t0 - tDrawn, infer: ms,
+      draw: tEnd - tDraw, busy: tEnd - tRead};
+    lastEnd = tEnd;
     lgh.track.push({
       frame: cam.frames, time: t, detected: hand.detected, status: hand.status, source: hand.source, relocalised,
-      confidence: hand.confidence, uv: shown, uv_raw: hand.uv, ms, fps, size: [width, height],
+      confidence: hand.confidence, uv: shown, uv_raw: hand.uv, ms, fps, size: [width, height], phases,
+      presented: cam.clock.presented, renders: cam.renders,
     });
     if (lgh.track.length > 2000) lgh.track.shift();
     cam.frames++;
-    // the next frame: wait for the video to present a new one (or yield once if it already has)
-    await new Promise((resolve) => (video.requestVideoFrameCallback ? video.requestVideoFrameCallback(() => resolve())
-      : requestAnimationFrame(() => resolve())));
+    // a task boundary: input events (Stop camera) and the rendering step that shows this frame may run
+    await yieldTask();
   }
+  cam.clock.stop();
 }
 
 // ------------------------------------------------------------------------------------------------
