@@ -1,7 +1,5 @@
 """Remedies for the selector (docs/selector.md): theta's warm-up and the per-branch expected loss."""
 
-import subprocess
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -176,27 +174,29 @@ def test_error_affinity_needs_theta_frozen_until_it_is_set():
 
 
 def test_main_trains_with_the_remedies_and_resumes_without_setting_theta_again(tmp_path):
-    """End to end: --selector_init=error_affinity sets theta at step 2 of 6 (selector_init.json),
-    the statistics and the done flag are in the checkpoint, and a longer resume keeps that theta's
-    history (no second initialisation)."""
+    """End to end (main.py in this process): --selector_init=error_affinity sets theta at step 2 of
+    6 (selector_init.json), the statistics and the done flag are in the checkpoint, and a longer
+    resume does not set theta again; without theta frozen until then it is one line, exit 2."""
     import json
 
-    from test_main_train import checkpoint_values, main_command, run
+    from conftest import run_main
+    from test_main_train import TINY, checkpoint_values
 
     model_dir, cache = tmp_path / "run", tmp_path / "cache"
-    remedies = ["--selector_warmup=0.5", "--selector_init=error_affinity", "--selector_init_at=0.34",
-                "--selector_loss=expected"]
-    run(main_command(model_dir, cache, *remedies))
+    tiny = list(TINY)
+    common = [f"--model_dir={model_dir}", f"--cache_dir={cache}", *tiny, "--selector_warmup=0.5",
+              "--selector_init=error_affinity", "--selector_init_at=0.34", "--selector_loss=expected"]
+    run_main("--mode=train", *common)
     record = json.loads((model_dir / "selector_init.json").read_text())
     assert record["step"] == 2 and sorted(j for g in record["groups"] for j in g) == list(range(21))
     values = checkpoint_values(model_dir, 6)
     done = [v for k, v in values.items() if k.startswith("selector_init/") and "affinity_done" in k]
     assert done and float(done[0]) == 1.0
-    run(main_command(model_dir, cache, *remedies, "--steps=8"))
+    run_main("--mode=train", *common, "--steps=8")
     assert json.loads((model_dir / "selector_init.json").read_text())["step"] == 2
-    refused = subprocess.run(main_command(tmp_path / "other", cache, "--selector_init=error_affinity"),
-                             capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2 and "selector_warmup" in refused.stderr.strip().splitlines()[-1]
+    refused = run_main("--mode=train", f"--model_dir={tmp_path / 'other'}", f"--cache_dir={cache}", *tiny,
+                       "--selector_init=error_affinity", check=False)
+    assert refused.returncode == 2 and "selector_warmup" in refused.stderr
 
 
 def test_groups_mode_gives_the_consensus_of_several_runs(tmp_path, monkeypatch):
