@@ -289,13 +289,14 @@ def markdown(runs, args, steps, tau_every):
         if marks:
             cells = " | ".join(_cell(v) for v in _figures(runs, name).values())
             lines.append(f"| {' | '.join(marks)} | {cells} |")
-    lines += ["", "## Table 3: number of groups (learned, no fusion)", "",
-              f"| #Group | {header} |", "|---|" + "---|" * len(FIGURES)]
     rows = sorted((CONFIGS[n][2], n) for n in names if CONFIGS[n][2])
     rows.sort(key=lambda row: (row[0] != "Baseline", row[0]))
-    for label, name in rows:
-        cells = " | ".join(_cell(v) for v in _figures(runs, name).values())
-        lines.append(f"| {label} | {cells} |")
+    if any(label != "Baseline" for label, _ in rows):  # the baseline alone is no Table 3
+        lines += ["", "## Table 3: number of groups (learned, no fusion)", "",
+                  f"| #Group | {header} |", "|---|" + "---|" * len(FIGURES)]
+        for label, name in rows:
+            cells = " | ".join(_cell(v) for v in _figures(runs, name).values())
+            lines.append(f"| {label} | {cells} |")
     lines += ["", "## Do the seeds learn the same groups?", "",
               "Adjusted Rand index of the final hard groupings between seeds (1: the same partition, "
               "~0: no more alike than chance), mean over pairs of seeds.", "",
