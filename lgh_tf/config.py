@@ -203,7 +203,8 @@ class OptimConfig:
             raise ValueError(f"selector_init must be one of {SELECTOR_INITS}, got {self.selector_init!r}")
         if self.selector_init == "error_affinity" and not 2 <= self.selector_init_step <= self.selector_warmup_steps:
             raise ValueError(
-                "selector_init error_affinity needs theta frozen until it is set: 2 <= selector_init_step "
+                "--selector_init=error_affinity needs theta frozen until it is set (--selector_warmup at least "
+                "--selector_init_at) and 2 steps or more before it: 2 <= selector_init_step "
                 f"({self.selector_init_step}) <= selector_warmup_steps ({self.selector_warmup_steps})")
         if self.selector_warmup_steps < 0:
             raise ValueError(f"selector_warmup_steps must be >= 0, got {self.selector_warmup_steps}")
