@@ -73,6 +73,14 @@ def test_tables_of_unfinished_seeds_and_agreement_with_the_skeleton(tmp_path):
     assert "![groups](g.png)" in table
     partial = ablation.markdown(runs[:3], args, ((2000, 100), (3000, 100)), 45)
     assert "complete comparisons: [0] of 3 asked" in partial
+    # With a learned K (no fusion), Table 3: the baseline first, then K.
+    args.names = ["k1", "learned_fusion", "k2"]
+    k2 = [{"config": "k2", "seed": s, "groups": [list(range(10)), list(range(10, 21))], "figures": figures,
+           "commit": "abc"} for s in (0, 1)]
+    with_k2 = ablation.markdown(runs + k2, args, ((2000, 100), (3000, 100)), 45)
+    section = with_k2.split("## Table 3: number of groups (learned, no fusion)")[1].split("##")[0]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ") and "#Group" not in line]
+    assert rows == ["| Baseline", "| 2"]
 
 
 def test_budget_scales_tau_annealing_with_stage_2():
@@ -104,7 +112,8 @@ def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, c
     out = tmp_path / "ab"
     table = (out / "ablation.md").read_text()
     assert "| Manual | Learned | Fea. Fuse | Mean EPE [mm] | Median EPE [mm] | AUC [20-50]" in table
-    assert "| - | - | - |" in table and "| - | ✓ | ✓ |" in table and "| Baseline |" in table
+    assert "| - | - | - |" in table and "| - | ✓ | ✓ |" in table
+    assert "Table 3" not in table and "| Baseline |" not in table  # no learned K without fusion: no Table 3
     assert " ± " in table  # two seeds: mean ± std
     report = json.loads((out / "ablation.json").read_text())
     # Pages name no machine (issue 33): the absolute --out_dir and --cache_dir become RUN/<name>.
