@@ -64,7 +64,8 @@ def test_expected_loss_by_hand():
     selector = tf.constant([[0.25, 0.75], [1.0, 0.0]], tf.float32)
     beta = 20.0
     sub = {k: v for k, v in batch.items()}
-    got = losses.expected_group_loss_per_sample(selector, group_uv, group_depth, sub, xyz_true, beta)
+    got = losses.expected_group_loss_per_sample(selector, losses.group_xyz_mm(group_uv, group_depth, sub),
+                                                xyz_true, beta)
     # joint 0: 0.25 * 1 + 0.75 * 3; joint 1: 1.0 * (beta * 2)
     assert float(got[0]) == pytest.approx((0.25 * 1 + 0.75 * 3 + beta * 2) / 2, abs=2e-3)
 
@@ -78,8 +79,8 @@ def test_expected_loss_equals_the_blended_one_for_a_hard_selector():
     xyz_true = batch["xyz"] * 1000.0
     blended, _, _ = losses.pose_loss_3d_per_sample(losses.recover_xyz_mm(out["uv"], out["depth"], batch),
                                                    xyz_true, 0.25)
-    expected = losses.expected_group_loss_per_sample(hard, out["group_uv"], out["group_depth"], batch,
-                                                     xyz_true, 0.25)
+    expected = losses.expected_group_loss_per_sample(
+        hard, losses.group_xyz_mm(out["group_uv"], out["group_depth"], batch), xyz_true, 0.25)
     np.testing.assert_allclose(expected.numpy(), blended.numpy(), rtol=1e-4)
 
 

@@ -61,7 +61,7 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 import bench_report  # noqa: E402  (the machine block of every tool)
 
 from lgh_tf.config import TemperatureSchedule  # noqa: E402
-from lgh_tf.evaluation.grouping import adjusted_rand_index  # noqa: E402
+from lgh_tf.evaluation.grouping import adjusted_rand_index, partition_from_affinity  # noqa: E402
 from lgh_tf.model.grouped_features import JointGroupSelector  # noqa: E402
 from lgh_tf.training.selector_log import settle_steps, softmax  # noqa: E402
 from lgh_tf.training.task import group_variables  # noqa: E402
@@ -320,7 +320,7 @@ def train_model(model, world, setting, args, seed, steps, log=True):
         if affinity is not None and done < warm:
             n = min(n, warm - done)
         if affinity is not None and done == warm:
-            from lgh_tf.evaluation.grouping import match_groups_to_branches, partition_from_affinity
+            from lgh_tf.evaluation.grouping import match_groups_to_branches
             from lgh_tf.training.error_affinity import initial_theta
 
             labels = partition_from_affinity(affinity.affinity(), model.num_groups)
@@ -403,14 +403,7 @@ def affinity_matrix(world, args, seed, steps):
 
 def affinity_groups(affinity, num_groups=NUM_TASKS):
     """Average-linkage clustering of the symmetrised affinity into ``num_groups`` groups: (21,) labels."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
-    symmetric = 0.5 * (affinity + affinity.T)
-    distance = symmetric.max() - symmetric
-    np.fill_diagonal(distance, 0.0)
-    tree = linkage(squareform(distance, checks=False), method="average")
-    return fcluster(tree, num_groups, criterion="maxclust") - 1
+    return partition_from_affinity(affinity, num_groups)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -59,10 +59,6 @@ class ErrorAffinity:
     def branch_errors(self) -> np.ndarray:
         return self.branch_error.numpy()
 
-    def reset(self) -> None:
-        for variable in self.variables:
-            variable.assign(tf.zeros_like(variable))
-
 
 # theta's logit of each joint's group where error affinity sets it (0 elsewhere): softmax 0.87 for K = 3.
 INITIAL_THETA_MARGIN = 3.0

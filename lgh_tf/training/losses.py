@@ -44,18 +44,15 @@ def group_joint_losses(group_xyz: tf.Tensor, xyz_true_mm: tf.Tensor, beta: float
 
 
 def expected_group_loss_per_sample(
-    selector: tf.Tensor, group_uv: tf.Tensor, group_depth: tf.Tensor, batch: Mapping[str, tf.Tensor],
-    xyz_true_mm: tf.Tensor, beta: float = 20.0, group_xyz: tf.Tensor | None = None,
+    selector: tf.Tensor, group_xyz: tf.Tensor, xyz_true_mm: tf.Tensor, beta: float = 20.0
 ) -> tf.Tensor:
     """The per-branch expected loss (DMTG, Gao et al. 2024): Eq. 10 of each branch's own joints,
     weighted by the selector, sum_k S_jk L(J^k_j), as a mean over joints: (B,).
 
-    selector (J, K) or (B, J, K); group_uv (B, K, J, 2), group_depth (B, K, J) (or their lifted
-    ``group_xyz``). Each branch is then trained on the joints S gives it, and theta's gradient
-    favours the branch with the lower loss, where Eq. 5's blended loss lets the branches co-adapt.
+    selector (J, K) or (B, J, K); group_xyz (B, K, J, 3) in mm (``group_xyz_mm``). Each branch is
+    then trained on the joints S gives it, and theta's gradient favours the branch with the lower
+    loss, where Eq. 5's blended loss lets the branches co-adapt.
     """
-    if group_xyz is None:
-        group_xyz = group_xyz_mm(group_uv, group_depth, batch)
     per_group = group_joint_losses(group_xyz, xyz_true_mm, beta)  # (B, K, J)
     selector = tf.cast(selector, tf.float32)
     if selector.shape.rank == 3:

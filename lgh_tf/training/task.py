@@ -216,8 +216,7 @@ class HandPoseTask(keras.Model):
         if training and (self.optim.selector_loss == "expected" or self.affinity is not None):
             group_xyz = losses.group_xyz_mm(out["group_uv"], out["group_depth"], batch)
         if self.optim.selector_loss == "expected" and training:
-            expected = losses.expected_group_loss_per_sample(
-                out["selector"], None, None, batch, xyz_true, self.optim.beta, group_xyz=group_xyz)
+            expected = losses.expected_group_loss_per_sample(out["selector"], group_xyz, xyz_true, self.optim.beta)
             if self.affinity is not None:
                 # Until theta is set the branches learn as one ensemble (Eq. 5's loss): its residuals
                 # carry the joints' affinity; each branch's own joints come after.
