@@ -211,10 +211,16 @@ class SelectorInitCallback(keras.callbacks.Callback):
         self.task = task
         self.model_dir = model_dir
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.pending = not bool(self.task.affinity.done.numpy())  # a resume after it reads nothing per step
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.pending:
+            return
         labels = self.task.initialise_selector()
         if labels is None:
             return
+        self.pending = False
         step = int(self.task.step.numpy())
         groups = [[j for j, label in enumerate(labels) if label == k] for k in range(max(labels) + 1)]
         logging.info("step %d: theta set from error affinity, groups %s", step, groups)
