@@ -23,6 +23,7 @@ sign, so weight entries are compared where the one-device gradient exceeds 1e-3 
 largest (those are counted; every slot entry is compared).
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -83,6 +84,18 @@ def _child(stage, modes):
                 getattr(variable, "value", variable))]
             for name, variable in named.items()
         }
+
+    def build_for_affinity(on):
+        """A task inside the error-affinity window (steps [2, 4)), on one device or on ``on``."""
+        optim = OptimConfig(stage=stage, selector_init="error_affinity", selector_init_step=4,
+                            selector_warmup_steps=4)
+        with on.scope() if on else contextlib.nullcontext():
+            keras.utils.set_random_seed(0)
+            network = LearnableGroupsNet(small_config(sync_batch_norm=True, **NETWORK), dtype=DTYPE)
+            task = HandPoseTask(network.build_for_input(), optim)
+            task.compile()
+            task.step.assign(2)
+        return task
 
     probe = build(sync=False)  # the one-device gradients, on a copy (the pass moves BN statistics)
     with tf.GradientTape() as tape:
@@ -173,10 +186,31 @@ def _child(stage, modes):
             "logs_diff_rel": max(abs(float(task.trackers[k].result()) - v) / max(abs(v), 1.0)
                                  for k, v in reference_logs.items()),
         }
+    if stage == "full":  # --selector_init=error_affinity: its statistics are the global batch's
+        results["affinity"] = _affinity_sums(build_for_affinity(None), build_for_affinity(strategy), batch,
+                                             strategy)
     # Not changed by the step: guards against comparing two untouched models.
     results["single_step_moved"] = float(max(
         np.max(np.abs(reference[n][0] - before[n][0]), initial=0) for n in weight_names))
     print("RESULT " + json.dumps(results), flush=True)
+
+
+def _affinity_sums(one, two, batch, strategy):
+    """Two steps of each task (a sum's second add shows what the first hides); the largest difference
+    of each accumulator, over its largest entry."""
+    import tensorflow as tf
+
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat(2))
+    step = tf.function(lambda data: strategy.run(two.train_step, args=(data,)))
+    for data in dataset:
+        one.train_step(batch)
+        step(data)
+    out = {}
+    for a, b in zip(one.affinity.variables[:4], two.affinity.variables[:4]):
+        ref = a.numpy()
+        out[a.name] = {"diff_rel": float(np.max(np.abs(b.numpy() - ref)) / max(float(np.max(np.abs(ref))), 1e-30)),
+                       "largest": float(np.max(np.abs(ref)))}
+    return out
 
 
 def run_child(stage, modes):
@@ -222,6 +256,15 @@ def test_two_replicas_with_sync_batch_norm_take_the_single_device_step(stage, ch
     assert sync["weights_compared"] > 0.5 * sync["weights_total"], sync
     assert sync["max_replica_spread"] == 0.0, sync  # both replicas hold identical copies
     assert sync["logs_diff_rel"] < 1e-5, sync  # the logged terms are global-batch means
+
+
+@distribute_tests
+def test_error_affinity_statistics_of_two_replicas_are_the_global_batchs(children):
+    affinity = children("full")["affinity"]
+    # 2 steps of 2 + 2 samples, summed (Keras' assign_add, assign(v + d), would give 4 + 4 + 2 + 2 here).
+    assert affinity["affinity_count"] == {"diff_rel": 0.0, "largest": 8.0}, affinity
+    for name in ("affinity_sum", "affinity_products", "affinity_branch_error"):
+        assert affinity[name]["largest"] > 0 and affinity[name]["diff_rel"] < 1e-4, affinity
 
 
 @distribute_tests

@@ -18,17 +18,20 @@ import tensorflow as tf
 
 class ErrorAffinity:
     """Running moments of residuals (B, J, C) and per-branch errors (B, K, J), in float64 variables
-    (saved with the task's checkpoint, so an interrupted warm-up resumes its statistics)."""
+    (saved with the task's checkpoint, so an interrupted warm-up resumes its statistics). Under a
+    tf.distribute strategy the sums are of every replica's samples: the global batch's statistics."""
 
     def __init__(self, num_joints: int, num_groups: int, channels: int = 1) -> None:
         zeros = keras.initializers.Zeros()
-        self.count = keras.Variable(zeros(()), dtype="float64", trainable=False, name="affinity_count")
-        self.sum = keras.Variable(zeros((num_joints, channels)), dtype="float64", trainable=False,
-                                  name="affinity_sum")
-        self.sum_products = keras.Variable(zeros((num_joints, num_joints)), dtype="float64", trainable=False,
-                                           name="affinity_products")
-        self.branch_error = keras.Variable(zeros((num_groups, num_joints)), dtype="float64", trainable=False,
-                                           name="affinity_branch_error")
+
+        def accumulator(shape, name):
+            # aggregation "sum": an add in a replica adds every replica's part (all-reduced).
+            return keras.Variable(zeros(shape), dtype="float64", trainable=False, aggregation="sum", name=name)
+
+        self.count = accumulator((), "affinity_count")
+        self.sum = accumulator((num_joints, channels), "affinity_sum")
+        self.sum_products = accumulator((num_joints, num_joints), "affinity_products")
+        self.branch_error = accumulator((num_groups, num_joints), "affinity_branch_error")
         self.done = keras.Variable(zeros(()), dtype="float32", trainable=False, name="affinity_done")  # theta set
 
     @property
@@ -42,10 +45,12 @@ class ErrorAffinity:
         if r.shape.rank == 2:
             r = r[..., None]
         weight = tf.cast(weight, tf.float64)
-        self.count.assign_add(weight * tf.cast(tf.shape(r)[0], tf.float64))
-        self.sum.assign_add(weight * tf.reduce_sum(r, axis=0))
-        self.sum_products.assign_add(weight * tf.einsum("bic,bjc->ij", r, r))
-        self.branch_error.assign_add(weight * tf.reduce_sum(tf.cast(branch_errors, tf.float64), axis=0))
+        # The tf.Variable's own assign_add: Keras' is assign(v + delta), which a "sum" aggregation
+        # would add up over replicas as (v + delta_1) + (v + delta_2).
+        self.count.value.assign_add(weight * tf.cast(tf.shape(r)[0], tf.float64))
+        self.sum.value.assign_add(weight * tf.reduce_sum(r, axis=0))
+        self.sum_products.value.assign_add(weight * tf.einsum("bic,bjc->ij", r, r))
+        self.branch_error.value.assign_add(weight * tf.reduce_sum(tf.cast(branch_errors, tf.float64), axis=0))
 
     def affinity(self) -> np.ndarray:
         """(J, J) |correlation| of the joints' residual vectors (1 on the diagonal): the covariance

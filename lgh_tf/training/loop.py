@@ -412,9 +412,6 @@ def _train(
     worker, num_workers, chief = worker_of(strategy)
     logging.info("strategy %s: %d replicas in sync, worker %d of %d%s", c.strategy,
                  strategy.num_replicas_in_sync, worker, num_workers, " (chief)" if chief else "")
-    if optim.selector_init == "error_affinity" and strategy.num_replicas_in_sync > 1:
-        raise ValueError("--selector_init=error_affinity trains on one device (its statistics are not "
-                         "all-reduced); use --strategy=default")
     with strategy.scope():
         task = build_task(model_config, optim, c)
         checkpoint = make_checkpoint(task)
