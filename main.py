@@ -60,10 +60,14 @@ def configs_from_flags(values=FLAGS):
                       augment=values.augment)
     schedule = TemperatureSchedule(values.temperature_initial, values.temperature_decrement,
                                    values.temperature_every, values.temperature_floor)
+    selector, note = lgh_flags.selector_settings(values)  # --selector_recipe, explicit flags winning
+    if note:
+        logging.warning(note)
     optim = _from_flags(OptimConfig, values, temperature=schedule,
                         lr_decay_steps=values.steps if values.lr_decay == "cosine" else 0,
-                        selector_warmup_steps=round(values.selector_warmup * values.steps),
-                        selector_init_step=round(values.selector_init_at * values.steps))
+                        selector_loss=selector["selector_loss"], selector_init=selector["selector_init"],
+                        selector_warmup_steps=round(selector["selector_warmup"] * values.steps),
+                        selector_init_step=round(selector["selector_init_at"] * values.steps))
     train = _from_flags(TrainConfig, values, model_dir=values.model_dir or os.path.join("runs", values.dataset))
     return ExperimentConfig(model=model, data=data, optim=optim, train=train, pretrain_steps=values.pretrain_steps)
 

@@ -49,6 +49,15 @@ flags.DEFINE_float("lr_fusion", 1e-2, "Adam learning rate of the fusion layers."
 flags.DEFINE_float("lr_rest", 1e-4, "Adam learning rate of everything else.")
 flags.DEFINE_enum("lr_decay", "none", ["none", "cosine"], "none: constant learning rates (the paper's); cosine: "
                   "each rate decays to 0 over the stage's steps (--steps, --pretrain_steps for stage 1).")
+# --selector_recipe: the selector's training as one choice; a remedy flag given explicitly still wins.
+SELECTOR_RECIPES = {
+    "paper": {"selector_warmup": 0.0, "selector_init": "uniform", "selector_loss": "blended"},
+    "error_affinity": {"selector_warmup": 0.45, "selector_init": "error_affinity", "selector_init_at": 0.3,
+                       "selector_loss": "expected"},
+}
+flags.DEFINE_enum("selector_recipe", "paper", list(SELECTOR_RECIPES), "paper: theta learns from step 0 on the "
+                  "blended prediction's loss; error_affinity: --selector_warmup=0.45 --selector_init=error_affinity "
+                  "--selector_init_at=0.3 --selector_loss=expected (docs/selector.md). Flags given explicitly win.")
 flags.DEFINE_float("selector_warmup", 0.0, "Fraction of stage 2's --steps with theta frozen (its learning rate 0) "
                    "while the branches learn; 0: the paper's (docs/selector.md).")
 flags.DEFINE_enum("selector_loss", "blended", ["blended", "expected"], "blended: Eq. 10 on Eq. 5's combined "
@@ -192,6 +201,23 @@ FLAG_CHECKS = {
     # Export.
     "export_version": NON_NEGATIVE, "representative_samples": POSITIVE,
 }
+
+
+def selector_settings(values):
+    """{flag: value} of the four selector flags: each given flag's own, the rest --selector_recipe's.
+    The recipe's error-affinity start needs 2 steps of statistics (--selector_init_at x --steps >= 2):
+    on shorter runs theta starts uniform instead, and the reason is returned (explicit flags are
+    checked, and refused in one line, by OptimConfig)."""
+    recipe = SELECTOR_RECIPES[values.selector_recipe]
+    names = ("selector_warmup", "selector_init", "selector_init_at", "selector_loss")
+    settings = {n: values[n].value if values[n].present or n not in recipe else recipe[n] for n in names}
+    note = None
+    if (not values["selector_init"].present and settings["selector_init"] == "error_affinity"
+            and round(settings["selector_init_at"] * values.steps) < 2):
+        settings["selector_init"] = "uniform"
+        note = (f"--selector_recipe={values.selector_recipe}: {values.steps} steps are too few to set theta "
+                "from error affinity (2 steps of statistics at least); theta starts uniform")
+    return settings, note
 
 
 def invalid_flags(values, checks=None):

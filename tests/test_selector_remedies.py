@@ -232,3 +232,49 @@ def test_groups_mode_gives_the_consensus_of_several_runs(tmp_path, monkeypatch):
     assert (tmp_path / "groups.png").exists()
     refused = run_main("--mode=groups", "--checkpoint=a,k2", f"--model_dir={tmp_path}", check=False)
     assert refused.returncode == 2 and "different numbers of groups" in refused.stderr
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], ("blended", "uniform", 0, 30)),  # the paper's (the default recipe)
+    (["--selector_recipe=error_affinity"], ("expected", "error_affinity", 45, 30)),
+    (["--selector_recipe=error_affinity", "--selector_loss=blended", "--selector_warmup=0.5"],
+     ("blended", "error_affinity", 50, 30)),  # an explicit flag wins over the recipe
+    (["--selector_recipe=paper", "--selector_init=error_affinity", "--selector_warmup=0.4"],
+     ("blended", "error_affinity", 40, 30)),
+])
+def test_selector_recipe_sets_the_four_flags_unless_given(argv, expected):
+    from absl import flags
+
+    import main
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(main.with_dataset_flagfile(["main.py", "--steps=100", *argv]))
+    try:
+        optim = main.configs_from_flags().validate().optim
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert (optim.selector_loss, optim.selector_init, optim.selector_warmup_steps,
+            optim.selector_init_step) == expected
+
+
+def test_selector_recipe_on_a_run_too_short_for_statistics_starts_theta_uniform():
+    from absl import flags
+
+    import main
+    from flags import lgh_flags
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["main.py", "--steps=4", "--selector_recipe=error_affinity"])  # 0.3 x 4 -> step 1: too early
+    try:
+        settings, note = lgh_flags.selector_settings(flags.FLAGS)
+        optim = main.configs_from_flags().validate().optim
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert settings["selector_init"] == "uniform" and "too few" in note
+    assert (optim.selector_init, optim.selector_loss, optim.selector_warmup_steps) == ("uniform", "expected", 2)
+    flags.FLAGS(["main.py", "--steps=7", "--selector_recipe=error_affinity"])  # step 2: enough
+    try:
+        settings, note = lgh_flags.selector_settings(flags.FLAGS)
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert settings["selector_init"] == "error_affinity" and note is None
