@@ -55,9 +55,10 @@ SELECTOR_RECIPES = {
     "error_affinity": {"selector_warmup": 0.45, "selector_init": "error_affinity", "selector_init_at": 0.3,
                        "selector_loss": "expected"},
 }
-flags.DEFINE_enum("selector_recipe", "paper", list(SELECTOR_RECIPES), "paper: theta learns from step 0 on the "
-                  "blended prediction's loss; error_affinity: --selector_warmup=0.45 --selector_init=error_affinity "
-                  "--selector_init_at=0.3 --selector_loss=expected (docs/selector.md). Flags given explicitly win.")
+flags.DEFINE_enum("selector_recipe", "error_affinity", list(SELECTOR_RECIPES), "error_affinity (the default; the "
+                  "paper's data-set presets set paper): --selector_warmup=0.45 --selector_init=error_affinity "
+                  "--selector_init_at=0.3 --selector_loss=expected; paper: theta learns from step 0 on the blended "
+                  "prediction's loss (docs/selector.md). Flags given explicitly win.")
 flags.DEFINE_float("selector_warmup", 0.0, "Fraction of stage 2's --steps with theta frozen (its learning rate 0) "
                    "while the branches learn; 0: the paper's (docs/selector.md).")
 flags.DEFINE_enum("selector_loss", "blended", ["blended", "expected"], "blended: Eq. 10 on Eq. 5's combined "

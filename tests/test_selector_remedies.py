@@ -235,7 +235,8 @@ def test_groups_mode_gives_the_consensus_of_several_runs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    ([], ("blended", "uniform", 0, 30)),  # the paper's (the default recipe)
+    ([], ("expected", "error_affinity", 45, 30)),  # the default recipe (the synthetic preset)
+    (["--dataset=rhd"], ("blended", "uniform", 0, 30)),  # the paper's data-set presets: the paper's
     (["--selector_recipe=error_affinity"], ("expected", "error_affinity", 45, 30)),
     (["--selector_recipe=error_affinity", "--selector_loss=blended", "--selector_warmup=0.5"],
      ("blended", "error_affinity", 50, 30)),  # an explicit flag wins over the recipe
