@@ -196,7 +196,7 @@ def test_main_trains_with_the_remedies_and_resumes_without_setting_theta_again(t
     run_main("--mode=train", *common, "--steps=8")
     assert json.loads((model_dir / "selector_init.json").read_text())["step"] == 2
     refused = run_main("--mode=train", f"--model_dir={tmp_path / 'other'}", f"--cache_dir={cache}", *tiny,
-                       "--selector_init=error_affinity", check=False)
+                       "--selector_recipe=paper", "--selector_init=error_affinity", check=False)  # no warm-up
     assert refused.returncode == 2 and "selector_warmup" in refused.stderr
 
 
