@@ -55,16 +55,19 @@ SELECTOR_RECIPES = {
     "error_affinity": {"selector_warmup": 0.45, "selector_init": "error_affinity", "selector_init_at": 0.3,
                        "selector_loss": "expected"},
 }
-flags.DEFINE_enum("selector_recipe", "paper", list(SELECTOR_RECIPES), "paper: theta learns from step 0 on the "
-                  "blended prediction's loss; error_affinity: --selector_warmup=0.45 --selector_init=error_affinity "
-                  "--selector_init_at=0.3 --selector_loss=expected (docs/selector.md). Flags given explicitly win.")
+flags.DEFINE_enum("selector_recipe", "error_affinity", list(SELECTOR_RECIPES), "error_affinity (the default; the "
+                  "paper's data-set presets set paper): --selector_warmup=0.45 --selector_init=error_affinity "
+                  "--selector_init_at=0.3 --selector_loss=expected; paper: theta learns from step 0 on the blended "
+                  "prediction's loss (docs/selector.md). Flags given explicitly win.")
 flags.DEFINE_float("selector_warmup", 0.0, "Fraction of stage 2's --steps with theta frozen (its learning rate 0) "
-                   "while the branches learn; 0: the paper's (docs/selector.md).")
+                   "while the branches learn; 0: the paper's. Unless given: --selector_recipe's (docs/selector.md).")
 flags.DEFINE_enum("selector_loss", "blended", ["blended", "expected"], "blended: Eq. 10 on Eq. 5's combined "
-                  "prediction (the paper's); expected: sum_k S_jk Eq. 10 of branch k's joint j (docs/selector.md).")
+                  "prediction (the paper's); expected: sum_k S_jk Eq. 10 of branch k's joint j. Unless given: "
+                  "--selector_recipe's (docs/selector.md).")
 flags.DEFINE_enum("selector_init", "uniform", ["uniform", "error_affinity"], "theta's start: uniform 1/K (the "
                   "paper's), or error_affinity: at --selector_init_at, the partition of the joints whose errors vary "
-                  "together over the steps before (needs --selector_warmup >= --selector_init_at; docs/selector.md).")
+                  "together over the steps before (needs --selector_warmup >= --selector_init_at). Unless given: "
+                  "--selector_recipe's (docs/selector.md).")
 flags.DEFINE_float("selector_init_at", 0.3, "With --selector_init=error_affinity: the fraction of --steps at which "
                    "theta is set (statistics over the second half of the steps before).")
 flags.DEFINE_float("temperature_initial", 5.0, "tau at step 0.")

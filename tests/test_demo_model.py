@@ -5,7 +5,7 @@ box, no camera, the search from the whole image.
 Stated error: the mean 2D joint error of each example is under MAX_MEAN_ERROR_PX = 16 px, 5% of
 its 320x320 image (a hand spans ~80-150 px there), for the float32 SavedModel and for its int8
 TFLite. Measured when the model was built (`python tools/build_demo.py --stages=figure` prints it):
-5.1 to 12.5 px (float32), 5.6 to 12.4 px (int8). A model that does not find the hand is off by
+4.2 to 10.7 px (float32), 4.6 to 15.9 px (int8). A model that does not find the hand is off by
 tens of pixels.
 """
 

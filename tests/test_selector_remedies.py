@@ -196,7 +196,7 @@ def test_main_trains_with_the_remedies_and_resumes_without_setting_theta_again(t
     run_main("--mode=train", *common, "--steps=8")
     assert json.loads((model_dir / "selector_init.json").read_text())["step"] == 2
     refused = run_main("--mode=train", f"--model_dir={tmp_path / 'other'}", f"--cache_dir={cache}", *tiny,
-                       "--selector_init=error_affinity", check=False)
+                       "--selector_recipe=paper", "--selector_init=error_affinity", check=False)  # no warm-up
     assert refused.returncode == 2 and "selector_warmup" in refused.stderr
 
 
@@ -235,7 +235,8 @@ def test_groups_mode_gives_the_consensus_of_several_runs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    ([], ("blended", "uniform", 0, 30)),  # the paper's (the default recipe)
+    ([], ("expected", "error_affinity", 45, 30)),  # the default recipe (the synthetic preset)
+    (["--dataset=rhd"], ("blended", "uniform", 0, 30)),  # the paper's data-set presets: the paper's
     (["--selector_recipe=error_affinity"], ("expected", "error_affinity", 45, 30)),
     (["--selector_recipe=error_affinity", "--selector_loss=blended", "--selector_warmup=0.5"],
      ("blended", "error_affinity", 50, 30)),  # an explicit flag wins over the recipe
