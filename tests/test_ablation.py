@@ -169,3 +169,65 @@ def test_a_recorded_run_whose_folder_is_gone_is_reused_only_when_it_matches(tmp_
     with pytest.raises(SystemExit):
         ablation.train_and_evaluate("k1", 0, args, [], steps, 45)
     assert len(trained) == 3
+
+
+def test_a_command_that_extends_an_ablation_keeps_the_records_it_does_not_ask_for(tmp_path, monkeypatch):
+    """Table 3 added to a finished comparison by a second command: the comparison's records (other
+    configurations, another seed) stay in ablation.json and the tables, and both commands are named."""
+    figures = {"mean_epe_mm": 16.0, "median_epe_mm": 15.0, "auc_20_50": 0.9, "epe_2d_px": 5.0}
+    earlier = [{"config": name, "seed": seed, "groups": [list(range(21))], "figures": figures, "commit": "old"}
+               for seed in (0, 1, 2) for name in ("k1", "manual")]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    first = "python tools/ablation.py --configs=k1,manual --seeds=3"
+    (docs / "ablation.json").write_text(json.dumps({
+        "world": "coded", "synthetic_seed": 0, "steps": {"stage1": 2, "stage2": 3}, "command": first,
+        "runs": earlier}))
+    monkeypatch.setattr(ablation, "machine_description", lambda: {"commit": "new"})
+    trained = []
+
+    def record(name, seed, args, extra, steps, tau_every):
+        trained.append((name, seed))
+        return {"config": name, "seed": seed, "groups": [list(range(10)), list(range(10, 21))],
+                "figures": figures, "commit": "new"}
+
+    monkeypatch.setattr(ablation, "train_and_evaluate", record)
+    assert ablation.main([f"--out_dir={tmp_path / 'out'}", f"--docs_dir={docs}", "--configs=k1,k2_recipe",
+                          "--seeds=2", "--pretrain_steps=2", "--steps=3", "--checkpoint_every=1"]) == 0
+    assert trained == [("k1", 0), ("k2_recipe", 0), ("k1", 1), ("k2_recipe", 1)]
+    report = json.loads((docs / "ablation.json").read_text())
+    keys = [(r["config"], r["seed"]) for r in report["runs"]]
+    assert sorted(keys) == sorted({*((r["config"], r["seed"]) for r in earlier), *trained})  # k1 seed 2 kept
+    assert report["commands"][0] == first and "--configs=k1,k2_recipe" in report["commands"][1]
+    table = (docs / "ablation.md").read_text()
+    assert f"- `{first}`" in table and "| 2, error_affinity |" in table and "| manual seed 2 |" in table
+    # Another world: the earlier records are not this ablation's, so they are not kept.
+    monkeypatch.setattr(ablation, "train_and_evaluate", record)
+    ablation.main([f"--out_dir={tmp_path / 'out2'}", f"--docs_dir={docs}", "--configs=k1", "--seeds=1",
+                   "--pretrain_steps=2", "--steps=3", "--checkpoint_every=1", "--synthetic_world=realistic"])
+    assert [(r["config"], r["seed"]) for r in json.loads((docs / "ablation.json").read_text())["runs"]] == [("k1", 0)]
+
+
+def test_the_recipe_rows_train_the_selector_as_the_recommended_remedy():
+    """k<K>_recipe's one flag resolves (through main.py) to learned_fusion_recommended's four flags, and
+    every other learned row trains the paper's selector."""
+    from absl import flags
+
+    import main
+
+    def selector(argv):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(main.with_dataset_flagfile(["main.py", "--steps=100", *argv]))
+        try:
+            optim = main.configs_from_flags().validate().optim
+        finally:
+            flags.FLAGS.unparse_flags()
+        return optim.selector_loss, optim.selector_init, optim.selector_warmup_steps, optim.selector_init_step
+
+    recommended = selector(ablation.CONFIGS["learned_fusion_recommended"][0])
+    assert recommended == ("expected", "error_affinity", 45, 30)
+    for name, (argv, _, label) in ablation.CONFIGS.items():
+        if name.endswith("_recipe"):
+            assert selector(argv) == recommended and label == f"{name[1]}, error_affinity"
+        elif name != "learned_fusion_recommended":
+            assert selector(argv) == ("blended", "uniform", 0, 30), name

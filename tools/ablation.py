@@ -10,6 +10,9 @@ selector draws), then evaluates each run with the data set's protocol (``main.py
     learned         learned K = 3, no fusion                       Table 2 row 4, Table 3 '3'
     learned_fusion  learned K = 3 with fusion (the full method)    Table 2 row 5
     k2, k4, k5      learned K = 2, 4, 5, no fusion                 Table 3
+    k2_recipe .. k5_recipe
+                    learned K = 2..5, no fusion, trained with       Table 3 with main.py's default
+                    --selector_recipe=error_affinity                 selector (not run by default)
     learned_fusion_per_image, learned_fusion_lr001
                     the full method with one selector remedy       "Remedies" (not run by default)
 
@@ -63,6 +66,7 @@ import bench_report  # noqa: E402  (the machine block of every tool)
 # name -> (main.py flags, Table 2 marks (manual, learned, fusion) or None, Table 3 row or None).
 # Every row but the remedy's trains as the paper does (main.py's default is issue 34's remedy).
 PAPER = "--selector_recipe=paper"
+RECIPE = "--selector_recipe=error_affinity"
 CONFIGS = {
     "k1": (["--num_groups=1", "--nofusion", PAPER], ("-", "-", "-"), "Baseline"),
     "manual": (["--grouping=manual", "--num_groups=3", "--nofusion", PAPER], ("✓", "-", "-"), None),
@@ -72,6 +76,9 @@ CONFIGS = {
     "k2": (["--grouping=learned", "--num_groups=2", "--nofusion", PAPER], None, "2"),
     "k4": (["--grouping=learned", "--num_groups=4", "--nofusion", PAPER], None, "4"),
     "k5": (["--grouping=learned", "--num_groups=5", "--nofusion", PAPER], None, "5"),
+    # Table 3 with issue 34's default recipe (the four flags of learned_fusion_recommended, one flag).
+    **{f"k{k}_recipe": (["--grouping=learned", f"--num_groups={k}", "--nofusion", RECIPE], None,
+                        f"{k}, error_affinity") for k in (2, 3, 4, 5)},
     # Issue 25's remedies for the selector: the full method with one option changed (docs/selector.md).
     "learned_fusion_per_image": (["--grouping=learned", "--num_groups=3", "--fusion", "--selector_sample=image",
                                   PAPER], None, None),
@@ -274,7 +281,9 @@ def markdown(runs, args, steps, tau_every):
         "Figures: mean ± sample standard deviation over seeds; 3D with the RHD/STB protocol "
         "(ground-truth root depth and scale), 2D in original-image pixels.",
         "",
-        f"Command: `{getattr(args, 'command', '')}`",
+        *(["Commands (each later one extends the tables; the same command continues an interrupted run):",
+            *[f"- `{c}`" for c in args.commands]] if len(getattr(args, "commands", [])) > 1
+          else [f"Command: `{getattr(args, 'command', '')}`"]),
         "",
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores (shared with other "
         f"jobs: see ablation.json's load average), TensorFlow "
@@ -418,6 +427,12 @@ def main(argv=None):
     args.previous_matches = (report.get("world") == args.synthetic_world
                              and report.get("synthetic_seed", 0) == args.synthetic_seed
                              and report.get("steps") == {"stage1": steps[0][0], "stage2": steps[1][0]})
+    asked = set(jobs)  # earlier records of what this command does not ask for stay in the tables
+    args.kept = [r for key, r in args.previous.items() if key not in asked] if args.previous_matches else []
+    earlier = []
+    if args.previous_matches:
+        earlier = report.get("commands") or ([report["command"]] if report.get("command") else [])
+    args.commands = [c for c in earlier if c != args.command] + [args.command]
     runs, started = [], time.time()
     for done, (name, seed) in enumerate(jobs):
         begin = time.time()
@@ -455,6 +470,7 @@ def write_outputs(runs, args, steps, tau_every):
     if args.docs_dir:
         targets.append((args.docs_dir, os.path.join(args.docs_dir, "images", "ablation_groups.png"),
                         "images/ablation_groups.png"))
+    runs = list(getattr(args, "kept", [])) + runs
     picture = groups_picture(runs)
     for directory, picture_path, link in targets:
         args.picture = link
@@ -464,7 +480,7 @@ def write_outputs(runs, args, steps, tau_every):
     report = {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget,
               "stage1_budget": args.stage1_budget, "world": args.synthetic_world,
               "synthetic_seed": args.synthetic_seed, "machine": args.machine, "command": args.command,
-              "runs": runs}
+              "commands": getattr(args, "commands", [args.command]), "runs": runs}
     for directory in [args.out_dir] + ([args.docs_dir] if args.docs_dir else []):
         files.write_json(os.path.join(directory, "ablation.json"), report)
 
