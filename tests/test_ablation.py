@@ -231,3 +231,24 @@ def test_the_recipe_rows_train_the_selector_as_the_recommended_remedy():
             assert selector(argv) == recommended and label == f"{name[1]}, error_affinity"
         elif name != "learned_fusion_recommended":
             assert selector(argv) == ("blended", "uniform", 0, 30), name
+
+
+def test_stage2_curves_set_each_evaluation_beside_the_training_batches_since_the_last(tmp_path):
+    """Hand-computed: evaluations at steps 0, 2 and 4 of a 4-step run; the training batches' error is
+    averaged over steps 1-2 and 3-4; the table reads the curves at a third, two thirds and the end."""
+    history = {"train": {"step": [1, 2, 3, 4], "error_3d_mm": [10.0, 8.0, 6.0, 4.0]},
+               "eval": {"step": [0, 2, 4], "error_3d_mm": [50.0, 12.0, 7.0]}}
+    (tmp_path / "learning_curves.json").write_text(json.dumps(history))
+    curves = ablation.stage2_curves(str(tmp_path))
+    assert curves == {"step": [2, 4], "heldout_3d_mm": [12.0, 7.0], "train_3d_mm": [9.0, 5.0]}
+    assert ablation.stage2_curves(str(tmp_path / "gone")) is None
+    other = {"step": [2, 4], "heldout_3d_mm": [14.0, 9.0], "train_3d_mm": [9.0, 5.0]}
+    runs = [{"config": "k1", "seed": s, "curves": c} for s, c in ((0, curves), (1, other))]
+    section = "\n".join(ablation.curves_section(runs, ["k1"], "c.png"))
+    # step 4 / 3 -> 1: no evaluation yet; 8 / 3 -> 3: the step-2 one; the end: held-out 7 and 9,
+    # training 5 and 5, so the gap is 2 and 4 (mean 3, std sqrt(2)).
+    assert "| held-out, step 1 | held-out, step 3 | held-out, step 4 |" in section
+    assert f"| k1 | n/a | 13.000 ± 1.414 | 8.000 ± 1.414 | 5.000 ± 0.000 | 3.000 ± {2 ** 0.5:.3f} | 2 |" in section
+    picture = ablation.curves_picture(runs)
+    assert picture.ndim == 3 and picture.shape[2] == 3 and picture.std() > 10
+    assert ablation.curves_picture([{"config": "k1", "seed": 0}]) is None

@@ -193,8 +193,39 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
     # The commit that trained the run: this one, or the one recorded when an earlier session did.
     earlier = args.previous.get((name, seed), {}).get("commit", args.previous_commit)
     commit = args.machine["commit"] if trained or not earlier else earlier
-    return {"config": name, "seed": seed, "groups": results["groups"], "figures": figures,
-            "model_dir": bench_report.portable_path(model_dir), "commit": commit}
+    record = {"config": name, "seed": seed, "groups": results["groups"], "figures": figures,
+              "model_dir": bench_report.portable_path(model_dir), "commit": commit}
+    curves = stage2_curves(model_dir)
+    if curves:
+        record["curves"] = curves
+    return record
+
+
+def stage2_curves(model_dir):
+    """{"step", "heldout_3d_mm", "train_3d_mm"} of a run's learning_curves.json: the held-out 3D error
+    at each evaluation and the training batches' mean 3D error over the steps since the previous
+    one (None without curves). Their gap is what the network fits of its training set alone."""
+    import numpy as np
+
+    try:
+        with open(os.path.join(model_dir, "learning_curves.json")) as f:
+            history = json.load(f)
+        held_out, train = history["eval"], history["train"]
+        steps, errors = np.asarray(train["step"]), np.asarray(train["error_3d_mm"], dtype=np.float64)
+    except (OSError, ValueError, KeyError):
+        return None
+    curves = {"step": [], "heldout_3d_mm": [], "train_3d_mm": []}
+    previous = 0
+    for step, error in zip(held_out["step"], held_out["error_3d_mm"]):
+        if step <= 0:
+            continue  # before the first step: no training batches to set beside it
+        window = errors[(steps > previous) & (steps <= step)]
+        previous = step
+        if window.size and error is not None:
+            curves["step"].append(int(step))
+            curves["heldout_3d_mm"].append(round(float(error), 3))
+            curves["train_3d_mm"].append(round(float(np.mean(window)), 3))
+    return curves if curves["step"] else None
 
 
 def _cell(values):
@@ -346,12 +377,80 @@ def markdown(runs, args, steps, tau_every):
                          f"{'n/a' if agreement is None else f'{agreement[0]:.3f}'} | "
                          f"{'n/a' if finger is None else f'{finger[0]:.3f} ± {finger[1]:.3f}'} | "
                          f"{sum(r['config'] == name for r in runs)} |")
+    lines += curves_section(runs, names, getattr(args, "curves_picture", "curves.png"))
     lines += ["", "## Groups of every run", "", "| run | groups | commit |", "|---|---|---|"]
     for run in runs:
         lines.append(f"| {run['config']} seed {run['seed']} | {run['groups']} | {run.get('commit', '?')} |")
     picture = getattr(args, "picture", "groups.png")
     lines += ["", f"Every run's groups (a row per configuration, a column per seed): ![groups]({picture})"]
     return "\n".join(lines) + "\n"
+
+
+def _curve_at(run, step, key="heldout_3d_mm"):
+    """``key`` of a run's curves at its last evaluation at or before ``step`` (None if none)."""
+    curves = run.get("curves") or {}
+    values = [v for s, v in zip(curves.get("step", []), curves.get(key, [])) if s <= step]
+    return values[-1] if values else None
+
+
+def curves_section(runs, names, picture):
+    """Held-out 3D error at a third, two thirds and the end of stage 2, and the training batches'
+    error beside the last: still falling, and how much of the training set the network fits alone."""
+    with_curves = [r for r in runs if r.get("curves")]
+    if not with_curves:
+        return []
+    end = max(r["curves"]["step"][-1] for r in with_curves)
+    marks = [round(end / 3), round(2 * end / 3), end]
+    lines = ["", "## Held-out error during stage 2", "",
+             "Held-out 3D EPE [mm] at the evaluations during training (the first `--eval_batches` batches of "
+             "the held-out split, so not the tables' figures), and the training batches' mean 3D EPE over the "
+             "last evaluation interval (in training mode: BatchNorm batch statistics, the selector's draws); "
+             "held-out minus training is what the network fits of its training set alone. Mean ± std over seeds.",
+             "", "| configuration | " + " | ".join(f"held-out, step {m}" for m in marks)
+             + " | training batches, end | held-out − training, end | runs |", "|---|" + "---|" * (len(marks) + 3)]
+    for name in names:
+        mine = [r for r in with_curves if r["config"] == name]
+        if not mine:
+            continue
+        cells = [_cell([_curve_at(r, m) for r in mine]) for m in marks]
+        train = [_curve_at(r, end, "train_3d_mm") for r in mine]
+        gap = [h - t for h, t in zip([_curve_at(r, end) for r in mine], train) if h is not None and t is not None]
+        lines.append(f"| {name} | {' | '.join(cells)} | {_cell(train)} | {_cell(gap)} | {len(mine)} |")
+    lines += ["", f"Held-out (solid) and training batches (dashed), mean over seeds: ![curves]({picture})"]
+    return lines
+
+
+def curves_picture(runs):
+    """Held-out (solid) and training-batch (dashed) 3D error against the stage-2 step, a colour per
+    configuration, mean over its seeds. RGB uint8, or None when no run has curves."""
+    import numpy as np
+
+    from lgh_tf import visualize
+
+    names = [n for n in CONFIGS if any(r["config"] == n and r.get("curves") for r in runs)]
+    if not names:
+        return None
+    figure, axes = visualize.plt.subplots(figsize=(8, 5), dpi=100)
+    low, high = np.inf, 0.0
+    for index, name in enumerate(names):
+        mine = [r["curves"] for r in runs if r["config"] == name and r.get("curves")]
+        length = min(len(c["step"]) for c in mine)
+        steps = mine[0]["step"][:length]
+        colour = visualize.plt.get_cmap("tab10")(index % 10)
+        for key, style in (("heldout_3d_mm", "-"), ("train_3d_mm", "--")):
+            mean = np.mean([c[key][:length] for c in mine], axis=0)
+            axes.plot(steps, mean, style, color=colour,
+                      label=f"{name} ({len(mine)} seeds)" if key == "heldout_3d_mm" else None)
+            low, high = min(low, float(mean.min())), max(high, float(mean[min(length - 1, length // 10)]))
+    axes.set_ylim(0.95 * low, max(high, low * 1.05))
+    axes.set_xlabel("stage-2 step")
+    axes.set_ylabel("3D EPE [mm]")
+    axes.set_title("held-out (solid) and training batches (dashed)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    picture = visualize.figure_to_array(figure)
+    visualize.plt.close(figure)
+    return picture
 
 
 def groups_picture(runs):
@@ -429,6 +528,11 @@ def main(argv=None):
                              and report.get("steps") == {"stage1": steps[0][0], "stage2": steps[1][0]})
     asked = set(jobs)  # earlier records of what this command does not ask for stay in the tables
     args.kept = [r for key, r in args.previous.items() if key not in asked] if args.previous_matches else []
+    for record in args.kept:  # curves of runs recorded before the tables had them, where their folder is
+        if "curves" not in record:
+            curves = stage2_curves(os.path.join(args.out_dir, f"{record['config']}_s{record['seed']}"))
+            if curves:
+                record["curves"] = curves
     earlier = []
     if args.previous_matches:
         earlier = report.get("commands") or ([report["command"]] if report.get("command") else [])
@@ -466,17 +570,18 @@ def write_outputs(runs, args, steps, tau_every):
     """ablation.md, ablation.json and groups.png in --out_dir (and the docs copies)."""
     from lgh_tf import files
 
-    targets = [(args.out_dir, os.path.join(args.out_dir, "groups.png"), "groups.png")]
+    targets = [(args.out_dir, "groups.png", "curves.png")]
     if args.docs_dir:
-        targets.append((args.docs_dir, os.path.join(args.docs_dir, "images", "ablation_groups.png"),
-                        "images/ablation_groups.png"))
+        targets.append((args.docs_dir, "images/ablation_groups.png", "images/ablation_curves.png"))
     runs = list(getattr(args, "kept", [])) + runs
-    picture = groups_picture(runs)
-    for directory, picture_path, link in targets:
-        args.picture = link
+    picture, curves = groups_picture(runs), curves_picture(runs)
+    for directory, link, curves_link in targets:
+        args.picture, args.curves_picture = link, curves_link
         files.write_bytes(os.path.join(directory, "ablation.md"), markdown(runs, args, steps, tau_every).encode())
-        os.makedirs(os.path.dirname(picture_path), exist_ok=True)
-        files.write_png(picture_path, picture)
+        for name, rgb in ((link, picture), (curves_link, curves)):
+            if rgb is not None:
+                os.makedirs(os.path.dirname(os.path.join(directory, name)), exist_ok=True)
+                files.write_png(os.path.join(directory, name), rgb)
     report = {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget,
               "stage1_budget": args.stage1_budget, "world": args.synthetic_world,
               "synthetic_seed": args.synthetic_seed, "machine": args.machine, "command": args.command,
