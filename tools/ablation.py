@@ -11,8 +11,8 @@ selector draws), then evaluates each run with the data set's protocol (``main.py
     learned_fusion  learned K = 3 with fusion (the full method)    Table 2 row 5
     k2, k4, k5      learned K = 2, 4, 5, no fusion                 Table 3
     k2_recipe .. k5_recipe
-                    learned K = 2..5, no fusion, trained with       Table 3 with main.py's default
-                    --selector_recipe=error_affinity                 selector (not run by default)
+                    learned K = 2..5, no fusion, trained with      Table 3 with main.py's default
+                    --selector_recipe=error_affinity               selector (not run by default)
     learned_fusion_per_image, learned_fusion_lr001
                     the full method with one selector remedy       "Remedies" (not run by default)
 
@@ -27,6 +27,7 @@ one resumes from its last checkpoint. Written into ``<out_dir>``:
                          learned groups of every run
     ablation.json        every figure of every run
     groups.png           every run's final grouping, one row per configuration, one column per seed
+    curves.png           held-out and training-batch 3D error during stage 2, a colour per configuration
 
     python tools/ablation.py                                   # CPU: the quickstart's budget
     python tools/ablation.py --budget=10 --seeds=3             # GPU: 10x the steps
