@@ -58,6 +58,22 @@ distribute_tests = pytest.mark.skipif(
 )
 
 
+def selector_training(*argv):
+    """(selector_loss, selector_init, warm-up steps, init step) that ``main.py ARGV --steps=100``
+    trains with: the flags as main.py resolves them (its --selector_recipe and data-set presets)."""
+    from absl import flags
+
+    import main
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(main.with_dataset_flagfile(["main.py", "--steps=100", *argv]))
+    try:
+        optim = main.configs_from_flags().validate().optim
+    finally:
+        flags.FLAGS.unparse_flags()
+    return optim.selector_loss, optim.selector_init, optim.selector_warmup_steps, optim.selector_init_step
+
+
 @dataclasses.dataclass
 class MainResult:
     returncode: int

@@ -6,7 +6,7 @@ import sys
 
 import cv2
 import pytest
-from conftest import REPO, load_tool, run_main
+from conftest import REPO, load_tool, run_main, selector_training
 
 from lgh_tf.evaluation.grouping import adjusted_rand_index
 from lgh_tf.visualize import groups_to_assignment
@@ -211,26 +211,13 @@ def test_a_command_that_extends_an_ablation_keeps_the_records_it_does_not_ask_fo
 def test_the_recipe_rows_train_the_selector_as_the_recommended_remedy():
     """k<K>_recipe's one flag resolves (through main.py) to learned_fusion_recommended's four flags, and
     every other learned row trains the paper's selector."""
-    from absl import flags
-
-    import main
-
-    def selector(argv):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(main.with_dataset_flagfile(["main.py", "--steps=100", *argv]))
-        try:
-            optim = main.configs_from_flags().validate().optim
-        finally:
-            flags.FLAGS.unparse_flags()
-        return optim.selector_loss, optim.selector_init, optim.selector_warmup_steps, optim.selector_init_step
-
-    recommended = selector(ablation.CONFIGS["learned_fusion_recommended"][0])
+    recommended = selector_training(*ablation.CONFIGS["learned_fusion_recommended"][0])
     assert recommended == ("expected", "error_affinity", 45, 30)
     for name, (argv, _, label) in ablation.CONFIGS.items():
         if name.endswith("_recipe"):
-            assert selector(argv) == recommended and label == f"{name[1]}, error_affinity"
+            assert selector_training(*argv) == recommended and label == f"{name[1]}, error_affinity"
         elif name != "learned_fusion_recommended":
-            assert selector(argv) == ("blended", "uniform", 0, 30), name
+            assert selector_training(*argv) == ("blended", "uniform", 0, 30), name
 
 
 def test_stage2_curves_set_each_evaluation_beside_the_training_batches_since_the_last(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import small_config
+from conftest import selector_training, small_config
 from test_task import make_batch
 
 from lgh_tf.model.network import LearnableGroupsNet
@@ -244,18 +244,7 @@ def test_groups_mode_gives_the_consensus_of_several_runs(tmp_path, monkeypatch):
      ("blended", "error_affinity", 40, 30)),
 ])
 def test_selector_recipe_sets_the_four_flags_unless_given(argv, expected):
-    from absl import flags
-
-    import main
-
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(main.with_dataset_flagfile(["main.py", "--steps=100", *argv]))
-    try:
-        optim = main.configs_from_flags().validate().optim
-    finally:
-        flags.FLAGS.unparse_flags()
-    assert (optim.selector_loss, optim.selector_init, optim.selector_warmup_steps,
-            optim.selector_init_step) == expected
+    assert selector_training(*argv) == expected
 
 
 def test_selector_recipe_on_a_run_too_short_for_statistics_starts_theta_uniform():
