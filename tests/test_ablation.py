@@ -171,7 +171,7 @@ def test_a_recorded_run_whose_folder_is_gone_is_reused_only_when_it_matches(tmp_
     assert len(trained) == 3
 
 
-def test_a_command_that_extends_an_ablation_keeps_the_records_it_does_not_ask_for(tmp_path, monkeypatch):
+def test_a_command_that_extends_an_ablation_keeps_the_records_it_does_not_ask_for(tmp_path, monkeypatch, capsys):
     """Table 3 added to a finished comparison by a second command: the comparison's records (other
     configurations, another seed) stay in ablation.json and the tables, and both commands are named."""
     figures = {"mean_epe_mm": 16.0, "median_epe_mm": 15.0, "auc_20_50": 0.9, "epe_2d_px": 5.0}
@@ -201,11 +201,15 @@ def test_a_command_that_extends_an_ablation_keeps_the_records_it_does_not_ask_fo
     assert report["commands"][0] == first and "--configs=k1,k2_recipe" in report["commands"][1]
     table = (docs / "ablation.md").read_text()
     assert f"- `{first}`" in table and "| 2, error_affinity |" in table and "| manual seed 2 |" in table
-    # Another world: the earlier records are not this ablation's, so they are not kept.
-    monkeypatch.setattr(ablation, "train_and_evaluate", record)
-    ablation.main([f"--out_dir={tmp_path / 'out2'}", f"--docs_dir={docs}", "--configs=k1", "--seeds=1",
-                   "--pretrain_steps=2", "--steps=3", "--checkpoint_every=1", "--synthetic_world=realistic"])
-    assert [(r["config"], r["seed"]) for r in json.loads((docs / "ablation.json").read_text())["runs"]] == [("k1", 0)]
+    # Another world, or other steps, into the same docs: refused in one line before anything trains,
+    # the records as they were.
+    before, trained[:] = (docs / "ablation.json").read_text(), []
+    for other in ("--synthetic_world=realistic", "--budget=2"):
+        assert ablation.main([f"--out_dir={tmp_path / 'out2'}", f"--docs_dir={docs}", "--configs=k1", "--seeds=1",
+                              "--pretrain_steps=2", "--steps=3", "--checkpoint_every=1", other]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error: ") and "\n" not in error and str(docs / "ablation.json") in error
+    assert (docs / "ablation.json").read_text() == before and not trained and not (tmp_path / "out2").exists()
 
 
 def test_the_recipe_rows_train_the_selector_as_the_recommended_remedy():

@@ -512,7 +512,6 @@ def main(argv=None):
     if args.temperature_every is None:
         args.temperature_every = (float(defaults.get("temperature_every", 1000)) * args.steps
                                   / float(defaults["steps"]))
-    os.makedirs(args.out_dir, exist_ok=True)
     steps = scaled_steps(args.budget, args.pretrain_steps, args.steps, args.checkpoint_every, args.stage1_budget)
     tau_every = scaled_temperature_every(args.temperature_every, args.steps, steps[1][0])
     if args.interleave_remedies:  # every seed a complete comparison, remedies included
@@ -522,11 +521,20 @@ def main(argv=None):
                 + [(name, seed) for seed in range(args.seeds) for name in names if name in REMEDIES])
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
-    args.machine = machine_description()
     args.previous, args.previous_commit, report = previous_runs(args.out_dir, args.docs_dir)
-    args.previous_matches = (report.get("world") == args.synthetic_world
-                             and report.get("synthetic_seed", 0) == args.synthetic_seed
-                             and report.get("steps") == {"stage1": steps[0][0], "stage2": steps[1][0]})
+    this = {"world": args.synthetic_world, "synthetic_seed": args.synthetic_seed,
+            "steps": {"stage1": steps[0][0], "stage2": steps[1][0]}}
+    args.previous_matches = _same_ablation(report, this)
+    for directory in [args.out_dir] + ([args.docs_dir] if args.docs_dir else []):
+        other = _recorded_report(directory)
+        if other.get("runs") and not _same_ablation(other, this):  # rewriting it would lose its records
+            print(f"error: {os.path.join(directory, 'ablation.json')} records another ablation (world "
+                  f"{other.get('world')}, data seed {other.get('synthetic_seed', 0)}, steps {other.get('steps')}) "
+                  f"than this one ({this['world']}, {this['synthetic_seed']}, {this['steps']}): its "
+                  "tables would be lost; give another --out_dir / --docs_dir", file=sys.stderr)
+            return 2
+    os.makedirs(args.out_dir, exist_ok=True)
+    args.machine = machine_description()
     asked = set(jobs)  # earlier records of what this command does not ask for stay in the tables
     args.kept = [r for key, r in args.previous.items() if key not in asked] if args.previous_matches else []
     for record in args.kept:  # curves of runs recorded before the tables had them, where their folder is
@@ -553,17 +561,28 @@ def main(argv=None):
     return 0
 
 
+def _same_ablation(report, this):
+    return (report.get("world") == this["world"] and report.get("synthetic_seed", 0) == this["synthetic_seed"]
+            and report.get("steps") == this["steps"])
+
+
+def _recorded_report(directory):
+    try:
+        with open(os.path.join(directory, "ablation.json")) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
 def previous_runs(out_dir, docs_dir=""):
     """({(config, seed): run record}, commit, report) of an earlier ablation.json: --out_dir's, else
     --docs_dir's ({}, None, {} when neither is there)."""
     for directory in [out_dir] + ([docs_dir] if docs_dir else []):
-        try:
-            with open(os.path.join(directory, "ablation.json")) as f:
-                report = json.load(f)
-        except (OSError, ValueError):
-            continue
-        runs = {(r["config"], r["seed"]): r for r in report.get("runs", [])}
-        return runs, (report.get("machine") or {}).get("commit"), report
+        report = _recorded_report(directory)
+        if report:
+            runs = {(r["config"], r["seed"]): r for r in report.get("runs", [])}
+            return runs, (report.get("machine") or {}).get("commit"), report
     return {}, None, {}
 
 
