@@ -130,6 +130,9 @@ def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, c
     tile = cv2.imread(str(out / "k1_s0" / "groups.png"))
     assert picture.shape[0] >= 2 * 400 and picture.shape[1] >= 2 * 400  # 2 configs x 2 seeds
     assert tile is not None and (out / "k1_s0" / "learning_curves.png").exists()
+    # Each run's stage-2 curves are in its record, the table and the picture.
+    assert all(r["curves"]["step"][-1] == 2 for r in report["runs"]) and "## Held-out error during stage 2" in table
+    assert cv2.imread(str(out / "curves.png")) is not None
     config = json.loads((out / "learned_fusion_s1" / "config.json").read_text())
     assert config["optim"]["temperature"]["every"] == 7  # the tool's --temperature_every reached stage 2
     for seed in (0, 1):  # stage 1 once per seed, shared by the configurations
@@ -243,3 +246,106 @@ def test_stage2_curves_set_each_evaluation_beside_the_training_batches_since_the
     picture = ablation.curves_picture(runs)
     assert picture.ndim == 3 and picture.shape[2] == 3 and picture.std() > 10
     assert ablation.curves_picture([{"config": "k1", "seed": 0}]) is None
+
+
+def _extend(tmp_path, monkeypatch, arguments, fail_at=None):
+    """ablation.main(arguments) with train_and_evaluate replaced by a record (no training); the job
+    numbered ``fail_at`` exits as an interrupted tool would. Returns (exit status, jobs asked)."""
+    asked = []
+    figures = {"mean_epe_mm": 16.0, "median_epe_mm": 15.0, "auc_20_50": 0.9, "epe_2d_px": 5.0}
+
+    def record(name, seed, args, extra, steps, tau_every):
+        asked.append((name, seed))
+        if len(asked) == fail_at:
+            sys.exit("interrupted")
+        return {"config": name, "seed": seed, "groups": [list(range(21))], "figures": figures, "commit": "new"}
+
+    monkeypatch.setattr(ablation, "machine_description", lambda: {"commit": "new"})
+    monkeypatch.setattr(ablation, "train_and_evaluate", record)
+    try:
+        cut = arguments.index("--") if "--" in arguments else len(arguments)  # main.py's flags stay last
+        code = ablation.main([*arguments[:cut], "--pretrain_steps=2", "--steps=3", "--checkpoint_every=1",
+                              *arguments[cut:]])
+    except SystemExit:
+        code = "interrupted"
+    return code, asked
+
+
+def _records(directory):
+    return sorted((r["config"], r["seed"]) for r in json.loads((directory / "ablation.json").read_text())["runs"])
+
+
+def _write_report(directory, keys, **extra):
+    directory.mkdir(parents=True, exist_ok=True)
+    runs = [{"config": c, "seed": s, "groups": [list(range(21))], "figures": {"mean_epe_mm": 16.0}} for c, s in keys]
+    (directory / "ablation.json").write_text(json.dumps({"world": "coded", "synthetic_seed": 0,
+                                                         "steps": {"stage1": 2, "stage2": 3}, "runs": runs, **extra}))
+
+
+def test_an_interrupted_extension_and_two_record_files_lose_no_record(tmp_path, monkeypatch):
+    """Found in review: records asked for but not reached when the tool stops, and --docs_dir's records
+    beside a smaller --out_dir file, were dropped from the tables."""
+    docs, out = tmp_path / "docs", tmp_path / "out"
+    k1 = [("k1", s) for s in (0, 1, 2)]
+    _write_report(docs, k1 + [("manual", 0)])
+    _write_report(out, [("k2", 0)])  # the same ablation, a later run recorded only here
+    code, asked = _extend(tmp_path, monkeypatch, [f"--out_dir={out}", f"--docs_dir={docs}", "--configs=k1,k2_recipe",
+                                                  "--seeds=3"], fail_at=3)
+    assert code == "interrupted" and asked == [("k1", 0), ("k2_recipe", 0), ("k1", 1)]
+    for directory in (docs, out):  # k1 seeds 1 and 2 and manual kept; k2 from out_dir merged in
+        assert _records(directory) == sorted(k1 + [("manual", 0), ("k2", 0), ("k2_recipe", 0)])
+
+
+@pytest.mark.parametrize("content, says", [
+    ("{not json", "cannot be read"),
+    ('["a list"]', "is not an ablation's record"),
+    ('{"runs": {"x": 1}}', "is not an ablation's record"),
+    ('{"runs": [{"config": "k1", "seed": 0, "figures": {}}]}', "runs[0] is not a run's record"),
+    ('{"runs": ["junk"]}', "runs[0] is not a run's record"),
+])
+def test_a_record_file_that_is_not_one_is_refused_in_one_line(tmp_path, monkeypatch, capsys, content, says):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "ablation.json").write_text(content)
+    code, asked = _extend(tmp_path, monkeypatch, [f"--out_dir={tmp_path / 'out'}", f"--docs_dir={tmp_path / 'docs'}",
+                                                  "--configs=k1", "--seeds=1"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and not asked and error.startswith("error: ") and "\n" not in error and says in error
+    assert (tmp_path / "docs" / "ablation.json").read_text() == content and not (tmp_path / "out").exists()
+
+
+def test_other_main_flags_or_tau_interval_are_another_ablation(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert _extend(tmp_path, monkeypatch, [f"--out_dir={out}", "--configs=k1", "--seeds=1", "--",
+                                           "--synthetic_train=32"])[0] == 0
+    report = json.loads((out / "ablation.json").read_text())
+    assert report["main_flags"] == ["--synthetic_train=32"] and report["tau_every"] >= 1
+    for other in (["--", "--synthetic_train=64"], ["--temperature_every=3", "--", "--synthetic_train=32"],
+                  ["--synthetic_seed=1", "--", "--synthetic_train=32"]):
+        code, asked = _extend(tmp_path, monkeypatch, [f"--out_dir={out}", "--configs=k1", "--seeds=1", *other])
+        assert code == 2 and not asked and "records another ablation" in capsys.readouterr().err
+    code, asked = _extend(tmp_path, monkeypatch, [f"--out_dir={out}", "--configs=k1", "--seeds=2", "--",
+                                                  "--synthetic_train=32"])
+    assert code == 0 and _records(out) == [("k1", 0), ("k1", 1)]
+
+
+def test_curves_that_diverge_or_are_malformed_draw_no_wrong_line(tmp_path):
+    """A NaN training error (written as null) is left out of its window, never written as NaN; curves
+    with other evaluation steps are averaged at the steps all seeds have."""
+    history = {"train": {"step": [1, 2, 3, 4], "error_3d_mm": [10.0, None, 6.0, 4.0]},
+               "eval": {"step": [0, 2, 4], "error_3d_mm": [50.0, None, 7.0]}}
+    (tmp_path / "learning_curves.json").write_text(json.dumps(history))
+    assert ablation.stage2_curves(str(tmp_path)) == {"step": [4], "heldout_3d_mm": [7.0], "train_3d_mm": [5.0]}
+    for bad in ({"train": {"step": [1, 2], "error_3d_mm": [1.0]}, "eval": {"step": [2], "error_3d_mm": [1.0]}},
+                {"train": history["train"], "eval": {}}, [1, 2], {"train": history["train"],
+                                                                  "eval": {"step": [None], "error_3d_mm": [1.0]}}):
+        (tmp_path / "learning_curves.json").write_text(json.dumps(bad))
+        assert ablation.stage2_curves(str(tmp_path)) is None, bad
+    for bad in ({"step": [], "heldout_3d_mm": [], "train_3d_mm": []}, {"step": [2]}, [1],
+                {"step": [2, 1], "heldout_3d_mm": [1.0, 1.0], "train_3d_mm": [1.0, 1.0]},
+                {"step": [2], "heldout_3d_mm": [None], "train_3d_mm": [1.0]}):
+        runs = [{"config": "k1", "seed": 0, "curves": bad}]
+        assert ablation.curves_section(runs, ["k1"], "c.png") == [] and ablation.curves_picture(runs) is None
+    a = {"step": [1, 2, 3], "heldout_3d_mm": [30.0, 20.0, 10.0], "train_3d_mm": [3.0, 2.0, 1.0]}
+    b = {"step": [3], "heldout_3d_mm": [12.0], "train_3d_mm": [1.0]}
+    runs = [{"config": "k1", "seed": 0, "curves": a}, {"config": "k1", "seed": 1, "curves": b}]
+    assert ablation.curves_picture(runs) is not None  # one common step (3): a point, not a line from step 1

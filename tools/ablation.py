@@ -205,28 +205,50 @@ def train_and_evaluate(name, seed, args, extra, steps, tau_every):
 def stage2_curves(model_dir):
     """{"step", "heldout_3d_mm", "train_3d_mm"} of a run's learning_curves.json: the held-out 3D error
     at each evaluation and the training batches' mean 3D error over the steps since the previous
-    one (None without curves). Their gap is what the network fits of its training set alone."""
+    one (None without curves). Their gap is what the network fits of its training set alone.
+    Non-finite values (a diverging step) are left out; a file that is not such a history gives None."""
     import numpy as np
 
+    curves = {"step": [], "heldout_3d_mm": [], "train_3d_mm": []}
     try:
         with open(os.path.join(model_dir, "learning_curves.json")) as f:
             history = json.load(f)
         held_out, train = history["eval"], history["train"]
-        steps, errors = np.asarray(train["step"]), np.asarray(train["error_3d_mm"], dtype=np.float64)
-    except (OSError, ValueError, KeyError):
+        steps = np.asarray(train["step"], dtype=np.float64)
+        errors = np.asarray([np.nan if e is None else e for e in train["error_3d_mm"]], dtype=np.float64)
+        if steps.ndim != 1 or steps.shape != errors.shape:
+            return None
+        previous = 0
+        for step, error in zip(held_out["step"], held_out["error_3d_mm"]):
+            if step is None or step <= 0:
+                continue  # before the first step: no training batches to set beside it
+            window = errors[(steps > previous) & (steps <= step)]
+            window = window[np.isfinite(window)]
+            previous = step
+            if window.size and error is not None and np.isfinite(error):
+                curves["step"].append(int(step))
+                curves["heldout_3d_mm"].append(round(float(error), 3))
+                curves["train_3d_mm"].append(round(float(np.mean(window)), 3))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
-    curves = {"step": [], "heldout_3d_mm": [], "train_3d_mm": []}
-    previous = 0
-    for step, error in zip(held_out["step"], held_out["error_3d_mm"]):
-        if step <= 0:
-            continue  # before the first step: no training batches to set beside it
-        window = errors[(steps > previous) & (steps <= step)]
-        previous = step
-        if window.size and error is not None:
-            curves["step"].append(int(step))
-            curves["heldout_3d_mm"].append(round(float(error), 3))
-            curves["train_3d_mm"].append(round(float(np.mean(window)), 3))
-    return curves if curves["step"] else None
+    return _valid_curves(curves)
+
+
+def _valid_curves(curves):
+    """``curves`` if it is what stage2_curves writes (equal, non-empty lists; increasing integer
+    steps; finite errors), else None: a record edited by hand or cut short draws no wrong line."""
+    import math
+
+    try:
+        steps, held_out, train = curves["step"], curves["heldout_3d_mm"], curves["train_3d_mm"]
+        ok = (isinstance(steps, list) and isinstance(held_out, list) and isinstance(train, list)
+              and 0 < len(steps) == len(held_out) == len(train)
+              and all(type(v) is int for v in steps) and all(a < b for a, b in zip(steps, steps[1:]))
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                      for v in held_out + train))
+    except (TypeError, KeyError):
+        return None
+    return curves if ok else None
 
 
 def _cell(values):
@@ -242,7 +264,7 @@ def _cell(values):
 
 
 def _figures(runs, name):
-    return {key: [r["figures"][key] for r in runs if r["config"] == name] for key, _ in FIGURES}
+    return {key: [r["figures"].get(key) for r in runs if r["config"] == name] for key, _ in FIGURES}
 
 
 def seed_agreement(runs, name):
@@ -397,11 +419,11 @@ def _curve_at(run, step, key="heldout_3d_mm"):
 def curves_section(runs, names, picture):
     """Held-out 3D error at a third, two thirds and the end of stage 2, and the training batches'
     error beside the last: still falling, and how much of the training set the network fits alone."""
-    with_curves = [r for r in runs if r.get("curves")]
+    with_curves = [r for r in runs if _valid_curves(r.get("curves"))]
     if not with_curves:
         return []
     end = max(r["curves"]["step"][-1] for r in with_curves)
-    marks = [round(end / 3), round(2 * end / 3), end]
+    marks = sorted({m for m in (round(end / 3), round(2 * end / 3), end) if m > 0})
     lines = ["", "## Held-out error during stage 2", "",
              "Held-out 3D EPE [mm] at the evaluations during training (the first `--eval_batches` batches of "
              "the held-out split, so not the tables' figures), and the training batches' mean 3D EPE over the "
@@ -423,26 +445,31 @@ def curves_section(runs, names, picture):
 
 def curves_picture(runs):
     """Held-out (solid) and training-batch (dashed) 3D error against the stage-2 step, a colour per
-    configuration, mean over its seeds. RGB uint8, or None when no run has curves."""
+    configuration, mean over its seeds at the steps all of them evaluated. RGB uint8, or None when
+    no run has curves."""
     import numpy as np
 
     from lgh_tf import visualize
 
-    names = [n for n in CONFIGS if any(r["config"] == n and r.get("curves") for r in runs)]
-    if not names:
+    lines = []
+    for name in CONFIGS:
+        mine = [c for c in (_valid_curves(r.get("curves")) for r in runs if r["config"] == name) if c]
+        steps = sorted(set.intersection(*(set(c["step"]) for c in mine))) if mine else []
+        if steps:
+            means = {key: np.mean([[dict(zip(c["step"], c[key]))[s] for s in steps] for c in mine], axis=0)
+                     for key in ("heldout_3d_mm", "train_3d_mm")}
+            lines.append((name, len(mine), steps, means))
+    if not lines:
         return None
     figure, axes = visualize.plt.subplots(figsize=(8, 5), dpi=100)
     low, high = np.inf, 0.0
-    for index, name in enumerate(names):
-        mine = [r["curves"] for r in runs if r["config"] == name and r.get("curves")]
-        length = min(len(c["step"]) for c in mine)
-        steps = mine[0]["step"][:length]
+    for index, (name, seeds, steps, means) in enumerate(lines):
         colour = visualize.plt.get_cmap("tab10")(index % 10)
         for key, style in (("heldout_3d_mm", "-"), ("train_3d_mm", "--")):
-            mean = np.mean([c[key][:length] for c in mine], axis=0)
-            axes.plot(steps, mean, style, color=colour,
-                      label=f"{name} ({len(mine)} seeds)" if key == "heldout_3d_mm" else None)
-            low, high = min(low, float(mean.min())), max(high, float(mean[min(length - 1, length // 10)]))
+            mean = means[key]
+            axes.plot(steps, mean, style, color=colour, marker="." if len(steps) == 1 else None,
+                      label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})" if key == "heldout_3d_mm" else None)
+            low, high = min(low, float(mean.min())), max(high, float(mean[len(mean) // 10]))
     axes.set_ylim(0.95 * low, max(high, low * 1.05))
     axes.set_xlabel("stage-2 step")
     axes.set_ylabel("3D EPE [mm]")
@@ -507,6 +534,7 @@ def main(argv=None):
     if args.seeds < 1 or args.budget <= 0 or args.stage1_budget < 0:
         parser.error("--seeds must be >= 1, --budget > 0 and --stage1_budget >= 0")
     args.names = names
+    args.main_flags = list(bench_report.portable_command(extra))  # as the report names them: no machine
     args.command = "python tools/ablation.py " + " ".join(
         shlex.quote(a) for a in bench_report.portable_command(argv or sys.argv[1:]))
     if args.temperature_every is None:
@@ -521,31 +549,40 @@ def main(argv=None):
                 + [(name, seed) for seed in range(args.seeds) for name in names if name in REMEDIES])
     print(f"{len(jobs)} runs ({len(names)} configurations x {args.seeds} seeds), stage 1 {steps[0][0]} "
           f"and stage 2 {steps[1][0]} steps each, into {args.out_dir}", flush=True)
-    args.previous, args.previous_commit, report = previous_runs(args.out_dir, args.docs_dir)
     this = {"world": args.synthetic_world, "synthetic_seed": args.synthetic_seed,
-            "steps": {"stage1": steps[0][0], "stage2": steps[1][0]}}
-    args.previous_matches = _same_ablation(report, this)
-    for directory in [args.out_dir] + ([args.docs_dir] if args.docs_dir else []):
-        other = _recorded_report(directory)
+            "steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "tau_every": tau_every,
+            "main_flags": args.main_flags}
+    directories = [args.out_dir] + ([args.docs_dir] if args.docs_dir else [])
+    try:
+        reports = [(d, _recorded_report(d)) for d in directories]
+    except RecordError as error:
+        print(f"error: {error}: move it away or give another --out_dir / --docs_dir", file=sys.stderr)
+        return 2
+    for directory, other in reports:
         if other.get("runs") and not _same_ablation(other, this):  # rewriting it would lose its records
             print(f"error: {os.path.join(directory, 'ablation.json')} records another ablation (world "
-                  f"{other.get('world')}, data seed {other.get('synthetic_seed', 0)}, steps {other.get('steps')}) "
-                  f"than this one ({this['world']}, {this['synthetic_seed']}, {this['steps']}): its "
+                  f"{other.get('world')}, data seed {other.get('synthetic_seed', 0)}, steps {other.get('steps')}, "
+                  f"tau interval {other.get('tau_every', '?')}, main.py flags {other.get('main_flags', '?')}) than "
+                  f"this one ({this['world']}, {this['synthetic_seed']}, {this['steps']}, {tau_every}, "
+                  f"{args.main_flags}): its "
                   "tables would be lost; give another --out_dir / --docs_dir", file=sys.stderr)
             return 2
+    args.previous, args.previous_commit, report = previous_runs(args.out_dir, args.docs_dir)
+    args.previous_matches = _same_ablation(report, this)
     os.makedirs(args.out_dir, exist_ok=True)
     args.machine = machine_description()
-    asked = set(jobs)  # earlier records of what this command does not ask for stay in the tables
-    args.kept = [r for key, r in args.previous.items() if key not in asked] if args.previous_matches else []
-    for record in args.kept:  # curves of runs recorded before the tables had them, where their folder is
+    for record in args.previous.values():  # curves of runs recorded before the tables had them
         if "curves" not in record:
             curves = stage2_curves(os.path.join(args.out_dir, f"{record['config']}_s{record['seed']}"))
             if curves:
                 record["curves"] = curves
-    earlier = []
-    if args.previous_matches:
-        earlier = report.get("commands") or ([report["command"]] if report.get("command") else [])
-    args.commands = [c for c in earlier if c != args.command] + [args.command]
+    args.commands = []  # every command that wrote these tables, the first first
+    for _, other in reversed(reports):
+        for command in other.get("commands") or ([other["command"]] if other.get("command") else []):
+            if isinstance(command, str) and command not in args.commands:
+                args.commands.append(command)
+    if args.command not in args.commands:
+        args.commands.append(args.command)
     runs, started = [], time.time()
     for done, (name, seed) in enumerate(jobs):
         begin = time.time()
@@ -561,29 +598,52 @@ def main(argv=None):
     return 0
 
 
+class RecordError(ValueError):
+    """An ablation.json that is there but is not an ablation's record."""
+
+
 def _same_ablation(report, this):
+    """Whether ``report`` records the ablation ``this`` describes: world, data seed and steps, and τ's
+    interval and main.py's extra flags where the report names them (earlier reports do not)."""
     return (report.get("world") == this["world"] and report.get("synthetic_seed", 0) == this["synthetic_seed"]
-            and report.get("steps") == this["steps"])
+            and report.get("steps") == this["steps"]
+            and all(report.get(key, this[key]) == this[key] for key in ("tau_every", "main_flags")))
 
 
 def _recorded_report(directory):
-    try:
-        with open(os.path.join(directory, "ablation.json")) as f:
-            report = json.load(f)
-    except (OSError, ValueError):
+    """<directory>/ablation.json ({} when there is none); RecordError when it is not an ablation's
+    record (its records would be lost if the tool wrote over it)."""
+    path = os.path.join(directory, "ablation.json")
+    if not os.path.exists(path):
         return {}
-    return report if isinstance(report, dict) else {}
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as error:
+        raise RecordError(f"{path} cannot be read ({error})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("runs", []), list):
+        raise RecordError(f"{path} is not an ablation's record")
+    for index, record in enumerate(report.get("runs", [])):
+        if not (isinstance(record, dict) and isinstance(record.get("config"), str)
+                and type(record.get("seed")) is int and isinstance(record.get("groups"), list)
+                and isinstance(record.get("figures"), dict)):
+            raise RecordError(f"{path}: runs[{index}] is not a run's record (config, seed, groups, figures)")
+        if "curves" in record and not _valid_curves(record["curves"]):
+            del record["curves"]  # drawn again from the run's folder where it is here
+    return report
 
 
 def previous_runs(out_dir, docs_dir=""):
-    """({(config, seed): run record}, commit, report) of an earlier ablation.json: --out_dir's, else
-    --docs_dir's ({}, None, {} when neither is there)."""
-    for directory in [out_dir] + ([docs_dir] if docs_dir else []):
-        report = _recorded_report(directory)
-        if report:
-            runs = {(r["config"], r["seed"]): r for r in report.get("runs", [])}
-            return runs, (report.get("machine") or {}).get("commit"), report
-    return {}, None, {}
+    """({(config, seed): run record}, commit, report) of the earlier ablation.json files: --out_dir's
+    records over --docs_dir's (both kept), the report --out_dir's, else --docs_dir's ({}, None, {}
+    when neither is there)."""
+    reports = [r for r in (_recorded_report(d) for d in [out_dir] + ([docs_dir] if docs_dir else [])) if r]
+    if not reports:
+        return {}, None, {}
+    runs = {}
+    for report in reversed(reports):
+        runs.update({(r["config"], r["seed"]): r for r in report.get("runs", [])})
+    return runs, (reports[0].get("machine") or {}).get("commit"), reports[0]
 
 
 def write_outputs(runs, args, steps, tau_every):
@@ -593,7 +653,9 @@ def write_outputs(runs, args, steps, tau_every):
     targets = [(args.out_dir, "groups.png", "curves.png")]
     if args.docs_dir:
         targets.append((args.docs_dir, "images/ablation_groups.png", "images/ablation_curves.png"))
-    runs = list(getattr(args, "kept", [])) + runs
+    done = {(r["config"], r["seed"]) for r in runs}  # an earlier record stays until a new one replaces it
+    runs = [r for key, r in getattr(args, "previous", {}).items()
+            if key not in done and getattr(args, "previous_matches", False)] + runs
     picture, curves = groups_picture(runs), curves_picture(runs)
     for directory, link, curves_link in targets:
         args.picture, args.curves_picture = link, curves_link
@@ -604,7 +666,8 @@ def write_outputs(runs, args, steps, tau_every):
                 files.write_png(os.path.join(directory, name), rgb)
     report = {"steps": {"stage1": steps[0][0], "stage2": steps[1][0]}, "budget": args.budget,
               "stage1_budget": args.stage1_budget, "world": args.synthetic_world,
-              "synthetic_seed": args.synthetic_seed, "machine": args.machine, "command": args.command,
+              "synthetic_seed": args.synthetic_seed, "tau_every": tau_every,
+              "main_flags": getattr(args, "main_flags", []), "machine": args.machine, "command": args.command,
               "commands": getattr(args, "commands", [args.command]), "runs": runs}
     for directory in [args.out_dir] + ([args.docs_dir] if args.docs_dir else []):
         files.write_json(os.path.join(directory, "ablation.json"), report)
