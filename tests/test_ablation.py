@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import cv2
+import numpy as np
 import pytest
 from conftest import REPO, load_tool, run_main, selector_training
 
@@ -89,6 +90,29 @@ def test_budget_scales_tau_annealing_with_stage_2():
     assert ablation.scaled_temperature_every(12, 800, 400) == 6
     assert ablation.scaled_temperature_every(12, 800, 8000) == 120
     assert ablation.scaled_temperature_every(12, 800, 10) == 1  # at least one step
+
+
+def test_align_groups_matches_a_reference_and_keeps_the_partition():
+    from lgh_tf.evaluation.grouping import align_groups
+
+    # The same partition in another branch order comes back in the reference's order.
+    assert align_groups([[3, 4], [0, 1, 2], []], [[0, 1, 2], [], [3, 4]]) == [[0, 1, 2], [], [3, 4]]
+    # Overlaps by hand: {0, 1, 5} shares 2 with {0, 1} and 1 with {5, 6}; {5, 6, 7} 2 with {5, 6}.
+    assert align_groups([[5, 6, 7], [0, 1, 5]], [[0, 1], [5, 6]]) == [[0, 1, 5], [5, 6, 7]]
+    # Fewer groups than the reference: padded for the matching, not in the result when unused.
+    assert align_groups([[5], [0, 1]], [[0, 1], [5], [7]]) == [[0, 1], [5]]
+    assert align_groups([[0, 1], [5], [7]], [[5], [0, 1]]) == [[5], [0, 1], [7]]
+
+
+def test_groups_picture_draws_a_configurations_seeds_in_matching_colours(monkeypatch):
+    drawn = {}
+    monkeypatch.setattr("lgh_tf.visualize.grouping_figure",
+                        lambda groups, title: drawn.setdefault(title, groups) and np.zeros((4, 4, 3), np.uint8))
+    runs = [{"config": "learned", "seed": 1, "groups": [[9, 10], [0, 1, 2], list(range(3, 9))]},
+            {"config": "learned", "seed": 0, "groups": [[0, 1, 2], list(range(3, 9)), [9, 10]]}]
+    ablation.groups_picture(runs)
+    assert drawn["learned, seed 1"] == drawn["learned, seed 0"] == runs[1]["groups"]
+    assert runs[0]["groups"][0] == [9, 10]  # the record keeps its branch order
 
 
 def test_tiny_ablation_writes_tables_groups_and_resumes(tmp_path, monkeypatch, capsys):

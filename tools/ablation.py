@@ -405,7 +405,9 @@ def markdown(runs, args, steps, tau_every):
     for run in runs:
         lines.append(f"| {run['config']} seed {run['seed']} | {run['groups']} | {run.get('commit', '?')} |")
     picture = getattr(args, "picture", "groups.png")
-    lines += ["", f"Every run's groups (a row per configuration, a column per seed): ![groups]({picture})"]
+    lines += ["", "Every run's groups (a row per configuration, a column per seed; a configuration's seeds "
+              "in matching colours, so the group numbers there are not branch numbers; ablation.json keeps "
+              f"each run's groups in branch order): ![groups]({picture})"]
     return "\n".join(lines) + "\n"
 
 
@@ -486,11 +488,16 @@ def groups_picture(runs):
     import numpy as np
 
     from lgh_tf import visualize
+    from lgh_tf.evaluation import grouping
 
     names = [n for n in CONFIGS if any(r["config"] == n for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
-    tiles = {(r["config"], r["seed"]): visualize.grouping_figure(r["groups"], f"{r['config']}, seed {r['seed']}")
-             for r in runs}
+    first = {}  # per configuration, its lowest seed's groups: the others drawn in matching colours
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        first.setdefault(r["config"], r["groups"])
+    tiles = {(r["config"], r["seed"]): visualize.grouping_figure(
+        grouping.align_groups(r["groups"], first[r["config"]]), f"{r['config']}, seed {r['seed']}")
+        for r in runs}
     blank = np.full_like(next(iter(tiles.values())), 255)
     rows = [np.concatenate([tiles.get((n, s), blank) for s in seeds], axis=1) for n in names]
     return np.concatenate(rows, axis=0)

@@ -324,8 +324,10 @@ def make_crop_fn(output_size: int, augment: bool, config: AugmentConfig, jit_com
         return tf.clip_by_value(pixels, 0.0, 1.0)
 
     if jit_compile:
-        geometry_and_warp = tf.function(geometry_and_warp, jit_compile=True, reduce_retracing=True)
-        colour = tf.function(colour, jit_compile=True, reduce_retracing=True)
+        # autograph=False: straight-line TensorFlow, nothing to convert (conversion cost seconds per run).
+        geometry_and_warp = tf.function(geometry_and_warp, jit_compile=True, reduce_retracing=True,
+                                        autograph=False)
+        colour = tf.function(colour, jit_compile=True, reduce_retracing=True, autograph=False)
 
     def crop(image, uv, xyz, intrinsics, flip, draws):
         targets = geometry_and_warp(image, uv, xyz, intrinsics, flip, draws)
@@ -401,7 +403,9 @@ def _samples_to_batches(
         dataset = dataset.skip(start_sample)
     if num_shards > 1:
         dataset = dataset.shard(num_shards, shard_index)
-    dataset = dataset.map(sample_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Not converted by autograph either (as above): the map traces it as it is.
+    dataset = dataset.map(tf.autograph.experimental.do_not_convert(sample_fn),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if skip_decode_errors:
         dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)

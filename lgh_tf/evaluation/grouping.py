@@ -76,6 +76,21 @@ def match_groups_to_branches(labels: npt.ArrayLike, branch_errors: npt.ArrayLike
     return mapping[labels]
 
 
+def align_groups(groups: list[list[int]], reference: list[list[int]]) -> list[list[int]]:
+    """``groups`` reordered so that group k shares the most joints with ``reference``'s group k
+    (Hungarian; shorter lists padded with empty groups), e.g. to draw the same partition of two
+    runs in the same colours. The partition itself is unchanged."""
+    from scipy.optimize import linear_sum_assignment
+
+    count, size = len(groups), max(len(groups), len(reference))
+    padded = [list(g) for g in groups] + [[] for _ in range(size - count)]
+    targets = [set(g) for g in reference] + [set() for _ in range(size - len(reference))]
+    overlap = np.array([[len(target & set(g)) for g in padded] for target in targets])
+    rows, cols = linear_sum_assignment(-overlap)
+    aligned = [padded[c] for _, c in sorted(zip(rows, cols))]
+    return aligned[:count] if not any(aligned[count:]) else aligned
+
+
 def co_assignment(labelings: npt.ArrayLike) -> np.ndarray:
     """(N, N) share of the labelings (R, N) that put items i and j in the same group."""
     labelings = np.asarray(labelings)
