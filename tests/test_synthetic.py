@@ -314,6 +314,34 @@ def test_cache_is_reused_when_complete(tmp_path, monkeypatch):
     assert mtimes == {path: os.stat(path).st_mtime_ns for path in mtimes}
 
 
+def test_an_interrupted_generation_resumes_after_its_finished_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic.dataset, "CHUNK", 3)
+    straight = synthetic.load_synthetic(tmp_path / "straight", "test", num_samples=8, seed=4, num_workers=1)
+    real, calls = synthetic.dataset._generate_one, []
+
+    def interrupted(job):  # stopped (Ctrl-C, a kill) while rendering sample 4, in the second part
+        calls.append(job[3])
+        if job[3] == 4:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(synthetic.dataset, "_generate_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.load_synthetic(tmp_path / "resumed", "test", num_samples=8, seed=4, num_workers=1)
+    (directory,) = (tmp_path / "resumed").iterdir()
+    assert sorted(p.name for p in directory.glob("annotations*")) == ["annotations.part000000-000003.npz"]
+
+    calls.clear()
+    monkeypatch.setattr(synthetic.dataset, "_generate_one", lambda job: calls.append(job[3]) or real(job))
+    resumed = synthetic.load_synthetic(tmp_path / "resumed", "test", num_samples=8, seed=4, num_workers=1)
+    assert calls == [3, 4, 5, 6, 7]  # samples 0-2 were finished: not rendered again
+    for field in ("uv", "xyz", "K", "visible", "flip"):
+        np.testing.assert_array_equal(getattr(resumed, field), getattr(straight, field), err_msg=field)
+    for first, second in zip(straight.image_path, resumed.image_path):
+        np.testing.assert_array_equal(cv2.imread(first), cv2.imread(second))
+    assert sorted(p.name for p in directory.glob("annotations*")) == ["annotations.npz"]  # parts merged
+
+
 @pytest.mark.parametrize("damage", ["truncate_npz", "delete_npz", "delete_png"])
 def test_incomplete_cache_is_regenerated(tmp_path, damage):
     records = synthetic.load_synthetic(tmp_path, "test", num_samples=4, seed=3)

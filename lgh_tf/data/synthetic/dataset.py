@@ -12,8 +12,11 @@ Cache layout (generated on first use, re-used when complete)::
         annotations.npz           uv, xyz, K, visible, flip (+ the world's extra per-joint arrays,
                                   e.g. self_occluded, object_occluded), metadata; written last,
                                   atomically
+        annotations.partA-B.npz   while generating: the annotations of samples A..B-1, written when
+                                  their images are; an interrupted generation resumes after them
 
-A directory whose ``annotations.npz`` is missing, unreadable or inconsistent is regenerated.
+A directory whose ``annotations.npz`` is missing, unreadable or inconsistent is regenerated (from
+its finished parts on, where an interrupted generation left them).
 """
 
 from __future__ import annotations
@@ -131,42 +134,86 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
+CHUNK = 1000  # samples per part file: an interrupted generation resumes from its last finished part
+
+
+def _part_path(directory, start, stop) -> str:
+    return os.path.join(directory, f"annotations.part{start:06d}-{stop:06d}.npz")
+
+
+def _load_part(path, count) -> list | None:
+    """A finished part's annotations as one dict per sample, or None (missing, truncated, other)."""
+    try:
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception:  # pylint: disable=broad-except
+        return None
+    if not arrays or any(value.shape[:1] != (count,) for value in arrays.values()):
+        return None
+    return [{key: value[i] for key, value in arrays.items()} for i in range(count)]
+
+
 def _generate_split(directory, split, num_samples, seed, image_size, num_workers, world=DEFAULT_WORLD) -> None:
-    """Renders every sample of a split into ``directory``, then writes the annotations."""
+    """Renders every sample of a split into ``directory``, then writes the annotations.
+
+    Samples go in parts of ``CHUNK``; each finished part's annotations are written at once
+    (atomically, after its images), so an interrupted generation resumes at its first unfinished
+    part; the parts are merged into ``annotations.npz`` at the end and removed."""
     os.makedirs(directory, exist_ok=True)
     stale = os.path.join(directory, ANNOTATIONS_FILE)
     if os.path.exists(stale):
         os.remove(stale)
-    jobs = [(directory, split, seed, index, image_size, world) for index in range(num_samples)]
-    logging.info("Generating %d synthetic %s samples (world %s, seed %d, %dpx) into %s with %d worker(s).",
-                 num_samples, split, world, seed, image_size, directory, num_workers)
-    start = time.perf_counter()
-    results = []
+    parts = [(start, min(start + CHUNK, num_samples)) for start in range(0, num_samples, CHUNK)]
+    results, todo = [], []
+    for start, stop in parts:
+        done = _load_part(_part_path(directory, start, stop), stop - start)
+        if done is None or not all(os.path.exists(os.path.join(directory, _image_name(i)))
+                                   for i in range(start, stop)):
+            todo.append((start, stop))
+    resumed = num_samples - sum(stop - start for start, stop in todo)
+    logging.info("Generating %d synthetic %s samples (world %s, seed %d, %dpx) into %s with %d worker(s)%s.",
+                 num_samples, split, world, seed, image_size, directory, num_workers,
+                 f", {resumed} already there from an interrupted generation" if resumed else "")
+    start_time = time.perf_counter()
+    made = 0
     log_every = max(1, num_samples // 10)
 
-    def collect(iterator):
-        for result in iterator:
-            results.append(result)
-            if len(results) % log_every == 0 or len(results) == num_samples:
-                elapsed = time.perf_counter() - start
-                logging.info("  %d/%d samples, %.0f samples/s", len(results), num_samples,
-                             len(results) / max(elapsed, 1e-9))
+    def generate(mapper):
+        nonlocal made
+        for start, stop in todo:
+            jobs = [(directory, split, seed, index, image_size, world) for index in range(start, stop)]
+            chunk = []
+            for result in mapper(jobs):  # ordered: chunk[i] is sample start + i
+                chunk.append(result)
+                made += 1
+                if made % log_every == 0 or made == num_samples - resumed:
+                    elapsed = time.perf_counter() - start_time
+                    logging.info("  %d/%d samples, %.0f samples/s", resumed + made, num_samples,
+                                 made / max(elapsed, 1e-9))
+            arrays = {key: np.stack([r[key] for r in chunk]) for key in chunk[0]}
+            with files.atomic_path(_part_path(directory, start, stop)) as temporary, open(temporary, "wb") as f:
+                np.savez(f, **arrays)
 
-    if num_workers > 1:
+    if todo and num_workers > 1:
         # "spawn": safe even when the parent has TensorFlow's threads running.
         context = multiprocessing.get_context("spawn")
         with context.Pool(num_workers, initializer=_worker_init) as pool:
-            collect(pool.imap(_generate_one, jobs, chunksize=16))  # ordered: results[i] is i
+            generate(lambda jobs: pool.imap(_generate_one, jobs, chunksize=16))
     else:
-        collect(map(_generate_one, jobs))
+        generate(lambda jobs: map(_generate_one, jobs))
 
+    for start, stop in parts:
+        results += _load_part(_part_path(directory, start, stop), stop - start) or []
+    if len(results) != num_samples:
+        raise RuntimeError(f"Synthetic data generation into {directory} did not complete.")
     annotations = {key: np.stack([r[key] for r in results]) for key in results[0]}
     metadata = _metadata(world, seed, split, image_size, num_samples)
     with files.atomic_path(os.path.join(directory, ANNOTATIONS_FILE)) as temporary, open(temporary, "wb") as f:
         np.savez(f, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
-    elapsed = time.perf_counter() - start
-    logging.info("Generated %d samples in %.1f s (%.0f samples/s).", num_samples, elapsed,
-                 num_samples / max(elapsed, 1e-9))
+    for start, stop in parts:
+        os.remove(_part_path(directory, start, stop))
+    elapsed = time.perf_counter() - start_time
+    logging.info("Generated %d samples in %.1f s (%.0f samples/s).", made, elapsed, made / max(elapsed, 1e-9))
 
 
 def _metadata(world, seed, split, image_size, num_samples) -> dict:
