@@ -205,13 +205,18 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
     for start, stop in parts:
         results += _load_part(_part_path(directory, start, stop), stop - start) or []
     if len(results) != num_samples:
+        if _load_annotations(directory, split, num_samples, seed, image_size, world) is not None:
+            return  # a second process generating the same split merged the parts first: its result
         raise RuntimeError(f"Synthetic data generation into {directory} did not complete.")
     annotations = {key: np.stack([r[key] for r in results]) for key in results[0]}
     metadata = _metadata(world, seed, split, image_size, num_samples)
     with files.atomic_path(os.path.join(directory, ANNOTATIONS_FILE)) as temporary, open(temporary, "wb") as f:
         np.savez(f, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
     for start, stop in parts:
-        os.remove(_part_path(directory, start, stop))
+        try:
+            os.remove(_part_path(directory, start, stop))
+        except FileNotFoundError:  # removed by a second process that generated the same split
+            pass
     elapsed = time.perf_counter() - start_time
     logging.info("Generated %d samples in %.1f s (%.0f samples/s).", made, elapsed, made / max(elapsed, 1e-9))
 
