@@ -102,6 +102,7 @@ def test_align_groups_matches_a_reference_and_keeps_the_partition():
     # Fewer groups than the reference: padded for the matching, not in the result when unused.
     assert align_groups([[5], [0, 1]], [[0, 1], [5], [7]]) == [[0, 1], [5]]
     assert align_groups([[0, 1], [5], [7]], [[5], [0, 1]]) == [[5], [0, 1], [7]]
+    assert align_groups([], []) == []
 
 
 def test_groups_picture_draws_a_configurations_seeds_in_matching_colours(monkeypatch):
@@ -326,6 +327,13 @@ def test_an_interrupted_extension_and_two_record_files_lose_no_record(tmp_path, 
     ('{"runs": {"x": 1}}', "is not an ablation's record"),
     ('{"runs": [{"config": "k1", "seed": 0, "figures": {}}]}', "runs[0] is not a run's record"),
     ('{"runs": ["junk"]}', "runs[0] is not a run's record"),
+    # Found in review: records that passed the check and crashed after the next run had trained.
+    ('{"runs": [{"config": "k1", "seed": 0, "groups": [3, 4], "figures": {}}]}', "runs[0] is not a run's record"),
+    ('{"runs": [{"config": "k1", "seed": 0, "groups": [[0, 21]], "figures": {}}]}', "runs[0] is not a run's record"),
+    ('{"runs": [{"config": "k1", "seed": 0, "groups": [[0]], "figures": {"mean_epe_mm": "16"}}]}',
+     "runs[0] is not a run's record"),
+    ('{"machine": "x", "runs": []}', "is not an ablation's record (machine)"),
+    ('{"commands": "python tools/ablation.py", "runs": []}', "is not an ablation's record (commands)"),
 ])
 def test_a_record_file_that_is_not_one_is_refused_in_one_line(tmp_path, monkeypatch, capsys, content, says):
     (tmp_path / "docs").mkdir()
@@ -335,6 +343,15 @@ def test_a_record_file_that_is_not_one_is_refused_in_one_line(tmp_path, monkeypa
     error = capsys.readouterr().err.strip()
     assert code == 2 and not asked and error.startswith("error: ") and "\n" not in error and says in error
     assert (tmp_path / "docs" / "ablation.json").read_text() == content and not (tmp_path / "out").exists()
+
+
+def test_an_out_dir_record_without_runs_does_not_drop_the_docs_records(tmp_path, monkeypatch):
+    docs, out = tmp_path / "docs", tmp_path / "out"
+    _write_report(docs, [("k1", s) for s in (0, 1, 2)])
+    out.mkdir()
+    (out / "ablation.json").write_text('{"runs": []}')  # cut down by hand: no world, no steps
+    code, _ = _extend(tmp_path, monkeypatch, [f"--out_dir={out}", f"--docs_dir={docs}", "--configs=k1", "--seeds=1"])
+    assert code == 0 and _records(docs) == _records(out) == [("k1", 0), ("k1", 1), ("k1", 2)]
 
 
 def test_other_main_flags_or_tau_interval_are_another_ablation(tmp_path, monkeypatch, capsys):

@@ -341,6 +341,16 @@ def test_an_interrupted_generation_resumes_after_its_finished_parts(tmp_path, mo
         np.testing.assert_array_equal(cv2.imread(first), cv2.imread(second))
     assert sorted(p.name for p in directory.glob("annotations*")) == ["annotations.npz"]  # parts merged
 
+    # A part that is there but not a part (a key missing) is rendered again, not merged.
+    os.remove(directory / "annotations.npz")
+    np.savez(directory / "annotations.part000003-000006.npz", uv=straight.uv[3:6])
+    np.savez(directory / "annotations.part000000-000003.npz", uv=straight.uv[:3], xyz=straight.xyz[:3],
+             K=straight.K[:3], visible=straight.visible[:3], flip=straight.flip[:3])
+    calls.clear()
+    again = synthetic.load_synthetic(tmp_path / "resumed", "test", num_samples=8, seed=4, num_workers=1)
+    assert calls == [3, 4, 5, 6, 7]
+    np.testing.assert_array_equal(again.xyz, straight.xyz)
+
 
 @pytest.mark.parametrize("damage", ["truncate_npz", "delete_npz", "delete_png"])
 def test_incomplete_cache_is_regenerated(tmp_path, damage):

@@ -574,8 +574,9 @@ def main(argv=None):
                   f"{args.main_flags}): its "
                   "tables would be lost; give another --out_dir / --docs_dir", file=sys.stderr)
             return 2
-    args.previous, args.previous_commit, report = previous_runs(args.out_dir, args.docs_dir)
-    args.previous_matches = _same_ablation(report, this)
+    args.previous, args.previous_commit, _ = previous_runs(args.out_dir, args.docs_dir)
+    # Every report with runs was checked above; one without runs brings no records to keep.
+    args.previous_matches = all(_same_ablation(other, this) for _, other in reports if other.get("runs"))
     os.makedirs(args.out_dir, exist_ok=True)
     args.machine = machine_description()
     for record in args.previous.values():  # curves of runs recorded before the tables had them
@@ -617,6 +618,14 @@ def _same_ablation(report, this):
             and all(report.get(key, this[key]) == this[key] for key in ("tau_every", "main_flags")))
 
 
+def _valid_groups(groups):
+    """A list of groups, each a list of joint numbers 0..20 (at least one group)."""
+    from lgh_tf.data.schema import NUM_JOINTS
+
+    return (isinstance(groups, list) and bool(groups) and all(
+        isinstance(g, list) and all(type(j) is int and 0 <= j < NUM_JOINTS for j in g) for g in groups))
+
+
 def _recorded_report(directory):
     """<directory>/ablation.json ({} when there is none); RecordError when it is not an ablation's
     record (its records would be lost if the tool wrote over it)."""
@@ -630,11 +639,18 @@ def _recorded_report(directory):
         raise RecordError(f"{path} cannot be read ({error})") from None
     if not isinstance(report, dict) or not isinstance(report.get("runs", []), list):
         raise RecordError(f"{path} is not an ablation's record")
+    kinds = {"machine": dict, "command": str, "commands": list, "steps": dict}
+    wrong = [key for key, kind in kinds.items() if key in report and not isinstance(report[key], kind)]
+    if wrong or not all(isinstance(c, str) for c in report.get("commands", [])):
+        raise RecordError(f"{path} is not an ablation's record ({', '.join(wrong) or 'commands'})")
     for index, record in enumerate(report.get("runs", [])):
         if not (isinstance(record, dict) and isinstance(record.get("config"), str)
-                and type(record.get("seed")) is int and isinstance(record.get("groups"), list)
-                and isinstance(record.get("figures"), dict)):
-            raise RecordError(f"{path}: runs[{index}] is not a run's record (config, seed, groups, figures)")
+                and type(record.get("seed")) is int and _valid_groups(record.get("groups"))
+                and isinstance(record.get("figures"), dict)
+                and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                        for v in record["figures"].values())):
+            raise RecordError(f"{path}: runs[{index}] is not a run's record (config, seed, groups of "
+                              "joints 0-20, numeric figures)")
         if "curves" in record and not _valid_curves(record["curves"]):
             del record["curves"]  # drawn again from the run's folder where it is here
     return report

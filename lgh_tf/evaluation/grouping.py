@@ -83,6 +83,8 @@ def align_groups(groups: list[list[int]], reference: list[list[int]]) -> list[li
     from scipy.optimize import linear_sum_assignment
 
     count, size = len(groups), max(len(groups), len(reference))
+    if not size:
+        return []
     padded = [list(g) for g in groups] + [[] for _ in range(size - count)]
     targets = [set(g) for g in reference] + [set() for _ in range(size - len(reference))]
     overlap = np.array([[len(target & set(g)) for g in padded] for target in targets])

@@ -148,7 +148,10 @@ def _load_part(path, count) -> list | None:
             arrays = {key: archive[key] for key in archive.files}
     except Exception:  # pylint: disable=broad-except
         return None
-    if not arrays or any(value.shape[:1] != (count,) for value in arrays.values()):
+    joints = schema.NUM_JOINTS
+    shapes = {"uv": (joints, 2), "xyz": (joints, 3), "K": (3, 3), "visible": (joints,), "flip": ()}
+    if (any(value.shape[:1] != (count,) for value in arrays.values())
+            or any(key not in arrays or arrays[key].shape[1:] != shape for key, shape in shapes.items())):
         return None
     return [{key: value[i] for key, value in arrays.items()} for i in range(count)]
 
@@ -159,10 +162,7 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
     Samples go in parts of ``CHUNK``; each finished part's annotations are written at once
     (atomically, after its images), so an interrupted generation resumes at its first unfinished
     part; the parts are merged into ``annotations.npz`` at the end and removed."""
-    os.makedirs(directory, exist_ok=True)
-    stale = os.path.join(directory, ANNOTATIONS_FILE)
-    if os.path.exists(stale):
-        os.remove(stale)
+    os.makedirs(directory, exist_ok=True)  # a stale annotations.npz is replaced atomically at the end
     parts = [(start, min(start + CHUNK, num_samples)) for start in range(0, num_samples, CHUNK)]
     results, todo = [], []
     for start, stop in parts:
@@ -178,9 +178,17 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
     made = 0
     log_every = max(1, num_samples // 10)
 
+    def finished_elsewhere():  # a second process generating the same split has merged its parts
+        return (os.path.exists(os.path.join(directory, ANNOTATIONS_FILE))
+                and _load_annotations(directory, split, num_samples, seed, image_size, world) is not None)
+
     def generate(mapper):
         nonlocal made
         for start, stop in todo:
+            if _load_part(_part_path(directory, start, stop), stop - start) is not None:
+                continue  # written meanwhile by a second process generating the same split
+            if finished_elsewhere():
+                return
             jobs = [(directory, split, seed, index, image_size, world) for index in range(start, stop)]
             chunk = []
             for result in mapper(jobs):  # ordered: chunk[i] is sample start + i
@@ -204,19 +212,19 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
 
     for start, stop in parts:
         results += _load_part(_part_path(directory, start, stop), stop - start) or []
-    if len(results) != num_samples:
-        if _load_annotations(directory, split, num_samples, seed, image_size, world) is not None:
-            return  # a second process generating the same split merged the parts first: its result
+    if len(results) == num_samples:
+        annotations = {key: np.stack([r[key] for r in results]) for key in results[0]}
+        metadata = _metadata(world, seed, split, image_size, num_samples)
+        with files.atomic_path(os.path.join(directory, ANNOTATIONS_FILE)) as temporary, open(temporary, "wb") as f:
+            np.savez(f, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
+    elif not finished_elsewhere():
         raise RuntimeError(f"Synthetic data generation into {directory} did not complete.")
-    annotations = {key: np.stack([r[key] for r in results]) for key in results[0]}
-    metadata = _metadata(world, seed, split, image_size, num_samples)
-    with files.atomic_path(os.path.join(directory, ANNOTATIONS_FILE)) as temporary, open(temporary, "wb") as f:
-        np.savez(f, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
-    for start, stop in parts:
-        try:
-            os.remove(_part_path(directory, start, stop))
-        except FileNotFoundError:  # removed by a second process that generated the same split
-            pass
+    for name in os.listdir(directory):  # also parts a second process wrote after the merge
+        if name.startswith("annotations.part") and name.endswith(".npz"):
+            try:
+                os.remove(os.path.join(directory, name))
+            except FileNotFoundError:  # removed by that second process
+                pass
     elapsed = time.perf_counter() - start_time
     logging.info("Generated %d samples in %.1f s (%.0f samples/s).", made, elapsed, made / max(elapsed, 1e-9))
 
