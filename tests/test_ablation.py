@@ -354,6 +354,14 @@ def test_an_out_dir_record_without_runs_does_not_drop_the_docs_records(tmp_path,
     assert code == 0 and _records(docs) == _records(out) == [("k1", 0), ("k1", 1), ("k1", 2)]
 
 
+def test_a_new_docs_dir_is_made(tmp_path, monkeypatch):
+    # Found in a long run: the tables of its first run could not be written into a --docs_dir not there yet.
+    docs = tmp_path / "new" / "docs"
+    code, _ = _extend(tmp_path, monkeypatch, [f"--out_dir={tmp_path / 'out'}", f"--docs_dir={docs}", "--configs=k1",
+                                              "--seeds=1"])
+    assert code == 0 and _records(docs) == [("k1", 0)] and (docs / "ablation.md").exists()
+
+
 def test_other_main_flags_or_tau_interval_are_another_ablation(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     assert _extend(tmp_path, monkeypatch, [f"--out_dir={out}", "--configs=k1", "--seeds=1", "--",

@@ -681,6 +681,7 @@ def write_outputs(runs, args, steps, tau_every):
             if key not in done and getattr(args, "previous_matches", False)] + runs
     picture, curves = groups_picture(runs), curves_picture(runs)
     for directory, link, curves_link in targets:
+        os.makedirs(directory, exist_ok=True)  # --docs_dir may be new
         args.picture, args.curves_picture = link, curves_link
         files.write_bytes(os.path.join(directory, "ablation.md"), markdown(runs, args, steps, tau_every).encode())
         for name, rgb in ((link, picture), (curves_link, curves)):
