@@ -26,8 +26,9 @@ flags.DEFINE_string("model_dir", "", "Training output: checkpoints, TensorBoard,
 # Model (ModelConfig).
 flags.DEFINE_integer("num_groups", 3, "K, number of joint groups (1 = the paper's baseline).")
 flags.DEFINE_boolean("fusion", True, "Cross-group feature fusion (Eq. 9).")
-flags.DEFINE_enum("grouping", "learned", ["learned", "manual"],
-                  "Learned selector or the manual thumb/index/others grouping.")
+flags.DEFINE_enum("grouping", "learned", ["learned", "manual", "fingers"],
+                  "Learned selector, the manual thumb/index/others grouping (num_groups 3) or one group "
+                  "per finger (num_groups 5).")
 flags.DEFINE_integer("input_size", 256, "Crop side fed to the network, a multiple of 64.")
 flags.DEFINE_integer("backbone_filters", 256, "Hourglass width.")
 flags.DEFINE_integer("hourglass_depth", 4, "Hourglass levels (the paper's: 4); input_size a multiple of 4 * 2**depth.")

@@ -20,8 +20,9 @@ from lgh_tf import geometry
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The network. ``grouping``: "learned" (the selector of Eq. 8) or "manual" (thumb / index /
-    other fingers, Table 2; needs num_groups=3)."""
+    """The network. ``grouping``: "learned" (the selector of Eq. 8), "manual" (thumb / index /
+    other fingers, Table 2; needs num_groups=3) or "fingers" (one group per finger, the wrist with
+    the middle finger; needs num_groups=5)."""
 
     num_joints: int = 21
     num_groups: int = 3  # K; 1 is the paper's baseline, up to 21
@@ -68,10 +69,12 @@ class ModelConfig:
             raise ValueError(f"num_groups must be in 1..{self.num_joints}, got {self.num_groups}")
         if self.selector_sample not in ("batch", "image"):
             raise ValueError(f"selector_sample must be 'batch' or 'image', got {self.selector_sample!r}")
-        if self.grouping not in ("learned", "manual"):
-            raise ValueError(f"grouping must be 'learned' or 'manual', got {self.grouping!r}")
+        if self.grouping not in ("learned", "manual", "fingers"):
+            raise ValueError(f"grouping must be 'learned', 'manual' or 'fingers', got {self.grouping!r}")
         if self.grouping == "manual" and self.num_groups != 3:
             raise ValueError("manual grouping (thumb / index / other fingers) needs num_groups=3")
+        if self.grouping == "fingers" and self.num_groups != 5:
+            raise ValueError("fingers grouping (one group per finger) needs num_groups=5")
         step = 4 * 2 ** self.hourglass_depth
         if self.input_size % step:
             raise ValueError(

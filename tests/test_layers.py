@@ -28,7 +28,8 @@ from lgh_tf.model.shared_features import BottleneckResidual, Hourglass, Hourglas
 @pytest.mark.parametrize(
     "num_groups,fusion,grouping",
     [(1, True, "learned"), (2, True, "learned"), (3, True, "learned"), (3, False, "learned"),
-     (5, True, "learned"), (21, False, "learned"), (3, True, "manual"), (3, False, "manual")],
+     (5, True, "learned"), (21, False, "learned"), (3, True, "manual"), (3, False, "manual"),
+     (5, False, "fingers")],
 )
 def test_network_shapes(num_groups, fusion, grouping):
     config = small_config(num_groups=num_groups, fusion=fusion, grouping=grouping)
@@ -55,12 +56,21 @@ def test_non_square_multiple_of_64_and_bad_sizes():
         small_config(num_groups=22).validate()
     with pytest.raises(ValueError, match="manual"):
         small_config(num_groups=2, grouping="manual").validate()
+    with pytest.raises(ValueError, match="fingers grouping .* needs num_groups=5"):
+        small_config(num_groups=3, grouping="fingers").validate()
 
 
 def test_manual_grouping_is_thumb_index_others():
     model = LearnableGroupsNet(small_config(grouping="manual"))
     model.build_for_input()
     assert model.groups() == [[1, 2, 3, 4], [5, 6, 7, 8], [0] + list(range(9, 21))]
+    assert not [v for v in model.trainable_variables if "theta" in v.path]
+
+
+def test_fingers_grouping_is_one_group_per_finger_with_the_wrist_on_the_middle():
+    model = LearnableGroupsNet(small_config(grouping="fingers", num_groups=5))
+    model.build_for_input()
+    assert model.groups() == [[1, 2, 3, 4], [5, 6, 7, 8], [0, 9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
     assert not [v for v in model.trainable_variables if "theta" in v.path]
 
 

@@ -10,6 +10,7 @@ selector draws), then evaluates each run with the data set's protocol (``main.py
     learned         learned K = 3, no fusion                       Table 2 row 4, Table 3 '3'
     learned_fusion  learned K = 3 with fusion (the full method)    Table 2 row 5
     k2, k4, k5      learned K = 2, 4, 5, no fusion                 Table 3
+    fingers         one fixed group per finger (K = 5), no fusion  Table 3, beside K = 5 (not run by default)
     k2_recipe .. k5_recipe
                     learned K = 2..5, no fusion, trained with      Table 3 with main.py's default
                     --selector_recipe=error_affinity               selector (not run by default)
@@ -77,6 +78,7 @@ CONFIGS = {
     "k2": (["--grouping=learned", "--num_groups=2", "--nofusion", PAPER], None, "2"),
     "k4": (["--grouping=learned", "--num_groups=4", "--nofusion", PAPER], None, "4"),
     "k5": (["--grouping=learned", "--num_groups=5", "--nofusion", PAPER], None, "5"),
+    "fingers": (["--grouping=fingers", "--num_groups=5", "--nofusion", PAPER], None, "5, the fingers (fixed)"),
     # Table 3 with issue 34's default recipe (the four flags of learned_fusion_recommended, one flag).
     **{f"k{k}_recipe": (["--grouping=learned", f"--num_groups={k}", "--nofusion", RECIPE], None,
                         f"{k}, error_affinity") for k in (2, 3, 4, 5)},

@@ -46,6 +46,17 @@ MANUAL_GROUPS = (
     (0,) + FINGER_JOINTS["middle"] + FINGER_JOINTS["ring"] + FINGER_JOINTS["little"],
 )
 
+# The finger-level grouping: one group per finger, the wrist with the middle finger (the palm's axis),
+# so K = 5 with no one-joint branch.
+FINGER_GROUPS = (
+    FINGER_JOINTS["thumb"],
+    FINGER_JOINTS["index"],
+    (0,) + FINGER_JOINTS["middle"],
+    FINGER_JOINTS["ring"],
+    FINGER_JOINTS["little"],
+)
+FIXED_GROUPINGS = {"manual": MANUAL_GROUPS, "fingers": FINGER_GROUPS}
+
 
 # ---------------------------------------------------------------------------------------------
 # What a reader hands to the pipeline: one row per sample, images still on disk.

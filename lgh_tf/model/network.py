@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from lgh_tf.config import ModelConfig
-from lgh_tf.data.schema import MANUAL_GROUPS
+from lgh_tf.data.schema import FIXED_GROUPINGS
 from lgh_tf.model.grouped_features import (
     SELECTOR_MODES,
     GroupBranch,
@@ -81,7 +81,7 @@ class LearnableGroupsNet(keras.Model):
         self.selector = JointGroupSelector(
             c.num_joints,
             k,
-            fixed_groups=MANUAL_GROUPS if c.grouping == "manual" else None,
+            fixed_groups=FIXED_GROUPINGS.get(c.grouping),
             seed=c.selector_seed,
             sample_per_image=c.selector_sample == "image",
             straight_through=c.selector_straight_through,
