@@ -141,8 +141,8 @@ def _part_path(directory, start, stop) -> str:
     return os.path.join(directory, f"annotations.part{start:06d}-{stop:06d}.npz")
 
 
-def _load_part(path, count) -> list | None:
-    """A finished part's annotations as one dict per sample, or None (missing, truncated, other)."""
+def _load_part(path, count) -> dict | None:
+    """A finished part's annotation arrays (``count`` samples each), or None (missing, truncated, other)."""
     try:
         with np.load(path) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -153,7 +153,7 @@ def _load_part(path, count) -> list | None:
     if (any(value.shape[:1] != (count,) for value in arrays.values())
             or any(key not in arrays or arrays[key].shape[1:] != shape for key, shape in shapes.items())):
         return None
-    return [{key: value[i] for key, value in arrays.items()} for i in range(count)]
+    return arrays
 
 
 def _generate_split(directory, split, num_samples, seed, image_size, num_workers, world=DEFAULT_WORLD) -> None:
@@ -164,7 +164,7 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
     part; the parts are merged into ``annotations.npz`` at the end and removed."""
     os.makedirs(directory, exist_ok=True)  # a stale annotations.npz is replaced atomically at the end
     parts = [(start, min(start + CHUNK, num_samples)) for start in range(0, num_samples, CHUNK)]
-    results, todo = [], []
+    todo = []
     for start, stop in parts:
         done = _load_part(_part_path(directory, start, stop), stop - start)
         if done is None or not all(os.path.exists(os.path.join(directory, _image_name(i)))
@@ -210,10 +210,9 @@ def _generate_split(directory, split, num_samples, seed, image_size, num_workers
     else:
         generate(lambda jobs: map(_generate_one, jobs))
 
-    for start, stop in parts:
-        results += _load_part(_part_path(directory, start, stop), stop - start) or []
-    if len(results) == num_samples:
-        annotations = {key: np.stack([r[key] for r in results]) for key in results[0]}
+    loaded = [_load_part(_part_path(directory, start, stop), stop - start) for start, stop in parts]
+    if all(part is not None for part in loaded):
+        annotations = {key: np.concatenate([part[key] for part in loaded]) for key in loaded[0]}
         metadata = _metadata(world, seed, split, image_size, num_samples)
         with files.atomic_path(os.path.join(directory, ANNOTATIONS_FILE)) as temporary, open(temporary, "wb") as f:
             np.savez(f, **annotations, **{f"meta_{k}": v for k, v in metadata.items()})
