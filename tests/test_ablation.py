@@ -178,7 +178,8 @@ def test_a_recorded_run_whose_folder_is_gone_is_reused_only_when_it_matches(tmp_
     docs.mkdir()
     (docs / "ablation.json").write_text(json.dumps({"world": "realistic", "synthetic_seed": 0,
                                                     "steps": {"stage1": 2000, "stage2": 3000}, "runs": [record]}))
-    previous, _, report = ablation.previous_runs(str(tmp_path / "out"), str(docs))  # out_dir has none
+    recorded = [ablation._recorded_report(str(d)) for d in (tmp_path / "out", docs)]  # out_dir has none
+    previous, _, report = ablation.previous_runs(recorded)
     assert previous == {("k1", 0): record} and report["world"] == "realistic"
 
     trained = []

@@ -576,7 +576,7 @@ def main(argv=None):
                   f"{args.main_flags}): its "
                   "tables would be lost; give another --out_dir / --docs_dir", file=sys.stderr)
             return 2
-    args.previous, args.previous_commit, _ = previous_runs(args.out_dir, args.docs_dir)
+    args.previous, args.previous_commit, _ = previous_runs([other for _, other in reports])
     # Every report with runs was checked above; one without runs brings no records to keep.
     args.previous_matches = all(_same_ablation(other, this) for _, other in reports if other.get("runs"))
     os.makedirs(args.out_dir, exist_ok=True)
@@ -658,11 +658,11 @@ def _recorded_report(directory):
     return report
 
 
-def previous_runs(out_dir, docs_dir=""):
-    """({(config, seed): run record}, commit, report) of the earlier ablation.json files: --out_dir's
-    records over --docs_dir's (both kept), the report --out_dir's, else --docs_dir's ({}, None, {}
-    when neither is there)."""
-    reports = [r for r in (_recorded_report(d) for d in [out_dir] + ([docs_dir] if docs_dir else [])) if r]
+def previous_runs(recorded):
+    """({(config, seed): run record}, commit, report) of the earlier ablation.json files ``recorded``
+    (as _recorded_report read them, --out_dir's first): --out_dir's records over --docs_dir's (both
+    kept), the report --out_dir's, else --docs_dir's ({}, None, {} when neither is there)."""
+    reports = [r for r in recorded if r]
     if not reports:
         return {}, None, {}
     runs = {}
